@@ -1,0 +1,45 @@
+"""Shared parameter documentation, filled into docstrings with :func:`doc_params`."""
+
+from __future__ import annotations
+
+import inspect
+
+
+def doc_params(**kwds: str):
+    """Fill ``{name}`` placeholders of a docstring with shared parameter text (Scanpy's pattern)."""
+
+    def dec(obj):
+        obj.__orig_doc__ = obj.__doc__
+        obj.__doc__ = inspect.cleandoc(obj.__doc__).format_map(kwds)
+        return obj
+
+    return dec
+
+
+doc_adata = """\
+adata
+    Annotated data matrix (cells or samples × genes). A :class:`~mudata.MuData` is accepted too:
+    its modalities are concatenated and features are named ``"mod:gene"``."""
+
+doc_layer = """\
+layer
+    Use ``adata.layers[layer]`` instead of ``adata.X``.
+use_raw
+    Use ``adata.raw.X`` (and ``adata.raw.var_names``). Never inferred: ``False`` by default."""
+
+doc_random_state = """\
+random_state
+    Seed of every stochastic step. The same seed on the same device gives identical results."""
+
+doc_device = """\
+device
+    ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Defaults to
+    ``xl.settings.device``."""
+
+doc_copy = """\
+copy
+    Return a modified copy instead of writing into ``adata``."""
+
+doc_key = """\
+key
+    Key of the ensemble in ``adata.uns`` (``key_added`` of :func:`scxl.tl.train_classifier`)."""

@@ -1,0 +1,82 @@
+"""Readers of what scxl stores in an AnnData."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from .._keys import Key
+from .._validation import check_adata
+
+
+def ensemble(adata: Any, key: str = Key.ENSEMBLE, *, factory: Callable[[int, int], nn.Module] | None = None):
+    """The ensemble stored in ``adata.uns[key]`` as an :class:`~scxl.models.Ensemble`.
+
+    Parameters
+    ----------
+    adata
+        AnnData or MuData with a trained ensemble.
+    key
+        Key of the ensemble in ``adata.uns`` (``key_added`` of :func:`scxl.tl.train_classifier`).
+    factory
+        The module factory, for an ensemble trained with a custom ``model=`` callable.
+
+    Returns
+    -------
+    The ensemble, on the CPU, in eval mode. Its ``predict_proba`` takes a matrix whose columns
+    follow ``ensemble.var_names``; ``save``/``load`` write a standalone ``.npz`` file.
+
+    Examples
+    --------
+    >>> import scxl as xl
+    >>> xl.settings.progress = False
+    >>> adata = xl.datasets.synthetic(200, 50, 3, random_state=0)
+    >>> xl.tl.train_classifier(adata, "group", n_models=2, max_epochs=3)
+    >>> xl.get.ensemble(adata)
+    Ensemble of 2 MLP models: 50 features → 3 classes (group_0, group_1, group_2)
+    """
+    from ..models import Ensemble
+
+    check_adata(adata)
+    if key not in adata.uns:
+        raise KeyError(f"no ensemble under uns[{key!r}]: run xl.tl.train_classifier first (or pass key= of a trained one)")
+    stored = adata.uns[key]
+    if not isinstance(stored, dict) or "weights" not in stored:
+        raise ValueError(f"uns[{key!r}] is not an scxl ensemble (written by xl.tl.train_classifier)")
+    return Ensemble.from_dict(stored, factory=factory)
+
+
+def training_metrics(adata: Any, key: str = Key.ENSEMBLE) -> pd.DataFrame:
+    """Validation (and cross-validation) metrics of a stored ensemble, one row per member.
+
+    Parameters
+    ----------
+    adata
+        AnnData or MuData with a trained ensemble.
+    key
+        Key of the ensemble in ``adata.uns``.
+
+    Returns
+    -------
+    DataFrame with ``accuracy``, ``balanced_accuracy``, ``macro_f1`` and ``evaluated_on`` per
+    member, for the ``ensemble`` and, if cross-validated, per fold and overall (``cv``).
+
+    Examples
+    --------
+    >>> import scxl as xl
+    >>> xl.settings.progress = False
+    >>> adata = xl.datasets.synthetic(200, 50, 3, random_state=0)
+    >>> xl.tl.train_classifier(adata, "group", n_models=2, max_epochs=3)
+    >>> list(xl.get.training_metrics(adata).index)
+    ['model_0', 'model_1', 'ensemble']
+    """
+    check_adata(adata)
+    if key not in adata.uns or "weights" not in adata.uns[key]:
+        raise KeyError(f"no ensemble under uns[{key!r}]: run xl.tl.train_classifier first")
+    metrics = adata.uns[key].get("metrics")
+    if metrics is None:
+        raise ValueError(f"the ensemble under uns[{key!r}] was trained without validation (validation=0, no cv)")
+    return metrics.copy()

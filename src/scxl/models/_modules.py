@@ -1,0 +1,194 @@
+"""Torch modules of the ensemble members: the paper's MLP and grid CNN.
+
+A module is fully described by a JSON-able *spec* (``dict``), so an ensemble can be rebuilt from
+``adata.uns`` without pickling: :func:`build_module` turns a spec into a fresh module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+MODEL_TYPES = ("mlp", "cnn")
+
+
+class MLP(nn.Module):
+    """Multilayer perceptron: ``[Linear → BatchNorm → ReLU] × len(hidden) → Dropout → Linear``.
+
+    The paper's model is one hidden layer of 128 units with BatchNorm and ReLU, and dropout 0.25
+    before the output layer.
+
+    Parameters
+    ----------
+    n_features
+        Number of input genes.
+    n_classes
+        Number of classes (output logits).
+    hidden
+        Sizes of the hidden layers.
+    dropout
+        Dropout probability before the output layer.
+    batchnorm
+        Use BatchNorm after each hidden linear layer.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        hidden: Sequence[int] = (128,),
+        *,
+        dropout: float = 0.25,
+        batchnorm: bool = True,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        d = n_features
+        for h in hidden:
+            layers.append(nn.Linear(d, h))
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(h))
+            layers.append(nn.ReLU())
+            d = h
+        layers += [nn.Dropout(dropout), nn.Linear(d, n_classes)]
+        self.net = nn.Sequential(*layers)
+        self.n_features = n_features
+        self.n_classes = n_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, shape ``(n, n_classes)``."""
+        return self.net(x)
+
+
+class GridCNN(nn.Module):
+    """The paper's CNN: genes laid out on a zero-padded square grid in a given order.
+
+    ``[Conv(k) → MaxPool(2) → BatchNorm → ReLU] × 3`` with 64/128/256 channels and kernels
+    5/5/3, then global average pooling → BatchNorm → ReLU → Dropout → Linear. The layout is part
+    of the module (a fixed index buffer), so the module takes a plain ``(n, n_features)`` matrix
+    and gradients flow back to genes, not to grid pixels.
+
+    Parameters
+    ----------
+    n_features
+        Number of input genes.
+    n_classes
+        Number of classes.
+    order
+        Permutation of ``range(n_features)``: ``order[p]`` is the gene placed at grid position
+        ``p`` (row-major). Defaults to the identity.
+    channels, kernels
+        Output channels and kernel sizes of the convolutions.
+    dropout
+        Dropout probability before the output layer.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        order: Sequence[int] | np.ndarray | None = None,
+        *,
+        channels: Sequence[int] = (64, 128, 256),
+        kernels: Sequence[int] = (5, 5, 3),
+        dropout: float = 0.25,
+    ) -> None:
+        super().__init__()
+        if len(channels) != len(kernels):
+            raise ValueError("channels and kernels must have the same length")
+        side = max(2, math.ceil(math.sqrt(n_features)))
+        order = np.arange(n_features) if order is None else np.asarray(order, dtype=np.int64)
+        if order.shape != (n_features,) or not np.array_equal(np.sort(order), np.arange(n_features)):
+            raise ValueError("order must be a permutation of range(n_features)")
+        index = np.full(side * side, n_features, dtype=np.int64)  # n_features = padding (zero)
+        index[: n_features] = order
+        self.register_buffer("index", torch.from_numpy(index))
+        self.side = side
+        blocks: list[nn.Module] = []
+        c_in = 1
+        for c, k in zip(channels, kernels, strict=True):
+            blocks += [
+                nn.Conv2d(c_in, c, kernel_size=k, padding=k // 2),
+                nn.MaxPool2d(2, ceil_mode=True),
+                nn.BatchNorm2d(c),
+                nn.ReLU(),
+            ]
+            c_in = c
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.BatchNorm1d(c_in),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(c_in, n_classes),
+        )
+        self.n_features = n_features
+        self.n_classes = n_classes
+
+    def to_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """Lay genes out on the grid: ``(n, n_features)`` → ``(n, 1, side, side)``."""
+        pad = torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)
+        return torch.cat([x, pad], dim=1)[:, self.index].reshape(-1, 1, self.side, self.side)
+
+    @property
+    def last_conv(self) -> nn.Module:
+        """The last convolution (the layer Grad-CAM reads)."""
+        return [m for m in self.features if isinstance(m, nn.Conv2d)][-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits, shape ``(n, n_classes)``."""
+        return self.head(self.features(self.to_grid(x)))
+
+
+def default_spec(model: str, n_features: int, n_classes: int, **options: Any) -> dict[str, Any]:
+    """A JSON-able architecture spec with the paper's defaults, overridden by ``options``."""
+    if model == "mlp":
+        spec = {"type": "mlp", "hidden": [128], "dropout": 0.25, "batchnorm": True}
+    elif model == "cnn":
+        spec = {"type": "cnn", "channels": [64, 128, 256], "kernels": [5, 5, 3], "dropout": 0.25}
+    else:
+        raise ValueError(f"model={model!r} is not valid; choose one of {list(MODEL_TYPES)} or pass a callable")
+    spec.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items() if v is not None})
+    spec.update(n_features=int(n_features), n_classes=int(n_classes))
+    return spec
+
+
+def build_module(
+    spec: dict[str, Any],
+    *,
+    order: np.ndarray | None = None,
+    factory: Callable[[int, int], nn.Module] | None = None,
+) -> nn.Module:
+    """Build a fresh (randomly initialised) module from a spec."""
+    kind = spec["type"]
+    n_features, n_classes = int(spec["n_features"]), int(spec["n_classes"])
+    if kind == "mlp":
+        hidden = spec["hidden"]
+        hidden = [int(hidden)] if np.ndim(hidden) == 0 else [int(h) for h in hidden]
+        return MLP(n_features, n_classes, hidden, dropout=float(spec["dropout"]), batchnorm=bool(spec["batchnorm"]))
+    if kind == "cnn":
+        return GridCNN(
+            n_features,
+            n_classes,
+            order,
+            channels=[int(c) for c in spec["channels"]],
+            kernels=[int(k) for k in spec["kernels"]],
+            dropout=float(spec["dropout"]),
+        )
+    if kind == "custom":
+        if factory is None:
+            raise ValueError(
+                f"this ensemble was trained with a custom module factory ({spec.get('factory', '?')}); "
+                "pass the same callable as factory= to rebuild it (weights are stored, code never is)"
+            )
+        module = factory(n_features, n_classes)
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"the model factory must return a torch.nn.Module, got {type(module).__name__}")
+        return module
+    raise ValueError(f"unknown module type {kind!r} in the ensemble spec")

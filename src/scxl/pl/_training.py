@@ -1,0 +1,91 @@
+"""``xl.pl.training``: loss/accuracy curves per member and the ensemble confusion matrix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._keys import Key
+
+
+def training(
+    adata: Any,
+    key: str = Key.ENSEMBLE,
+    *,
+    normalize: bool = True,
+    ax: Any = None,
+    return_fig: bool = False,
+):
+    """Plot the training history of every member and the ensemble's confusion matrix.
+
+    Left: training (dashed) and validation (solid) loss per member against the epoch, the best
+    epoch of each member marked. Right: the ensemble's confusion matrix on the validation cells
+    (rows true class, columns predicted; row-normalised if ``normalize``).
+
+    Parameters
+    ----------
+    adata
+        AnnData or MuData with a trained ensemble.
+    key
+        Key of the ensemble in ``adata.uns``.
+    normalize
+        Show recall (row-normalised) instead of counts in the confusion matrix.
+    ax
+        Two Axes to draw into (loss, confusion); a new figure if ``None``.
+    return_fig
+        Return the Figure instead of the Axes.
+
+    Returns
+    -------
+    The two Axes, or the Figure if ``return_fig``.
+
+    Examples
+    --------
+    >>> import scxl as xl
+    >>> xl.settings.progress = False
+    >>> adata = xl.datasets.synthetic(200, 50, 3, random_state=0)
+    >>> xl.tl.train_classifier(adata, "group", n_models=2, max_epochs=5)
+    >>> axes = xl.pl.training(adata)
+    """
+    import matplotlib.pyplot as plt
+
+    from ..get import ensemble as get_ensemble
+
+    ens = get_ensemble(adata, key)
+    hist = ens.history
+    if hist is None:
+        raise ValueError(f"uns[{key!r}] has no training history")
+    if ax is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1.2, 1]})
+    else:
+        axes = list(ax)
+        if len(axes) != 2:
+            raise ValueError("ax must be a pair of Axes (loss curves, confusion matrix)")
+        fig = axes[0].figure
+    colors = plt.get_cmap("tab10")
+    for i, (name, h) in enumerate(hist.groupby("model", sort=False)):
+        c = colors(i % 10)
+        axes[0].plot(h["epoch"], h["train_loss"], ls="--", color=c, lw=1, alpha=0.7)
+        if h["val_loss"].notna().any():
+            axes[0].plot(h["epoch"], h["val_loss"], color=c, lw=1.5, label=name)
+            best = h[h["best"]]
+            axes[0].scatter(best["epoch"], best["val_loss"], color=c, s=20, zorder=3)
+    axes[0].set(xlabel="epoch", ylabel="cross-entropy loss", title="training (dashed) / validation (solid)")
+    if ens.n_models <= 10:
+        axes[0].legend(fontsize="small", frameon=False)
+    cm = ens.confusion
+    if cm is None:
+        axes[1].set_axis_off()
+        axes[1].text(0.5, 0.5, "no validation cells", ha="center", va="center")
+    else:
+        cm = np.asarray(cm, dtype=float)
+        shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
+        im = axes[1].imshow(shown, cmap="viridis", vmin=0, vmax=1 if normalize else None)
+        n = len(ens.classes)
+        axes[1].set_xticks(range(n), ens.classes, rotation=90, fontsize="small")
+        axes[1].set_yticks(range(n), ens.classes, fontsize="small")
+        axes[1].set(xlabel="predicted", ylabel="true", title="ensemble, validation cells")
+        fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04, label="recall" if normalize else "cells")
+    fig.tight_layout() if ax is None else None
+    return fig if return_fig else axes

@@ -1,0 +1,164 @@
+"""The training loop of one ensemble member (arrays in, trained module out)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .._logging import progress
+from ._split import balanced_epoch
+
+BALANCE = ("upsample", "weights", "none")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (the paper's defaults).
+
+    Adam with cross-entropy and L2 weight decay; the learning rate is multiplied by
+    ``lr_factor`` after ``lr_patience`` epochs without improvement of the validation loss;
+    training stops after ``patience`` epochs without improvement and the best weights are
+    restored.
+    """
+
+    max_epochs: int = 100
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    balance: str = "upsample"
+    patience: int = 10
+    lr_patience: int = 5
+    lr_factor: float = 0.25
+
+    def __post_init__(self) -> None:
+        for name in ("max_epochs", "batch_size", "patience", "lr_patience"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError("lr must be > 0 and weight_decay >= 0")
+        if self.balance not in BALANCE:
+            raise ValueError(f"balance={self.balance!r} is not valid; choose one of {list(BALANCE)}")
+
+    def asdict(self) -> dict:
+        """The settings as a plain dict."""
+        return asdict(self)
+
+
+Fetch = Callable[[np.ndarray], torch.Tensor]
+
+
+@torch.no_grad()
+def evaluate(module: nn.Module, fetch: Fetch, idx: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy and predicted class of rows ``idx`` (eval mode)."""
+    module.eval()
+    losses, preds = [], []
+    for start in range(0, idx.size, batch_size):
+        b = idx[start : start + batch_size]
+        logits = module(fetch(b))
+        target = torch.as_tensor(y[b], device=logits.device)
+        losses.append(nn.functional.cross_entropy(logits, target, reduction="sum").item())
+        preds.append(logits.argmax(1).cpu().numpy())
+    return sum(losses) / max(idx.size, 1), np.concatenate(preds) if preds else np.empty(0, dtype=int)
+
+
+def fit_member(
+    module: nn.Module,
+    fetch: Fetch,
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    *,
+    n_classes: int,
+    config: TrainConfig,
+    rng: np.random.Generator,
+    device: torch.device,
+    desc: str = "epochs",
+) -> tuple[nn.Module, pd.DataFrame]:
+    """Train ``module`` in place and return it (best weights restored) with its history.
+
+    Parameters
+    ----------
+    module
+        A freshly initialised module.
+    fetch
+        Maps row indices to a float32 tensor on ``device``.
+    y
+        Integer class codes of all rows.
+    train_idx, val_idx
+        Rows used for training and for early stopping (``val_idx`` may be empty: the training
+        loss is monitored then).
+    n_classes
+        Number of classes.
+    config
+        Optimisation settings.
+    rng
+        Source of the sampling randomness (torch's RNG must be seeded by the caller).
+    device
+        Device of ``module`` and of the fetched tensors.
+    desc
+        Progress bar label.
+    """
+    module.to(device)
+    y_train = y[train_idx]
+    weight = None
+    if config.balance == "weights":
+        counts = np.bincount(y_train, minlength=n_classes).astype(np.float64)
+        w = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+        weight = torch.as_tensor(w, dtype=torch.float32, device=device)
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    opt = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=config.lr_factor, patience=config.lr_patience)
+    best_loss, best_state, best_epoch, bad = np.inf, None, 0, 0
+    rows = []
+    bar = progress(range(config.max_epochs), desc=desc, leave=False)
+    for epoch in bar:
+        module.train()
+        order = balanced_epoch(y_train, n_classes, rng) if config.balance == "upsample" else rng.permutation(y_train.size)
+        total, seen, correct = 0.0, 0, 0
+        for start in range(0, order.size, config.batch_size):
+            b = train_idx[order[start : start + config.batch_size]]
+            if b.size < 2:  # BatchNorm needs two samples in training mode
+                continue
+            xb = fetch(b)
+            target = torch.as_tensor(y[b], device=device)
+            opt.zero_grad(set_to_none=True)
+            logits = module(xb)
+            loss = loss_fn(logits, target)
+            loss.backward()
+            opt.step()
+            total += loss.item() * b.size
+            seen += b.size
+            correct += int((logits.argmax(1) == target).sum())
+        train_loss = total / max(seen, 1)
+        if val_idx.size:
+            val_loss, pred = evaluate(module, fetch, val_idx, y, 4 * config.batch_size)
+            val_acc = float((pred == y[val_idx]).mean())
+        else:
+            val_loss, val_acc = train_loss, float("nan")
+        monitored = val_loss
+        rows.append(
+            {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": correct / max(seen, 1),
+             "val_loss": val_loss if val_idx.size else np.nan, "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"]}
+        )
+        bar.set_postfix(val_loss=f"{val_loss:.3f}")
+        if monitored < best_loss - 1e-6:
+            best_loss, best_epoch, bad = monitored, epoch + 1, 0
+            best_state = copy.deepcopy(module.state_dict())
+        else:
+            bad += 1
+        sched.step(monitored)
+        if bad >= config.patience:
+            break
+    bar.close()
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    history = pd.DataFrame(rows)
+    history["best"] = history["epoch"] == best_epoch
+    return module, history

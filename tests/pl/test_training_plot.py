@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+import scxl as xl  # noqa: E402
+
+
+def test_training_plot_draws_members_and_confusion(trained):
+    axes = xl.pl.training(trained)
+    n_models = trained.uns["xl"]["params"]["n_models"]
+    assert len(axes[0].get_lines()) == 2 * n_models  # train + validation per member
+    assert [t.get_text() for t in axes[1].get_xticklabels()] == ["group_0", "group_1", "group_2"]
+    img = axes[1].get_images()[0].get_array()
+    assert img.shape == (3, 3) and abs(img.sum(1) - 1).max() < 1e-9
+    fig = xl.pl.training(trained, return_fig=True, normalize=False)
+    assert fig.axes[1].get_images()[0].get_array().sum() == trained.uns["xl"]["confusion"].sum()
+    plt.close("all")

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import scxl as xl
+
+
+@pytest.fixture(scope="module")
+def brca():
+    return xl.datasets.brca_multiomics()
+
+
+def test_train_predict_on_mudata(brca):
+    mdata = brca.copy()
+    with pytest.warns(UserWarning, match="negative values"):  # mixOmics ships centred values
+        xl.tl.train_classifier(mdata, "subtype", mods=["mrna", "mirna"], n_models=2, max_epochs=10)
+    ens = xl.get.ensemble(mdata)
+    assert ens.var_names[0].startswith("mrna:") and ens.var_names[-1].startswith("mirna:")
+    assert len(ens.var_names) == mdata["mrna"].n_vars + mdata["mirna"].n_vars
+    assert ens.preprocessing["mods"] == ["mrna", "mirna"]
+    xl.tl.predict(mdata)
+    assert mdata.obs["xl_prediction"].notna().all()
+    assert (mdata.obs["xl_prediction"] == mdata.obs["subtype"]).mean() > 0.7
+
+
+def test_incomplete_modalities_restrict_rows(brca):
+    mdata = brca.copy()
+    with pytest.warns(UserWarning, match="negative values"):
+        xl.tl.train_classifier(mdata, "subtype", n_models=1, max_epochs=2)  # protein: 150 of 220 samples
+    p = mdata.uns["xl"]["params"]
+    assert p["n_train"] + p["n_validation"] == mdata["protein"].n_obs
+    with pytest.warns(UserWarning, match="missing from a modality"):
+        xl.tl.predict(mdata)
+    assert mdata.obs["xl_prediction"].isna().sum() == mdata.n_obs - mdata["protein"].n_obs
+
+
+def test_unknown_modality(brca):
+    with pytest.raises(KeyError, match="modalities \\['rna'\\] are not in the MuData"):
+        xl.tl.train_classifier(brca.copy(), "subtype", mods=["rna"])
+
+
+def test_mods_only_for_mudata(synth):
+    with pytest.raises(ValueError, match="mods= is only for MuData"):
+        xl.tl.train_classifier(synth.copy(), "group", mods=["rna"])
+
+
+def test_feature_names_are_prefixed(brca):
+    mdata = brca.copy()
+    with pytest.warns(UserWarning, match="negative values"):
+        xl.tl.train_classifier(mdata, "subtype", mods=["mirna"], n_models=1, max_epochs=1)
+    names = xl.get.ensemble(mdata).var_names
+    assert all(n.startswith("mirna:") for n in names)
+    assert np.array_equal([n.split(":", 1)[1] for n in names], mdata["mirna"].var_names)

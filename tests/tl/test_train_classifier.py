@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import sparse
+
+import scxl as xl
+
+FAST = {"n_models": 2, "max_epochs": 4}
+
+
+def _weights(a, key="xl"):
+    return a.uns[key]["weights"]
+
+
+def test_train_writes_everything(adata):
+    xl.tl.train_classifier(adata, "group", **FAST)
+    ens = adata.uns["xl"]
+    for k in ("spec", "classes", "var_names", "weights", "params", "preprocessing", "versions", "history",
+              "metrics", "recall", "confusion"):
+        assert k in ens, k
+    assert list(ens["classes"]) == ["group_0", "group_1", "group_2"]
+    assert set(ens["weights"]) == {"model_0", "model_1"}
+    assert isinstance(ens["weights"]["model_0"]["net.0.weight"], np.ndarray)
+    m = ens["metrics"]
+    assert list(m.index) == ["model_0", "model_1", "ensemble"]
+    assert ens["confusion"].sum() == ens["params"]["n_validation"]
+    assert ens["history"]["model"].unique().tolist() == ["model_0", "model_1"]
+
+
+def test_learns_planted_signal(trained):
+    assert xl.get.training_metrics(trained).loc["ensemble", "accuracy"] >= 0.9
+
+
+def test_same_seed_identical_weights(synth):
+    a, b, c = synth.copy(), synth.copy(), synth.copy()
+    xl.tl.train_classifier(a, "group", **FAST, random_state=1)
+    xl.tl.train_classifier(b, "group", **FAST, random_state=1)
+    xl.tl.train_classifier(c, "group", **FAST, random_state=2)
+    for k, v in _weights(a)["model_1"].items():
+        np.testing.assert_array_equal(v, _weights(b)["model_1"][k])
+    assert not np.array_equal(_weights(a)["model_0"]["net.0.weight"], _weights(c)["model_0"]["net.0.weight"])
+    assert not np.array_equal(_weights(a)["model_0"]["net.0.weight"], _weights(a)["model_1"]["net.0.weight"])
+
+
+def test_members_are_index_stable(synth):
+    a, b = synth.copy(), synth.copy()
+    xl.tl.train_classifier(a, "group", n_models=1, max_epochs=3)
+    xl.tl.train_classifier(b, "group", n_models=2, max_epochs=3)
+    np.testing.assert_array_equal(_weights(a)["model_0"]["net.0.weight"], _weights(b)["model_0"]["net.0.weight"])
+
+
+def test_sparse_float64_integer_input_agree(synth):
+    dense = synth.copy()
+    sp = synth.copy()
+    sp.X = sparse.csr_matrix(sp.X.astype(np.float64))
+    xl.tl.train_classifier(dense, "group", **FAST)
+    xl.tl.train_classifier(sp, "group", **FAST)
+    np.testing.assert_allclose(_weights(dense)["model_0"]["net.0.weight"], _weights(sp)["model_0"]["net.0.weight"], rtol=1e-5, atol=1e-6)
+    counts = synth.copy()
+    xl.tl.train_classifier(counts, "group", layer="counts", **FAST)
+    assert counts.uns["xl"]["preprocessing"]["layer"] == "counts"
+
+
+def test_backed_input(synth, tmp_path):
+    path = tmp_path / "s.h5ad"
+    synth.write_h5ad(path)
+    backed = ad.read_h5ad(path, backed="r")
+    xl.tl.train_classifier(backed, "group", **FAST)
+    mem = synth.copy()
+    xl.tl.train_classifier(mem, "group", **FAST)
+    np.testing.assert_allclose(backed.uns["xl"]["weights"]["model_0"]["net.0.weight"],
+                               mem.uns["xl"]["weights"]["model_0"]["net.0.weight"], rtol=1e-5, atol=1e-6)
+    backed.file.close()
+
+
+def test_gene_subset_and_hidden(adata):
+    adata.var["use"] = np.arange(adata.n_vars) < 20
+    xl.tl.train_classifier(adata, "group", genes="use", hidden=(16, 8), **FAST)
+    ens = xl.get.ensemble(adata)
+    assert list(ens.var_names) == list(adata.var_names[:20])
+    assert ens.spec["hidden"] == [16, 8]
+
+
+def test_cnn_with_orders(adata):
+    xl.tl.train_classifier(adata, "group", model="cnn", model_kwargs={"channels": (4, 8, 8)},
+                           gene_order="random_per_model", **FAST)
+    ens = xl.get.ensemble(adata)
+    assert ens.model_type == "cnn" and ens.orders.shape == (2, adata.n_vars)
+    assert not np.array_equal(ens.orders[0], ens.orders[1])
+    assert ens.predict_proba(adata.X).shape == (adata.n_obs, 3)
+
+
+def test_cnn_genomic_order_from_annotation(adata):
+    ann = pd.DataFrame({"symbol": adata.var_names, "chrom": ["1", "2"] * 30, "start": np.arange(60)[::-1]})
+    xl.tl.train_classifier(adata, "group", model="cnn", model_kwargs={"channels": (4, 4, 4)},
+                           gene_order="genomic", gene_annotation=ann, n_models=1, max_epochs=1)
+    order = xl.get.ensemble(adata).orders[0]
+    assert ann["chrom"].iloc[order[:30]].eq("1").all()
+
+
+def test_custom_factory(adata):
+    def factory(n_features, n_classes):
+        return torch.nn.Sequential(torch.nn.Linear(n_features, n_classes))
+
+    xl.tl.train_classifier(adata, "group", model=factory, **FAST)
+    with pytest.raises(ValueError, match="pass the same callable as factory"):
+        xl.get.ensemble(adata)
+    assert xl.get.ensemble(adata, factory=factory).predict(adata.X).shape == (adata.n_obs,)
+
+
+def test_cross_validation(adata):
+    xl.tl.train_classifier(adata, "group", n_models=1, max_epochs=3, cv=3)
+    m = xl.get.training_metrics(adata)
+    assert {"cv_fold_1", "cv_fold_2", "cv_fold_3", "cv"} <= set(m.index)
+    assert m.loc["cv", "evaluated_on"] == "out-of-fold"
+
+
+def test_nan_labels_are_left_out(adata):
+    adata.obs["group"] = adata.obs["group"].astype(object)
+    adata.obs.iloc[:10, adata.obs.columns.get_loc("group")] = np.nan
+    xl.tl.train_classifier(adata, "group", **FAST)
+    p = adata.uns["xl"]["params"]
+    assert p["n_train"] + p["n_validation"] == adata.n_obs - 10
+    xl.tl.predict(adata)
+    assert adata.obs["xl_prediction"].notna().all()
+
+
+def test_copy_returns_and_leaves_original(synth):
+    a = synth.copy()
+    out = xl.tl.train_classifier(a, "group", copy=True, **FAST)
+    assert "xl" in out.uns and "xl" not in a.uns
+
+
+def test_view_is_made_actual(synth):
+    view = synth[:300]
+    xl.tl.train_classifier(view, "group", **FAST)
+    assert not view.is_view and "xl" in view.uns
