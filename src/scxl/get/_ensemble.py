@@ -33,10 +33,10 @@ def ensemble(adata: Any, key: str = Key.ENSEMBLE, *, factory: Callable[[int, int
     --------
     >>> import scxl as xl
     >>> xl.settings.progress = False
-    >>> adata = xl.datasets.synthetic(200, 50, 3, random_state=0)
+    >>> adata = xl.datasets.synthetic(200, 100, 3, random_state=0)
     >>> xl.tl.train_classifier(adata, "group", n_models=2, max_epochs=3)
     >>> xl.get.ensemble(adata)
-    Ensemble of 2 MLP models: 50 features → 3 classes (group_0, group_1, group_2)
+    Ensemble of 2 MLP models: 100 features → 3 classes (group_0, group_1, group_2)
     """
     from ..models import Ensemble
 
@@ -68,7 +68,7 @@ def training_metrics(adata: Any, key: str = Key.ENSEMBLE) -> pd.DataFrame:
     --------
     >>> import scxl as xl
     >>> xl.settings.progress = False
-    >>> adata = xl.datasets.synthetic(200, 50, 3, random_state=0)
+    >>> adata = xl.datasets.synthetic(200, 100, 3, random_state=0)
     >>> xl.tl.train_classifier(adata, "group", n_models=2, max_epochs=3)
     >>> list(xl.get.training_metrics(adata).index)
     ['model_0', 'model_1', 'ensemble']

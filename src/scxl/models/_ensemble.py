@@ -63,7 +63,7 @@ class Ensemble:
     Examples
     --------
     >>> import scxl as xl
-    >>> adata = xl.datasets.synthetic(200, 50, 3, random_state=0)
+    >>> adata = xl.datasets.synthetic(200, 100, 3, random_state=0)
     >>> xl.settings.progress = False
     >>> xl.tl.train_classifier(adata, "group", n_models=2, max_epochs=3)
     >>> ens = xl.get.ensemble(adata)

@@ -44,7 +44,7 @@ def training(
     --------
     >>> import scxl as xl
     >>> xl.settings.progress = False
-    >>> adata = xl.datasets.synthetic(200, 50, 3, random_state=0)
+    >>> adata = xl.datasets.synthetic(200, 100, 3, random_state=0)
     >>> xl.tl.train_classifier(adata, "group", n_models=2, max_epochs=5)
     >>> axes = xl.pl.training(adata)
     """

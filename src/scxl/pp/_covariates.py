@@ -39,7 +39,7 @@ def append_covariates(adata: AnnData, keys: str | Sequence[str], *, block_key: s
     Examples
     --------
     >>> import scxl as xl
-    >>> adata = xl.datasets.synthetic(100, 30, 2, random_state=0)
+    >>> adata = xl.datasets.synthetic(100, 100, 2, random_state=0)
     >>> adata.obs["batch"] = ["a", "b"] * 50
     >>> bigger = xl.pp.append_covariates(adata, "batch")
     >>> bigger.var_names[-2:].tolist(), bigger.var["xl_block"].iloc[-1]

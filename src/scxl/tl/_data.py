@@ -142,3 +142,27 @@ def make_fetch(matrix: Matrix | ConcatMatrix, rows: np.ndarray, cols: np.ndarray
         return torch.from_numpy(matrix.rows(rows[i], cols)).to(device)
 
     return fetch_stream
+
+
+def group_means(
+    matrix: Matrix | ConcatMatrix,
+    codes: np.ndarray,
+    n_groups: int,
+    *,
+    transform: Any = None,
+    chunk_size: int = 4096,
+) -> np.ndarray:
+    """Per-group mean of every column, streaming over row chunks (rows with code -1 ignored).
+
+    ``transform`` (e.g. ``np.expm1``) is applied to each dense chunk before averaging.
+    """
+    sums = np.zeros((n_groups, matrix.n_vars), dtype=np.float64)
+    counts = np.bincount(codes[codes >= 0], minlength=n_groups).astype(np.float64)
+    for sl, block in matrix.chunks(chunk_size):
+        c = codes[sl]
+        keep = c >= 0
+        if transform is not None:
+            block = transform(block.astype(np.float64))
+        np.add.at(sums, c[keep], block[keep])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts[:, None]
