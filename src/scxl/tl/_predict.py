@@ -89,7 +89,7 @@ def read_aligned(inputs: Inputs, col: np.ndarray, present: np.ndarray, idx: np.n
     return out
 
 
-class _Aligned:
+class Aligned:
     """Array-like view of the inputs in ensemble feature order (row slices only)."""
 
     def __init__(self, inputs: Inputs, col: np.ndarray, present: np.ndarray) -> None:
@@ -98,6 +98,24 @@ class _Aligned:
 
     def __getitem__(self, sl: slice) -> np.ndarray:
         return read_aligned(self.inputs, self.col, self.present, sl)
+
+    def rows(self, idx: np.ndarray | slice) -> np.ndarray:
+        """Dense float32 rows in ensemble feature order."""
+        return read_aligned(self.inputs, self.col, self.present, idx)
+
+    @property
+    def n_obs(self) -> int:
+        return self.shape[0]
+
+    @property
+    def n_vars(self) -> int:
+        return self.shape[1]
+
+    def chunks(self, chunk_size: int = 4096):
+        """Iterate over ``(slice, dense block)`` in row order."""
+        for start in range(0, self.n_obs, chunk_size):
+            sl = slice(start, min(start + chunk_size, self.n_obs))
+            yield sl, self.rows(sl)
 
 
 @doc_params(adata=doc_adata, key=doc_key, device=doc_device, copy=doc_copy)
@@ -171,7 +189,7 @@ def predict(
     ens = resolve_ensemble(adata, key, ensemble)
     ens.to(resolve_device(device))
     inputs, col, present = aligned_inputs(adata, ens, layer=layer, use_raw=use_raw, min_gene_fraction=min_gene_fraction)
-    aligned = _Aligned(inputs, col, present)
+    aligned = Aligned(inputs, col, present)
     from .._validation import Matrix
 
     check_values(Matrix(aligned, ens.var_names, inputs.matrix.source), expect_nonnegative=False)

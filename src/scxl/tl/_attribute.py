@@ -1,0 +1,404 @@
+"""``xl.tl.attribute``: per-cell, per-gene contributions of an ensemble, and per-group rankings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .._docs import doc_copy, doc_device, doc_key, doc_params, doc_random_state
+from .._keys import Key
+from .._logging import logger
+from .._validation import check_groupby, check_in, is_mudata, resolve_device, view_to_actual
+from ._data import group_means
+from ._predict import Aligned, aligned_inputs, resolve_ensemble
+
+TARGETS = ("label", "prediction")
+LAYER_DTYPES = ("float32", "float16")
+
+
+@dataclass
+class _Destination:
+    """Where the attributions of some ensemble features go: one AnnData (or modality)."""
+
+    adata: AnnData
+    rows: np.ndarray  # row in ``adata`` of every input row
+    features: np.ndarray  # ensemble feature indices written here
+    var_pos: np.ndarray  # their position in ``adata.var_names``
+    label: str  # for messages: "adata" or "mdata['rna']"
+
+
+def _destinations(container: Any, inputs, ens, col: np.ndarray, present: np.ndarray) -> list[_Destination]:
+    feats = np.flatnonzero(present)
+    if not is_mudata(container):
+        return [_Destination(container, inputs.rows, feats, col[feats], "adata")]
+    out = []
+    names = ens.var_names.to_numpy()
+    for mod in ens.preprocessing.get("mods") or list(container.mod):
+        sub = container.mod[mod]
+        mine = np.array([j for j in feats if names[j].startswith(f"{mod}:")], dtype=np.int64)
+        if mine.size == 0:
+            continue
+        genes = pd.Index([names[j].split(":", 1)[1] for j in mine])
+        var_pos = sub.var_names.get_indexer(genes)
+        rows = pd.Index(sub.obs_names).get_indexer(container.obs_names[inputs.rows])
+        out.append(_Destination(sub, rows, mine[var_pos >= 0], var_pos[var_pos >= 0], f"mdata[{mod!r}]"))
+    return out
+
+
+def _recarray(columns: dict[str, np.ndarray], dtype: str) -> np.recarray:
+    return np.rec.fromarrays([np.asarray(v) for v in columns.values()], dtype=[(str(k), dtype) for k in columns])
+
+
+@doc_params(key=doc_key, random_state=doc_random_state, device=doc_device, copy=doc_copy)
+def attribute(
+    adata: AnnData,
+    *,
+    method: str = "deeplift",
+    key: str = Key.ENSEMBLE,
+    ensemble: Any = None,
+    baseline: str | np.ndarray | AnnData | None = None,
+    n_baselines: int | None = None,
+    smoothgrad: tuple[int, float] | None = None,
+    n_repeats: int = 1,
+    models: list[int] | None = None,
+    aggregate: str = "mean",
+    target: str = "label",
+    groupby: str | None = None,
+    top_k: int = 100,
+    gradient_correction: bool = False,
+    block_key: str = "xl_block",
+    store_layer: bool = True,
+    layer_dtype: str = "float32",
+    batch_size: int | None = None,
+    random_state: int = 0,
+    device: str | None = None,
+    key_added: str | None = None,
+    copy: bool = False,
+) -> AnnData | None:
+    """Explain every ensemble member and aggregate per-gene contributions over members.
+
+    For every cell, every member's attribution towards the cell's target class is computed
+    (averaged over ``n_baselines`` references, ``n_repeats`` repeats and SmoothGrad samples),
+    then aggregated over members. Zhao, Shao & Asmann found single explanations poorly
+    reproducible and aggregation over models the most effective fix; the reproducibility of the
+    result is measured by :func:`scxl.tl.reproducibility`.
+
+    Exact fast kernels are used for one-hidden-layer MLPs (the default model): Saliency,
+    InputXGradient, GuidedBackprop, DeepLift and DeepLiftShap in closed form, and Integrated
+    Gradients exactly (for such a network the path integral equals DeepLift's Rescale rule, so no
+    integration steps are needed). Other models go through Captum. Deterministic settings (e.g.
+    Saliency, or DeepLift with the ``"zero"`` reference) give the same answer every time and are
+    computed once: ``n_repeats > 1`` only repeats what is stochastic.
+
+    Parameters
+    ----------
+    adata
+        AnnData (or MuData) with a trained ensemble.
+    method
+        Explainer, see :func:`scxl.tl.explainers`: ``"saliency"``, ``"input_x_gradient"``,
+        ``"guided_backprop"``, ``"integrated_gradients"``, ``"deeplift"``, ``"deeplift_shap"``,
+        ``"guided_gradcam"`` and ``"guided_gradcam_pp"`` (CNN only), ``"feature_ablation"``.
+    {key}
+    ensemble
+        Use this :class:`~scxl.models.Ensemble` (or saved ``.npz`` path) instead of ``uns[key]``.
+    baseline
+        Reference of the explainers that compare with one (IntegratedGradients, DeepLift,
+        DeepLiftShap, FeatureAblation). ``"zero"``: all genes 0. ``"normal"``: every gene drawn
+        from N(0, 1) truncated to [0, 1]. ``"universal"``: every gene drawn from a normal with the
+        gene's mean and sd over all cells, truncated to [0, ∞) (never negative). ``"specific"``:
+        the same with the mean and sd of the cell's own group. ``"sample"``: real cells drawn
+        uniformly from the data (expected gradients). ``"rest"``: real cells from the *other*
+        groups (a one-vs-rest contrast, like ``rank_genes_groups(reference="rest")``). An array of
+        shape ``(n, n_features)`` or an AnnData gives explicit references. Default: the
+        explainer's own (``"zero"``; ``"sample"`` for DeepLiftShap).
+    n_baselines
+        References per cell (default 1; 20 for DeepLiftShap). Random references are redrawn
+        for every member and repeat.
+    smoothgrad
+        ``(n_samples, noise_frac)``: average over noisy copies of each cell (Gaussian noise of
+        ``noise_frac`` × each gene's sd), e.g. ``(10, 0.1)``.
+    n_repeats
+        Independent repeats of stochastic settings, averaged.
+    models
+        Indices of the members to use (default: all).
+    aggregate
+        ``"mean"`` or ``"median"`` over members, per cell and gene.
+    target
+        Class explained for each cell: ``"label"`` (its own label in ``groupby``),
+        ``"prediction"`` (the ensemble's prediction) or a class name. Cells without a label are
+        explained towards their prediction and belong to no group.
+    groupby
+        ``obs`` column defining the groups of the rankings (default: the training labels).
+        With ``target="label"`` its groups must be training classes.
+    top_k
+        Size of the top-gene lists used for the member-agreement figures.
+    gradient_correction
+        Remove, within each one-hot block of features (``var[block_key]``, see
+        :func:`scxl.pp.append_covariates`), the mean gradient across the block's categories
+        (Majdandzic, Rajesh & Koo), for ``"saliency"`` and ``"input_x_gradient"``.
+    block_key
+        ``var`` column naming the one-hot block of each feature.
+    store_layer
+        Store the cells × genes contributions in ``layers[key_added]``. ``False`` keeps only the
+        per-group summaries, computed while streaming (memory does not grow with the cells).
+    layer_dtype
+        ``"float32"`` or ``"float16"`` (half the memory) for the layer.
+    batch_size
+        Cells per chunk (default: the largest chunk within a 1 GiB working-memory bound).
+    {random_state}
+    {device}
+    key_added
+        Key of the results (default ``f"xl_{{method}}"``).
+    {copy}
+
+    Returns
+    -------
+    ``None`` or a copy. Writes
+
+    - ``layers[key_added]``: contribution of every gene to every cell's target class (0 for genes
+      the models never saw);
+    - ``uns[key_added]``: as :func:`scanpy.tl.rank_genes_groups` writes it — ``params``,
+      ``names`` and ``scores`` (record arrays, one field per group; group score = mean
+      contribution over the group's cells towards their targets), ``logfoldchanges``
+      (expression, group vs rest, computed as Scanpy does for log1p data), ``pvals`` and
+      ``pvals_adj`` (one-sample t-test of the members' group scores against 0, i.e. how
+      consistently the members use the gene; BH-adjusted per group) — plus ``scores_std``
+      (sd of the group score across members), ``topk_fraction`` (fraction of members that put
+      the gene in the group's top ``top_k``), ``member_agreement`` (per group: median pairwise
+      Spearman and top-k overlap between members) and ``timing``;
+    - with ``gradient_correction``: ``obsm[f"{{key_added}}_angle"]``, the off-simplex angle per
+      block (degrees).
+
+    For a MuData each modality receives its own ``layers``/``uns`` entries (its genes only), and
+    ``mdata.uns[key_added]`` holds the ranking over all features (``"mod:gene"``).
+
+    Examples
+    --------
+    >>> import scanpy as sc
+    >>> import scxl as xl
+    >>> xl.settings.progress = False
+    >>> adata = xl.datasets.pbmc68k()
+    >>> xl.tl.train_classifier(adata, "cell_type", n_models=2, max_epochs=5)
+    >>> xl.tl.attribute(adata, method="deeplift", baseline="universal")
+    >>> adata.layers["xl_deeplift"].shape
+    (700, 765)
+    >>> df = sc.get.rank_genes_groups_df(adata, "CD19+ B", key="xl_deeplift")
+    """
+    from .. import explain, metrics
+
+    t0 = time.perf_counter()
+    spec = explain.get_explainer(method)  # raises listing the valid names
+    check_in(aggregate, ("mean", "median"), "aggregate")
+    check_in(layer_dtype, LAYER_DTYPES, "layer_dtype")
+    if n_baselines is not None and (not isinstance(n_baselines, int | np.integer) or n_baselines < 1):
+        raise ValueError(f"n_baselines must be a positive integer, got {n_baselines!r}")
+    if not (isinstance(top_k, int | np.integer) and top_k >= 1):
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    ens = resolve_ensemble(adata, key, ensemble)
+    if ens.model_type not in spec.model_types and not (ens.model_type == "custom" and "mlp" in spec.model_types):
+        raise ValueError(
+            f"method={method!r} applies to {' and '.join(spec.model_types).upper()} models, but the ensemble under "
+            f"uns[{key!r}] is made of {ens.model_type.upper()} models; choose another method (see xl.tl.explainers())"
+        )
+    members = list(range(ens.n_models)) if models is None else [int(i) for i in models]
+    bad = [i for i in members if not 0 <= i < ens.n_models]
+    if bad or not members:
+        raise ValueError(f"models must be member indices in [0, {ens.n_models}), got {models!r}")
+    key_added = Key.attribution(method) if key_added is None else key_added
+    dev = resolve_device(device)
+
+    inputs, col, present = aligned_inputs(adata, ens)
+    X = Aligned(inputs, col, present)
+    classes = list(ens.classes)
+
+    # groups and targets
+    groupby = groupby or ens.params.get("groupby")
+    obs = adata.obs.iloc[inputs.rows] if is_mudata(adata) else inputs.obs
+    labels = check_groupby(obs, groupby, where="mdata.obs" if is_mudata(adata) else "adata.obs")
+    group_names = [str(c) for c in labels.cat.categories]
+    group_codes = labels.cat.codes.to_numpy().astype(np.int64)
+    need_pred = target == "prediction" or (target == "label" and (group_codes < 0).any())
+    pred = ens.predict_proba(X).argmax(1) if need_pred else None
+    if target == "label":
+        absent = [g for g in group_names if g not in classes]
+        if absent:
+            raise ValueError(
+                f"groups of obs[{groupby!r}] absent from training cannot be explained towards their own label: "
+                f"{absent[:5]}; use target='prediction', a class name, or subset the data"
+            )
+        class_of_group = np.array([classes.index(g) for g in group_names], dtype=np.int64)
+        targets = np.where(group_codes >= 0, class_of_group[np.maximum(group_codes, 0)], pred if pred is not None else 0)
+    elif target == "prediction":
+        targets = pred
+    elif target in classes:
+        targets = np.full(X.shape[0], classes.index(target), dtype=np.int64)
+    else:
+        raise ValueError(f"target={target!r} is not valid; choose 'label', 'prediction' or one of the classes {classes}")
+
+    # references
+    references = baseline
+    if isinstance(baseline, AnnData):
+        b_inputs, b_col, b_present = aligned_inputs(baseline, ens)
+        references = Aligned(b_inputs, b_col, b_present).rows(slice(None))
+    if isinstance(references, np.ndarray):
+        references = np.atleast_2d(np.asarray(references, dtype=np.float32))
+        if references.ndim != 2 or references.shape[1] != len(ens.var_names):
+            raise ValueError(
+                f"baseline array has shape {references.shape}; expected (n_references, {len(ens.var_names)}) "
+                "with columns in the ensemble's gene order (xl.get.ensemble(adata).var_names)"
+            )
+    elif references is not None and not isinstance(references, str):
+        raise TypeError(f"baseline must be a reference kind, an array or an AnnData, got {type(references).__name__}")
+    elif isinstance(references, str):
+        check_in(references, explain.REFERENCE_KINDS, "baseline")
+
+    blocks = None
+    if gradient_correction:
+        var = inputs.var.reindex(ens.var_names)
+        if block_key not in var.columns:
+            raise KeyError(f"gradient_correction needs var[{block_key!r}] naming the one-hot block of each feature: use xl.pp.append_covariates")
+        names = var[block_key].fillna("").astype(str).to_numpy()
+        uniq = sorted(set(names) - {""})
+        if not uniq:
+            raise ValueError(f"var[{block_key!r}] names no block")
+        blocks = np.array([uniq.index(n) if n else -1 for n in names], dtype=np.int64)
+
+    dests = _destinations(adata, inputs, ens, col, present)
+    layers = {id(d): np.zeros((d.adata.n_obs, d.adata.n_vars), dtype=layer_dtype) for d in dests} if store_layer else {}
+
+    def on_chunk(sl: slice, chunk: np.ndarray) -> None:
+        for d in dests:
+            layers[id(d)][np.ix_(d.rows[sl], d.var_pos)] = chunk[:, d.features]
+
+    logger.info("attributing %d cells with %s over %d %s models on %s", X.shape[0], method, len(members),
+                ens.model_type.upper(), dev)
+    res = explain.attribute_modules(
+        [ens.modules[i] for i in members], X, targets, method, groups=group_codes, n_groups=len(group_names),
+        references=references, n_baselines=n_baselines, smoothgrad=smoothgrad, n_repeats=n_repeats,
+        aggregate=aggregate, blocks=blocks, store_cells=False, on_chunk=on_chunk if store_layer else None,
+        batch_size=batch_size, device=dev, random_state=random_state,
+    )
+
+    # per-group summaries
+    expr = group_means(X, np.where(group_codes >= 0, group_codes, -1), len(group_names))
+    counts = np.bincount(group_codes[group_codes >= 0], minlength=len(group_names)).astype(float)
+    total = np.nansum(expr * counts[:, None], axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rest = (total[None, :] - expr * counts[:, None]) / (counts.sum() - counts)[:, None]
+        lfc = np.log2((np.expm1(expr) + 1e-9) / (np.expm1(rest) + 1e-9))
+    member = res.member_group_means.astype(np.float64)  # (M, groups, G)
+    scores = res.group_means.astype(np.float64)
+    sd = member.std(axis=0, ddof=1) if len(members) > 1 else np.zeros_like(scores)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tstat = member.mean(0) / (sd / np.sqrt(len(members)))
+    from scipy import stats as st
+
+    pvals = 2 * st.t.sf(np.abs(tstat), df=max(len(members) - 1, 1)) if len(members) > 1 else np.full_like(scores, np.nan)
+    pvals = np.where(sd == 0, np.where(member.mean(0) == 0, 1.0, 0.0), pvals) if len(members) > 1 else pvals
+    k = min(int(top_k), scores.shape[1])
+    topk = np.zeros_like(scores)
+    for m in range(member.shape[0]):
+        for g in range(len(group_names)):
+            topk[g, np.argsort(-member[m, g], kind="stable")[:k]] += 1
+    topk /= member.shape[0]
+    agreement = _member_agreement(member, group_names, k, metrics) if len(members) > 1 else None
+
+    params = {
+        "groupby": groupby, "reference": str(baseline if isinstance(baseline, str) else res.params.get("references")),
+        "method": key_added, "use_raw": False, "layer": None, "corr_method": "t-test across members, benjamini-hochberg",
+        "explainer": method, "key": key, "target": target, "n_models": len(members), "aggregate": aggregate,
+        "n_baselines": int(res.params.get("n_baselines") or 0), "n_repeats": int(res.params.get("n_repeats", n_repeats)),
+        "smoothgrad": "None" if smoothgrad is None else list(map(float, smoothgrad)), "top_k": int(k),
+        "gradient_correction": bool(gradient_correction), "random_state": int(random_state), "device": str(dev),
+        "fast_kernel": bool(np.all(res.fast)), "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+    # the one write
+    groups_with_cells = [g for g, c in zip(group_names, counts, strict=True) if c > 0]
+    for d in dests:
+        if not is_mudata(adata) or d.adata is not adata:
+            view_to_actual(d.adata)
+    for d in dests:
+        _write_ranking(d.adata, key_added, d.adata.var_names[d.var_pos].to_numpy(), d.features, scores, sd, lfc, pvals, topk,
+                       group_names, groups_with_cells, params, agreement, metrics)
+        if store_layer:
+            d.adata.layers[key_added] = layers[id(d)]
+        if res.angles is not None:
+            full = np.full((d.adata.n_obs, res.angles.shape[1]), np.nan, dtype=np.float32)
+            full[d.rows] = res.angles
+            d.adata.obsm[f"{key_added}_angle"] = pd.DataFrame(full, index=d.adata.obs_names,
+                                                              columns=[f"block_{b}" for b in res.block_ids])
+    if is_mudata(adata):
+        _write_ranking(adata, key_added, ens.var_names.to_numpy()[np.flatnonzero(present)], np.flatnonzero(present),
+                       scores, sd, lfc, pvals, topk, group_names, groups_with_cells, params, agreement, metrics)
+    logger.info("finished %s (%.1fs): added %s", method, time.perf_counter() - t0,
+                ", ".join(f"{d.label}.uns[{key_added!r}]" + (f", {d.label}.layers[{key_added!r}]" if store_layer else "") for d in dests))
+    return None if not copy else adata
+
+
+def _member_agreement(member: np.ndarray, group_names: list[str], k: int, metrics) -> pd.DataFrame:
+    rows = {}
+    for g, name in enumerate(group_names):
+        reps = member[:, g, :]
+        if not np.isfinite(reps).all():
+            continue
+        rho = metrics.pairwise_spearman(reps)
+        ov = metrics.pairwise_topk_overlap(reps, k)
+        iu = np.triu_indices(reps.shape[0], 1)
+        rows[name] = {"spearman": float(np.nanmedian(rho[iu])), "topk_overlap": float(np.median(ov[iu]))}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _write_ranking(target, key_added, gene_names, features, scores, sd, lfc, pvals, topk, group_names,
+                   groups_with_cells, params, agreement, metrics) -> None:
+    cols: dict[str, dict[str, np.ndarray]] = {f: {} for f in ("names", "scores", "scores_std", "logfoldchanges",
+                                                              "pvals", "pvals_adj", "topk_fraction")}
+    for g, name in enumerate(group_names):
+        if name not in groups_with_cells:
+            continue
+        s = scores[g, features]
+        order = np.argsort(-s, kind="stable")
+        cols["names"][name] = gene_names[order].astype(object)
+        cols["scores"][name] = s[order]
+        cols["scores_std"][name] = sd[g, features][order]
+        cols["logfoldchanges"][name] = lfc[g, features][order]
+        p = pvals[g, features][order]
+        cols["pvals"][name] = p
+        adj = np.full_like(p, np.nan)
+        ok = np.isfinite(p)
+        adj[ok] = metrics.bh_adjust(p[ok]) if ok.any() else adj[ok]
+        cols["pvals_adj"][name] = adj
+        cols["topk_fraction"][name] = topk[g, features][order]
+    entry: dict[str, Any] = {"params": dict(params), "names": _recarray(cols["names"], "O")}
+    for f in ("scores", "scores_std", "logfoldchanges", "pvals", "pvals_adj", "topk_fraction"):
+        entry[f] = _recarray(cols[f], "float32")
+    if agreement is not None:
+        entry["member_agreement"] = agreement
+    target.uns[key_added] = entry
+
+
+def explainers() -> pd.DataFrame:
+    """The explainers :func:`scxl.tl.attribute` offers, as a table.
+
+    Returns
+    -------
+    One row per explainer: display name, whether it needs a reference, whether it is stochastic
+    by nature, the model types it applies to, whether an exact fast kernel exists for
+    one-hidden-layer MLPs, its explainer group in Zhao, Shao & Asmann, default reference and a
+    description.
+
+    Examples
+    --------
+    >>> import scxl as xl
+    >>> table = xl.tl.explainers()
+    >>> "deeplift" in table.index
+    True
+    """
+    from ..explain import explainers_table
+
+    return explainers_table()

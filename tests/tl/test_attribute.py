@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import anndata as ad
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+
+import scxl as xl
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def pbmc_trained():
+    a = xl.datasets.pbmc68k()
+    xl.tl.train_classifier(a, "cell_type", n_models=5, max_epochs=40, random_state=0)
+    return a
+
+
+def test_attribute_writes_rank_genes_groups_format(trained):
+    a = trained.copy()
+    xl.tl.attribute(a, method="deeplift", baseline="universal")
+    layer = a.layers["xl_deeplift"]
+    assert layer.shape == a.shape and layer.dtype == np.float32
+    u = a.uns["xl_deeplift"]
+    assert u["names"].dtype.names == ("group_0", "group_1", "group_2")
+    for f in ("scores", "scores_std", "logfoldchanges", "pvals", "pvals_adj", "topk_fraction"):
+        assert u[f].dtype.names == u["names"].dtype.names and len(u[f]) == a.n_vars
+    assert np.all(np.diff(u["scores"]["group_0"]) <= 0)
+    # group score = mean over the group's cells of the layer
+    cells = (a.obs["group"] == "group_1").to_numpy()
+    top = u["names"]["group_1"][0]
+    assert u["scores"]["group_1"][0] == pytest.approx(layer[cells, a.var_names.get_loc(top)].mean(), rel=1e-4)
+    df = sc.get.rank_genes_groups_df(a, "group_0", key="xl_deeplift")
+    assert list(df.columns[:2]) == ["names", "scores"] and len(df) == a.n_vars
+
+
+def test_planted_markers_rank_first(trained):
+    a = trained.copy()
+    xl.tl.attribute(a, method="integrated_gradients", baseline="universal")
+    var = a.var
+    markers = var.index[var["role"].astype(str).str.startswith("marker")]
+    for g in ("group_0", "group_1", "group_2"):
+        top = xl.get.top_genes(a, "xl_integrated_gradients", group=g, n=10)
+        # the classifier tells groups apart with planted markers (its own, or other groups' absent)
+        assert top["gene"].isin(markers).all(), (g, top["gene"].tolist())
+        own = var.index[var["marker_of"].astype(str) == g]
+        assert top["gene"].head(3).isin(own).any()
+
+
+def test_scanpy_plots_work_on_the_key(pbmc_trained):
+    a = pbmc_trained.copy()
+    xl.tl.attribute(a, method="deeplift", baseline="universal")
+    for plot in ("rank_genes_groups_dotplot", "rank_genes_groups_heatmap", "rank_genes_groups_matrixplot",
+                 "rank_genes_groups_stacked_violin"):
+        getattr(sc.pl, plot)(a, key="xl_deeplift", n_genes=2, show=False)
+        matplotlib.pyplot.close("all")
+
+
+def test_known_pbmc_markers(pbmc_trained):
+    a = pbmc_trained.copy()
+    xl.tl.attribute(a, method="deeplift", baseline="universal")
+    b = xl.get.top_genes(a, "xl_deeplift", group="CD19+ B", n=10)["gene"].tolist()
+    nk = xl.get.top_genes(a, "xl_deeplift", group="CD56+ NK", n=15)["gene"].tolist()
+    assert {"CD79A", "MS4A1"} & set(b), b
+    assert {"NKG7", "GNLY"} & set(nk), nk
+
+
+@pytest.mark.parametrize("method", ["saliency", "input_x_gradient", "guided_backprop", "integrated_gradients",
+                                    "deeplift", "deeplift_shap", "feature_ablation"])
+def test_every_mlp_method_runs(trained, method):
+    a = trained[:60].copy()
+    xl.tl.attribute(a, method=method, n_baselines=3 if method == "deeplift_shap" else None)
+    assert np.isfinite(a.layers[f"xl_{method}"]).all()
+    assert a.uns[f"xl_{method}"]["params"]["explainer"] == method
+
+
+def test_cnn_methods(synth):
+    a = synth[:80].copy()
+    xl.tl.train_classifier(a, "group", model="cnn", model_kwargs={"channels": (4, 8, 8)}, n_models=2, max_epochs=2)
+    for method in ("guided_gradcam", "guided_gradcam_pp", "deeplift"):
+        xl.tl.attribute(a, method=method)
+        assert a.layers[f"xl_{method}"].shape == a.shape
+
+
+def test_targets_and_options(trained):
+    a = trained[:90].copy()
+    xl.tl.attribute(a, method="saliency", target="group_2", key_added="sal_g2", store_layer=False)
+    assert "sal_g2" not in a.layers and "sal_g2" in a.uns
+    xl.tl.attribute(a, method="saliency", target="prediction", layer_dtype="float16", models=[0, 2])
+    assert a.layers["xl_saliency"].dtype == np.float16
+    assert a.uns["xl_saliency"]["params"]["n_models"] == 2
+    xl.tl.attribute(a, method="deeplift", baseline=np.zeros((2, a.n_vars), dtype=np.float32), key_added="dl_arr")
+    xl.tl.attribute(a, method="deeplift", baseline="zero", key_added="dl_zero")
+    np.testing.assert_allclose(a.layers["dl_arr"], a.layers["dl_zero"], rtol=1e-5, atol=1e-6)
+    xl.tl.attribute(a, method="deeplift", baseline="rest", n_baselines=2, aggregate="median", smoothgrad=(2, 0.1))
+
+
+def test_deterministic_and_seeded(trained):
+    a = trained[:60].copy()
+    xl.tl.attribute(a, method="deeplift_shap", n_baselines=4, random_state=3, key_added="r1")
+    xl.tl.attribute(a, method="deeplift_shap", n_baselines=4, random_state=3, key_added="r2")
+    xl.tl.attribute(a, method="deeplift_shap", n_baselines=4, random_state=4, key_added="r3")
+    np.testing.assert_array_equal(a.layers["r1"], a.layers["r2"])
+    assert not np.array_equal(a.layers["r1"], a.layers["r3"])
+
+
+def test_missing_genes_get_zero(trained):
+    a = trained.copy()
+    q = ad.AnnData(a.X[:, 3:], obs=a.obs[["group"]].copy(), var=pd.DataFrame(index=a.var_names[3:]))
+    xl.tl.attribute(q, method="saliency", ensemble=xl.get.ensemble(a))
+    assert q.layers["xl_saliency"].shape == q.shape
+    assert len(q.uns["xl_saliency"]["names"]) == q.n_vars
+
+
+def test_roundtrip_h5ad(trained, tmp_path):
+    a = trained.copy()
+    xl.tl.attribute(a, method="deeplift")
+    a.write_h5ad(tmp_path / "a.h5ad")
+    b = ad.read_h5ad(tmp_path / "a.h5ad")
+    pd.testing.assert_frame_equal(sc.get.rank_genes_groups_df(b, None, key="xl_deeplift"),
+                                  sc.get.rank_genes_groups_df(a, None, key="xl_deeplift"))
+
+
+def test_mudata_attributions_per_modality():
+    mdata = xl.datasets.brca_multiomics()
+    with pytest.warns(UserWarning, match="negative values"):
+        xl.tl.train_classifier(mdata, "subtype", mods=["mrna", "mirna"], n_models=2, max_epochs=5)
+    xl.tl.attribute(mdata, method="deeplift")
+    for mod in ("mrna", "mirna"):
+        assert mdata[mod].layers["xl_deeplift"].shape == mdata[mod].shape
+        assert set(mdata[mod].uns["xl_deeplift"]["names"]["Basal"]) <= set(mdata[mod].var_names)
+    assert "xl_deeplift" not in mdata["protein"].layers
+    assert len(mdata.uns["xl_deeplift"]["names"]) == mdata["mrna"].n_vars + mdata["mirna"].n_vars
+
+
+def test_gradient_correction(synth):
+    a = synth.copy()
+    a.obs["batch"] = np.where(np.arange(a.n_obs) % 3 == 0, "a", np.where(np.arange(a.n_obs) % 3 == 1, "b", "c"))
+    a = xl.pp.append_covariates(a, "batch")
+    xl.tl.train_classifier(a, "group", n_models=2, max_epochs=5)
+    xl.tl.attribute(a, method="saliency", gradient_correction=True, key_added="corr")
+    angle = a.obsm["corr_angle"]
+    assert angle.shape == (a.n_obs, 1) and angle.to_numpy().min() >= 0 and angle.to_numpy().max() <= 90
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"method": "lime"}, ValueError, "method='lime'.*deeplift"),
+        ({"method": "guided_gradcam"}, ValueError, "applies to CNN models"),
+        ({"target": "group_9"}, ValueError, "target='group_9' is not valid"),
+        ({"baseline": np.zeros((2, 5))}, ValueError, "baseline array has shape"),
+        ({"n_baselines": 0}, ValueError, "n_baselines must be a positive integer"),
+        ({"baseline": "median"}, ValueError, "baseline='median' is not valid"),
+        ({"models": [7]}, ValueError, "models must be member indices"),
+        ({"aggregate": "max"}, ValueError, "aggregate='max' is not valid"),
+        ({"gradient_correction": True, "method": "saliency"}, KeyError, "xl.pp.append_covariates"),
+    ],
+)
+def test_attribute_bad_input(trained, kwargs, exc, match):
+    a = trained[:50].copy()
+    before = set(a.uns), set(a.layers)
+    with pytest.raises(exc, match=match):
+        xl.tl.attribute(a, **kwargs)
+    assert (set(a.uns), set(a.layers)) == before
+
+
+def test_attribute_before_training(synth):
+    with pytest.raises(KeyError, match="run xl.tl.train_classifier first"):
+        xl.tl.attribute(synth.copy())
+
+
+def test_groups_absent_from_training(trained):
+    a = trained[:50].copy()
+    a.obs["other"] = pd.Categorical(["x", "group_0"] * 25)
+    with pytest.raises(ValueError, match=r"absent from training.*\['x'\]"):
+        xl.tl.attribute(a, groupby="other")
+    xl.tl.attribute(a, groupby="other", target="prediction")
+    assert a.uns["xl_deeplift"]["names"].dtype.names == ("group_0", "x")
+
+
+def test_explainers_table():
+    t = xl.tl.explainers()
+    assert {"saliency", "input_x_gradient", "guided_backprop", "integrated_gradients", "deeplift", "deeplift_shap",
+            "guided_gradcam", "guided_gradcam_pp", "feature_ablation"} == set(t.index)
