@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from scxl.models import MLP, GridCNN, build_module, default_spec
-from scxl.models._gene_order import order_by_correlation, order_by_variance, order_genomic, resolve_gene_order
+from scxl.models._gene_order import (
+    order_by_correlation,
+    order_by_variance,
+    order_genomic,
+    resolve_gene_order,
+)
 
 
 def test_mlp_architecture_matches_paper():

@@ -4,9 +4,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import scxl as xl  # noqa: E402
+import scxl as xl
 
 
 def test_training_plot_draws_members_and_confusion(trained):

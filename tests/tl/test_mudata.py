@@ -6,13 +6,13 @@ import pytest
 import scxl as xl
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def brca():
-    return xl.datasets.brca_multiomics()
+    return xl.datasets.brca_multiomics()  # fresh each time: MuData.copy() warns in mudata 0.3
 
 
 def test_train_predict_on_mudata(brca):
-    mdata = brca.copy()
+    mdata = brca
     with pytest.warns(UserWarning, match="negative values"):  # mixOmics ships centred values
         xl.tl.train_classifier(mdata, "subtype", mods=["mrna", "mirna"], n_models=2, max_epochs=10)
     ens = xl.get.ensemble(mdata)
@@ -25,7 +25,7 @@ def test_train_predict_on_mudata(brca):
 
 
 def test_incomplete_modalities_restrict_rows(brca):
-    mdata = brca.copy()
+    mdata = brca
     with pytest.warns(UserWarning, match="negative values"):
         xl.tl.train_classifier(mdata, "subtype", n_models=1, max_epochs=2)  # protein: 150 of 220 samples
     p = mdata.uns["xl"]["params"]
@@ -37,7 +37,7 @@ def test_incomplete_modalities_restrict_rows(brca):
 
 def test_unknown_modality(brca):
     with pytest.raises(KeyError, match="modalities \\['rna'\\] are not in the MuData"):
-        xl.tl.train_classifier(brca.copy(), "subtype", mods=["rna"])
+        xl.tl.train_classifier(brca, "subtype", mods=["rna"])
 
 
 def test_mods_only_for_mudata(synth):
@@ -46,7 +46,7 @@ def test_mods_only_for_mudata(synth):
 
 
 def test_feature_names_are_prefixed(brca):
-    mdata = brca.copy()
+    mdata = brca
     with pytest.warns(UserWarning, match="negative values"):
         xl.tl.train_classifier(mdata, "subtype", mods=["mirna"], n_models=1, max_epochs=1)
     names = xl.get.ensemble(mdata).var_names

@@ -1,0 +1,460 @@
+"""References (baselines) for reference-based explainers, and streamed per-gene statistics.
+
+Everything here is pure NumPy/SciPy and seeded through :class:`numpy.random.Generator`.
+
+Reference kinds
+---------------
+``"zero"``
+    The all-zero expression profile (one reference; ``n_baselines`` is ignored).
+``"normal"``
+    Every entry drawn independently from a standard normal N(0, 1) *truncated to [0, 1]*
+    (``scipy.stats.truncnorm(a=0, b=1)``, i.e. the density of N(0, 1) restricted to [0, 1] and
+    renormalised; mean ≈ 0.46). Zhao et al. describe this reference as "random values from a
+    normal distribution between 0 and 1", which is ambiguous; this is the reading implemented.
+``"universal"``
+    Per gene, a normal distribution with that gene's mean and standard deviation over all cells,
+    truncated to [0, ∞) — never negative. Truncation is exact: the draws come from
+    ``scipy.stats.truncnorm`` with lower bound ``a = (0 - mean) / sd`` and upper bound ``+∞``
+    (inverse-CDF sampling of the truncated law, no clipping, no resampling loops). A gene with
+    ``sd == 0`` gets the constant ``max(mean, 0)``.
+``"specific"``
+    As ``"universal"`` with the mean and sd of the cell's own group. References are drawn per
+    group and shared by all cells of that group within one draw (one draw per model and repeat).
+``"sample"``
+    Real cells drawn uniformly from the data (without replacement when ``n_baselines`` does not
+    exceed the number of cells): DeepLiftShap with these references is expected gradients'
+    DeepLift counterpart.
+``"rest"``
+    Real cells drawn uniformly from the cells of all *other* groups than the cell's own; drawn
+    per group and shared by the group's cells within one draw.
+array
+    A user array of shape ``(n_baselines, n_genes)``, ``(1, n_genes)`` or ``(n_genes,)``, used as is.
+
+Shared references (``zero``, ``normal``, ``universal``, ``sample``, user arrays) are one
+``(n_baselines, n_genes)`` array for all cells, which the fast kernels exploit (each reference is
+forwarded once, not once per cell). ``specific`` and ``rest`` are one such array per group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+REFERENCE_KINDS = ("zero", "normal", "universal", "specific", "sample", "rest")
+"""Named reference kinds (a user array is also accepted)."""
+
+RANDOM_KINDS = ("normal", "universal", "specific", "sample", "rest")
+GROUPED_KINDS = ("specific", "rest")
+
+
+@dataclass
+class GeneStats:
+    """Per-gene mean and standard deviation, overall and per group (population sd, ``ddof=0``).
+
+    Attributes
+    ----------
+    n
+        Number of cells.
+    mean, sd
+        Arrays of shape ``(n_genes,)`` (float64).
+    group_n
+        Cells per group, shape ``(n_groups,)``; ``None`` without groups.
+    group_mean, group_sd
+        Shape ``(n_groups, n_genes)``; ``None`` without groups.
+    """
+
+    n: int
+    mean: np.ndarray
+    sd: np.ndarray
+    group_n: np.ndarray | None = None
+    group_mean: np.ndarray | None = None
+    group_sd: np.ndarray | None = None
+
+    @property
+    def n_genes(self) -> int:
+        """Number of genes."""
+        return self.mean.shape[0]
+
+
+def _iter_blocks(chunks: Any) -> Iterable[np.ndarray]:
+    if callable(chunks) and not hasattr(chunks, "__iter__"):
+        chunks = chunks()
+    for item in chunks:
+        if isinstance(item, tuple) and len(item) == 2:
+            item = item[1]
+        yield np.asarray(item)
+
+
+def _merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+    """Chan et al. parallel merge of (count, mean, M2); counts broadcast over genes."""
+    n = n_a + n_b
+    safe = np.where(n > 0, n, 1)
+    delta = mean_b - mean_a
+    mean = mean_a + delta * (n_b / safe)
+    m2 = m2_a + m2_b + delta**2 * (n_a * n_b / safe)
+    return n, mean, m2
+
+
+def compute_gene_stats(
+    chunks: Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]],
+    groups: np.ndarray | None = None,
+    *,
+    n_groups: int | None = None,
+) -> GeneStats:
+    """Per-gene mean and sd, overall and per group, streamed over row chunks.
+
+    Memory stays flat: only ``O(n_groups × n_genes)`` accumulators are kept. Each chunk is
+    centred on its own means (two-pass within the chunk) and merged with Chan's parallel update
+    in float64, so the result matches ``X.mean(0)``/``X.std(0)`` to rounding.
+
+    Parameters
+    ----------
+    chunks
+        Iterable (or callable returning one) of dense row blocks in row order, or of
+        ``(slice, block)`` pairs such as :meth:`scxl._validation.Matrix.chunks` yields.
+    groups
+        Integer group code of every row (``-1``: in no group), or ``None``.
+    n_groups
+        Number of groups; defaults to ``groups.max() + 1``.
+
+    Returns
+    -------
+    :class:`GeneStats` with overall and (if ``groups`` is given) per-group statistics.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scxl.explain import compute_gene_stats
+    >>> X = np.arange(12.0).reshape(4, 3)
+    >>> stats = compute_gene_stats([X[:2], X[2:]], groups=np.array([0, 0, 1, 1]))
+    >>> stats.mean.tolist(), stats.group_mean[1].tolist()
+    ([4.5, 5.5, 6.5], [7.5, 8.5, 9.5])
+    """
+    if groups is not None:
+        groups = np.asarray(groups, dtype=np.int64)
+        if n_groups is None:
+            n_groups = int(groups.max()) + 1 if groups.size else 0
+    n = np.zeros(1)
+    mean = m2 = None
+    gn = gmean = gm2 = None
+    offset = 0
+    for block in _iter_blocks(chunks):
+        block = np.asarray(block, dtype=np.float64)
+        if block.ndim != 2:
+            raise ValueError(f"row chunks must be 2-D, got shape {block.shape}")
+        rows = block.shape[0]
+        if mean is None:
+            g = block.shape[1]
+            mean, m2 = np.zeros(g), np.zeros(g)
+            if groups is not None:
+                gn, gmean, gm2 = np.zeros((n_groups, 1)), np.zeros((n_groups, g)), np.zeros((n_groups, g))
+        if rows == 0:
+            continue
+        b_mean = block.mean(0)
+        b_m2 = ((block - b_mean) ** 2).sum(0)
+        n, mean, m2 = _merge(n, mean, m2, np.array([rows], float), b_mean, b_m2)
+        if groups is not None:
+            codes = groups[offset : offset + rows]
+            if codes.shape[0] != rows:
+                raise ValueError("groups is shorter than the number of rows in chunks")
+            for k in np.unique(codes):
+                if k < 0:
+                    continue
+                sub = block[codes == k]
+                s_mean = sub.mean(0)
+                s_m2 = ((sub - s_mean) ** 2).sum(0)
+                nk, mk, m2k = _merge(gn[k], gmean[k], gm2[k], np.array([sub.shape[0]], float), s_mean, s_m2)
+                gn[k], gmean[k], gm2[k] = nk, mk, m2k
+        offset += rows
+    if mean is None:
+        raise ValueError("no rows were read: chunks is empty")
+    if groups is not None and offset != groups.shape[0]:
+        raise ValueError(f"groups has {groups.shape[0]} entries but chunks held {offset} rows")
+    total = int(n[0])
+    sd = _sd(m2, total, mean)
+    if groups is None:
+        return GeneStats(total, mean, sd)
+    counts = gn[:, 0]
+    gsd = _sd(gm2, np.maximum(counts, 1)[:, None], gmean)
+    return GeneStats(total, mean, sd, counts.astype(np.int64), gmean, gsd)
+
+
+def _sd(m2, n, mean):
+    """Population sd; rounding noise of constant genes (sd ~ 1e-16) is set to exactly 0."""
+    sd = np.sqrt(np.maximum(m2, 0) / np.maximum(n, 1))
+    return np.where(sd <= 1e-12 * np.maximum(np.abs(mean), 1.0), 0.0, sd)
+
+
+def truncated_normal(
+    mean: np.ndarray,
+    sd: np.ndarray,
+    size: tuple[int, ...],
+    rng: np.random.Generator,
+    *,
+    low: float = 0.0,
+    high: float = np.inf,
+) -> np.ndarray:
+    """Draws from N(mean, sd) truncated to ``[low, high]`` (per gene, broadcast on the last axis).
+
+    Exact truncation via :data:`scipy.stats.truncnorm` (inverse CDF of the truncated law). Where
+    ``sd == 0`` the value is ``clip(mean, low, high)``.
+
+    Parameters
+    ----------
+    mean, sd
+        Per-gene parameters, shape ``(n_genes,)``.
+    size
+        Output shape; its last axis must be ``n_genes``.
+    rng
+        Random generator.
+    low, high
+        Truncation bounds.
+
+    Returns
+    -------
+    Float64 array of shape ``size``.
+    """
+    from scipy.stats import truncnorm
+
+    mean = np.asarray(mean, dtype=np.float64)
+    sd = np.asarray(sd, dtype=np.float64)
+    const = ~(sd > 0)
+    safe_sd = np.where(const, 1.0, sd)
+    a = (low - mean) / safe_sd
+    b = (high - mean) / safe_sd
+    out = truncnorm.rvs(a, b, loc=mean, scale=safe_sd, size=size, random_state=rng)
+    out = np.asarray(out, dtype=np.float64)
+    if const.any():
+        out[..., const] = np.clip(mean[const], low, high)
+    # guard against rounding just outside the bounds in extreme tails
+    return np.clip(out, low, high)
+
+
+@dataclass
+class ReferenceSet:
+    """One draw of references.
+
+    Exactly one of ``shared`` (``(n_baselines, n_genes)``, for all cells) and ``per_group``
+    (``(n_groups, n_baselines, n_genes)``, for the cells of each group) is set.
+    """
+
+    kind: str
+    shared: np.ndarray | None = None
+    per_group: np.ndarray | None = None
+
+    @property
+    def n_baselines(self) -> int:
+        """References per cell."""
+        arr = self.shared if self.shared is not None else self.per_group
+        return arr.shape[-2]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the references."""
+        arr = self.shared if self.shared is not None else self.per_group
+        return int(arr.nbytes)
+
+    def for_cells(self, groups: np.ndarray | None = None) -> np.ndarray:
+        """References of a chunk of cells.
+
+        Parameters
+        ----------
+        groups
+            Group codes of the chunk's cells (needed for per-group references).
+
+        Returns
+        -------
+        ``(n_baselines, n_genes)`` when the references are shared by all cells, else
+        ``(n_cells, n_baselines, n_genes)``.
+        """
+        if self.shared is not None:
+            return self.shared
+        if groups is None:
+            raise ValueError(f"references={self.kind!r} are per group: pass the cells' groups")
+        return self.per_group[np.asarray(groups, dtype=np.int64)]
+
+
+class ReferenceSampler:
+    """Draws :class:`ReferenceSet` objects; build it with :func:`make_reference_sampler`.
+
+    Attributes
+    ----------
+    kind
+        Reference kind (``"user"`` for an array).
+    n_baselines
+        References per cell.
+    random
+        Whether two draws differ (``False`` for ``"zero"`` and user arrays).
+    shared
+        Whether all cells share the same references (``False`` for ``"specific"``, ``"rest"``).
+    """
+
+    def __init__(self, kind, n_baselines, n_features, *, array=None, stats=None, read_rows=None,
+                 groups=None, n_groups=None, n_obs=None):
+        self.kind = kind
+        self.n_baselines = int(n_baselines)
+        self.n_features = int(n_features)
+        self.random = kind in RANDOM_KINDS
+        self.shared = kind not in GROUPED_KINDS
+        self._array = array
+        self._stats = stats
+        self._read_rows = read_rows
+        self._groups = groups
+        self._n_groups = n_groups
+        self._n_obs = n_obs
+
+    def __repr__(self) -> str:
+        return f"ReferenceSampler(kind={self.kind!r}, n_baselines={self.n_baselines}, n_features={self.n_features})"
+
+    def draw(self, rng: np.random.Generator | int | None = None) -> ReferenceSet:
+        """Draw one set of references.
+
+        Parameters
+        ----------
+        rng
+            Generator (or seed) used for all randomness of this draw.
+
+        Returns
+        -------
+        :class:`ReferenceSet` (float32).
+        """
+        rng = np.random.default_rng(rng)
+        b, g = self.n_baselines, self.n_features
+        kind = self.kind
+        if kind == "zero":
+            return ReferenceSet(kind, shared=np.zeros((1, g), dtype=np.float32))
+        if kind == "user":
+            return ReferenceSet(kind, shared=self._array)
+        if kind == "normal":
+            arr = truncated_normal(np.zeros(g), np.ones(g), (b, g), rng, low=0.0, high=1.0)
+            return ReferenceSet(kind, shared=arr.astype(np.float32))
+        if kind == "universal":
+            arr = truncated_normal(self._stats.mean, self._stats.sd, (b, g), rng)
+            return ReferenceSet(kind, shared=arr.astype(np.float32))
+        if kind == "specific":
+            out = np.zeros((self._n_groups, b, g), dtype=np.float32)
+            for k in range(self._n_groups):
+                if self._stats.group_n[k] > 0:
+                    out[k] = truncated_normal(self._stats.group_mean[k], self._stats.group_sd[k], (b, g), rng)
+            return ReferenceSet(kind, per_group=out)
+        if kind == "sample":
+            idx = rng.choice(self._n_obs, size=b, replace=b > self._n_obs)
+            return ReferenceSet(kind, shared=self._read(idx))
+        if kind == "rest":
+            picks = np.zeros((self._n_groups, b), dtype=np.int64)
+            for k in range(self._n_groups):
+                pool = np.flatnonzero((self._groups != k) & (self._groups >= 0))
+                if pool.size == 0:
+                    raise ValueError(f"references='rest': group {k} has no cells in other groups to draw from")
+                picks[k] = pool[rng.choice(pool.size, size=b, replace=b > pool.size)]
+            rows = self._read(picks.ravel())
+            return ReferenceSet(kind, per_group=rows.reshape(self._n_groups, b, g))
+        raise AssertionError(kind)  # pragma: no cover
+
+    def _read(self, idx: np.ndarray) -> np.ndarray:
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        rows = np.asarray(self._read_rows(uniq), dtype=np.float32)
+        if rows.shape != (uniq.size, self.n_features):
+            raise ValueError(f"read_rows returned shape {rows.shape}, expected {(uniq.size, self.n_features)}")
+        return np.ascontiguousarray(rows[inverse.ravel()])
+
+
+def make_reference_sampler(
+    kind: str | np.ndarray,
+    *,
+    n_features: int,
+    n_baselines: int = 1,
+    stats: GeneStats | None = None,
+    read_rows: Callable[[np.ndarray], np.ndarray] | None = None,
+    n_obs: int | None = None,
+    groups: np.ndarray | None = None,
+    n_groups: int | None = None,
+) -> ReferenceSampler:
+    """Build a sampler of references of one kind.
+
+    Parameters
+    ----------
+    kind
+        One of :data:`REFERENCE_KINDS` or an array (see the module docstring).
+    n_features
+        Number of genes.
+    n_baselines
+        References per cell (ignored for ``"zero"`` and arrays).
+    stats
+        Per-gene statistics (:func:`compute_gene_stats`); needed for ``"universal"`` and, with
+        per-group statistics, for ``"specific"``.
+    read_rows
+        ``read_rows(sorted_unique_int_indices) -> dense (k, n_features) rows``; needed for
+        ``"sample"`` and ``"rest"``.
+    n_obs
+        Number of cells to draw from (``"sample"``); defaults to ``len(groups)``.
+    groups
+        Integer group code of every cell (``-1``: none); needed for ``"rest"``.
+    n_groups
+        Number of groups; needed for ``"specific"`` and ``"rest"``.
+
+    Returns
+    -------
+    A :class:`ReferenceSampler`; call ``.draw(rng)`` for a :class:`ReferenceSet`, then
+    ``.for_cells(groups_of_chunk)`` for a chunk's ``(n_baselines, G)`` or
+    ``(n_cells, n_baselines, G)`` array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scxl.explain import make_reference_sampler
+    >>> s = make_reference_sampler("normal", n_features=5, n_baselines=3)
+    >>> s.draw(np.random.default_rng(0)).for_cells().shape
+    (3, 5)
+    """
+    if not isinstance(kind, str):
+        arr = np.asarray(kind, dtype=np.float32)
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.ndim != 2 or arr.shape[1] != n_features or arr.shape[0] == 0:
+            raise ValueError(
+                f"a reference array must have shape (n_baselines, {n_features}) or ({n_features},), "
+                f"got {np.shape(kind)}"
+            )
+        if not np.isfinite(arr).all():
+            raise ValueError("the reference array contains NaN or infinite values")
+        return ReferenceSampler("user", arr.shape[0], n_features, array=np.ascontiguousarray(arr))
+    if kind not in REFERENCE_KINDS:
+        raise ValueError(f"references={kind!r} is not valid; choose one of {list(REFERENCE_KINDS)} or pass an array")
+    if int(n_baselines) < 1:
+        raise ValueError(f"n_baselines must be at least 1, got {n_baselines}")
+    if kind == "zero":
+        return ReferenceSampler("zero", 1, n_features)
+    if kind in ("universal", "specific"):
+        if stats is None:
+            raise ValueError(f"references={kind!r} needs per-gene statistics (stats=compute_gene_stats(...))")
+        if stats.n_genes != n_features:
+            raise ValueError(f"stats cover {stats.n_genes} genes, expected {n_features}")
+        if kind == "specific" and stats.group_mean is None:
+            raise ValueError("references='specific' needs per-group statistics: pass groups to compute_gene_stats")
+    if kind in GROUPED_KINDS:
+        if n_groups is None:
+            if stats is not None and stats.group_n is not None:
+                n_groups = stats.group_n.shape[0]
+            elif groups is not None:
+                n_groups = int(np.max(groups)) + 1
+            else:
+                raise ValueError(f"references={kind!r} needs the groups of the cells")
+        if kind == "specific" and stats.group_n.shape[0] != n_groups:
+            raise ValueError(f"stats have {stats.group_n.shape[0]} groups, expected {n_groups}")
+    if kind in ("sample", "rest"):
+        if read_rows is None:
+            raise ValueError(f"references={kind!r} draws real cells: pass read_rows")
+        if kind == "rest":
+            if groups is None:
+                raise ValueError("references='rest' needs the group of every cell (groups=)")
+            groups = np.asarray(groups, dtype=np.int64)
+        if n_obs is None:
+            if groups is None:
+                raise ValueError("references='sample' needs n_obs (the number of cells to draw from)")
+            n_obs = len(groups)
+    return ReferenceSampler(kind, n_baselines, n_features, stats=stats, read_rows=read_rows,
+                            groups=groups, n_groups=n_groups, n_obs=n_obs)

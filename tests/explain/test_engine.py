@@ -1,0 +1,244 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import DeepLift, FeatureAblation
+from scipy import sparse
+
+from scxl._logging import ScxlWarning
+from scxl.explain import _fast as F
+from scxl.explain import (
+    attribute_modules,
+    choose_batch_size,
+    chunk_bytes_per_cell,
+    fold_mlp,
+)
+from scxl.explain._captum import quiet_captum
+from scxl.explain._engine import _noise, _rng
+
+
+@pytest.fixture
+def setup(make_mlp, expr):
+    mods = [make_mlp(30, 8, 3, seed=s, double=False) for s in range(3)]
+    x = expr(70, 30, seed=1, dtype=np.float32)
+    t = np.random.default_rng(2).integers(0, 3, 70)
+    return mods, x, t
+
+
+def run(mods, x, t, method="deeplift", **kw):
+    kw.setdefault("progress", False)
+    return attribute_modules(mods, x, t, method, **kw)
+
+
+@pytest.mark.parametrize(
+    "method,refs",
+    [
+        ("saliency", None), ("input_x_gradient", None), ("guided_backprop", None),
+        ("deeplift", "zero"), ("deeplift", "universal"), ("deeplift_shap", "sample"),
+        ("deeplift_shap", "specific"), ("deeplift_shap", "rest"), ("feature_ablation", "normal"),
+    ],
+)
+def test_fast_path_equals_captum_path(setup, method, refs):
+    mods, x, t = setup
+    kw = dict(references=refs, n_baselines=4 if refs not in (None, "zero") else None, precision="double")
+    fast = run(mods, x, t, method, **kw)
+    slow = run(mods, x, t, method, use_fast=False, **kw)
+    assert fast.fast.all() and not slow.fast.any()
+    scale = np.abs(slow.attributions).max()
+    assert scale > 0
+    np.testing.assert_allclose(fast.attributions, slow.attributions, rtol=1e-5, atol=1e-6 * scale)
+    np.testing.assert_allclose(fast.member_group_means, slow.member_group_means, rtol=1e-5, atol=1e-6 * scale)
+
+
+def test_engine_equals_captum_directly(setup):
+    """Engine output == Captum DeepLift per member, averaged over members."""
+    mods, x, t = setup
+    res = run(mods, x, t, "deeplift", precision="double")
+    xt, tt = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(t)
+    with quiet_captum():
+        want = np.mean([DeepLift(m.double()).attribute(xt, baselines=0.0, target=tt).detach().numpy() for m in mods], 0)
+    for m in mods:
+        m.float()
+    np.testing.assert_allclose(res.attributions, want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("method,kw", [
+    ("deeplift_shap", dict(references="universal", n_baselines=5)),
+    ("deeplift_shap", dict(references="rest", n_baselines=3)),
+    ("saliency", dict(smoothgrad=(3, 0.2))),
+    ("integrated_gradients", dict(references="sample", n_baselines=3, n_repeats=2)),
+])
+def test_chunking_does_not_change_results(setup, method, kw):
+    mods, x, t = setup
+    results = [run(mods, x, t, method, batch_size=b, precision="double", **kw) for b in (7, 64, None)]
+    assert results[0].params["batch_size"] == 7
+    for other in results[1:]:
+        np.testing.assert_allclose(other.attributions, results[0].attributions, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(other.group_means, results[0].group_means, rtol=1e-6, atol=1e-9)
+
+
+def test_determinism(setup):
+    mods, x, t = setup
+    kw = dict(references="universal", n_baselines=4, n_repeats=2, smoothgrad=(2, 0.1))
+    a = run(mods, x, t, "deeplift_shap", random_state=5, **kw)
+    b = run(mods, x, t, "deeplift_shap", random_state=5, **kw)
+    c = run(mods, x, t, "deeplift_shap", random_state=6, **kw)
+    np.testing.assert_array_equal(a.attributions, b.attributions)
+    np.testing.assert_array_equal(a.member_group_means, b.member_group_means)
+    assert not np.allclose(a.attributions, c.attributions)
+    assert a.params["n_repeats"] == 2 and a.params["stochastic"]
+
+
+def test_deterministic_repeats_warn_and_run_once(setup):
+    mods, x, t = setup
+    once = run(mods, x, t, "deeplift", references="zero")
+    with pytest.warns(ScxlWarning, match="deterministic.*computing it once"):
+        rep = run(mods, x, t, "deeplift", references="zero", n_repeats=3)
+    assert rep.params["n_repeats"] == 1 and not rep.params["stochastic"]
+    np.testing.assert_array_equal(rep.attributions, once.attributions)
+    with pytest.warns(ScxlWarning, match="deterministic"):
+        run(mods, x, t, "saliency", n_repeats=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(mods, x, t, "deeplift_shap", n_baselines=3, n_repeats=2)  # stochastic: no warning
+
+
+def test_repeats_average_independent_draws(setup):
+    mods, x, t = setup
+    one = run(mods[:1], x, t, "deeplift_shap", n_baselines=3, n_repeats=1, precision="double")
+    two = run(mods[:1], x, t, "deeplift_shap", n_baselines=3, n_repeats=2, precision="double")
+    # repeat 0 uses the same draw in both runs; two = (repeat0 + repeat1) / 2
+    f = fold_mlp(mods[0])
+    xt, tt = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(t)
+    entropy = two.params["random_state"]
+    draws = [x[_rng(entropy, 0, 0, r).choice(70, 3, replace=False)] for r in range(2)]
+    want = [F.deeplift(f, xt, tt, torch.as_tensor(d, dtype=torch.float64)).numpy() for d in draws]
+    np.testing.assert_allclose(one.attributions, want[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(two.attributions, (want[0] + want[1]) / 2, rtol=1e-5, atol=1e-7)
+
+
+def test_median_and_group_summaries(setup):
+    mods, x, t = setup
+    per = [run([m], x, t, "input_x_gradient", precision="double").attributions for m in mods]
+    med = run(mods, x, t, "input_x_gradient", aggregate="median", precision="double")
+    mean = run(mods, x, t, "input_x_gradient", precision="double")
+    np.testing.assert_allclose(med.attributions, np.median(per, 0), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(mean.attributions, np.mean(per, 0), rtol=1e-6, atol=1e-8)
+    for k in range(3):
+        np.testing.assert_allclose(mean.group_means[k], mean.attributions[t == k].mean(0), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(med.group_means[k], med.attributions[t == k].mean(0), rtol=1e-5, atol=1e-7)
+        for i in range(3):
+            np.testing.assert_allclose(mean.member_group_means[i, k], per[i][t == k].mean(0), rtol=1e-5, atol=1e-7)
+    assert mean.group_counts.tolist() == np.bincount(t, minlength=3).tolist()
+    assert mean.member_seconds.shape == (3,) and mean.seconds > 0
+
+
+def test_explicit_groups_and_streaming(setup):
+    mods, x, t = setup
+    groups = np.where(np.arange(70) < 10, -1, np.arange(70) % 4)
+    full = run(mods, x, t, "deeplift", groups=groups, batch_size=16)
+    seen = []
+    lean = run(mods, x, t, "deeplift", groups=groups, batch_size=16, store_cells=False,
+               on_chunk=lambda sl, a: seen.append((sl, a.copy())))
+    assert lean.attributions is None
+    assert [sl.start for sl, _ in seen] == list(range(0, 70, 16))
+    np.testing.assert_array_equal(np.concatenate([a for _, a in seen]), full.attributions)
+    np.testing.assert_array_equal(lean.group_means, full.group_means)
+    assert full.group_means.shape == (4, 30) and full.group_counts.tolist() == [15, 15, 15, 15]
+    np.testing.assert_allclose(full.group_means[1], full.attributions[groups == 1].mean(0), rtol=1e-5, atol=1e-7)
+
+
+def test_inputs_sparse_and_callable(setup):
+    mods, x, t = setup
+    dense = run(mods, x, t, "deeplift_shap", n_baselines=3)
+    sp = run(mods, sparse.csr_matrix(x), t, "deeplift_shap", n_baselines=3)
+    fn = run(mods, lambda idx: x[idx], t, "deeplift_shap", n_baselines=3)
+    np.testing.assert_array_equal(sp.attributions, dense.attributions)
+    np.testing.assert_array_equal(fn.attributions, dense.attributions)
+
+
+def test_smoothgrad_is_mean_over_seeded_noise(setup):
+    mods, x, t = setup
+    res = run(mods[:1], x, t, "input_x_gradient", smoothgrad=(3, 0.5), gene_sd=np.full(30, 2.0), precision="double")
+    f = fold_mlp(mods[0])
+    xt, tt = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(t)
+    entropy = res.params["random_state"]
+    want = np.mean([
+        F.input_x_gradient(f, xt + 1.0 * _noise(entropy, 0, 0, s, 0, 70, 70, 30, "cpu", torch.float64), tt).numpy()
+        for s in range(3)
+    ], 0)
+    np.testing.assert_allclose(res.attributions, want, rtol=1e-5, atol=1e-7)
+    plain = run(mods[:1], x, t, "input_x_gradient")
+    assert not np.allclose(res.attributions, plain.attributions)
+
+
+def test_captum_fallback_for_deeper_mlp(make_mlp, expr):
+    m = make_mlp(20, 6, 3, hidden=[6, 5], seed=3)
+    x = expr(15, 20, seed=4)
+    t = np.arange(15) % 3
+    ref = expr(1, 20, seed=5)
+    res = attribute_modules([m], x, t, "feature_ablation", references=ref, precision="double", progress=False)
+    assert not res.fast[0]
+    with quiet_captum():
+        want = FeatureAblation(m).attribute(torch.as_tensor(x), baselines=torch.as_tensor(ref), target=torch.as_tensor(t))
+    np.testing.assert_allclose(res.attributions, want.numpy(), rtol=1e-5, atol=1e-8)
+
+
+def test_cnn_methods(make_cnn, make_mlp, expr):
+    cnn = make_cnn(25, 3, double=False)
+    x = expr(12, 25, seed=6, dtype=np.float32)
+    t = np.arange(12) % 3
+    for method in ("guided_gradcam", "guided_gradcam_pp", "deeplift"):
+        res = attribute_modules([cnn], x, t, method, progress=False, batch_size=5)
+        assert res.attributions.shape == (12, 25) and np.isfinite(res.attributions).all()
+        assert not res.fast[0]
+    with pytest.raises(ValueError, match="grid CNN models only"):
+        attribute_modules([make_mlp(25, 4, 3)], x, t, "guided_gradcam", progress=False)
+
+
+def test_memory_model_respects_limit():
+    for method, fast in [("deeplift_shap", True), ("feature_ablation", True), ("saliency", True),
+                         ("integrated_gradients", False), ("deeplift", False)]:
+        per = chunk_bytes_per_cell(method, 20000, n_hidden=128, n_baselines=20, n_members=10,
+                                   fast=fast, activation_bytes=50_000, aggregate="median")
+        for limit in (2**24, 2**28, 2**31):
+            size = choose_batch_size(per, limit, fixed_bytes=2**20)
+            assert size >= 1
+            if size > 1:
+                assert 2**20 + size * per <= limit < 2**20 + (size + 1) * per
+        assert choose_batch_size(per, 10) == 1
+    small = chunk_bytes_per_cell("deeplift_shap", 1000, n_hidden=32, n_baselines=2)
+    big = chunk_bytes_per_cell("deeplift_shap", 1000, n_hidden=32, n_baselines=20)
+    assert big > small
+    assert chunk_bytes_per_cell("saliency", 100, aggregate="median", n_members=50) > chunk_bytes_per_cell(
+        "saliency", 100, aggregate="mean", n_members=50)
+
+
+def test_engine_chunk_from_memory_limit(setup):
+    mods, x, t = setup
+    per = chunk_bytes_per_cell("deeplift", 30, n_hidden=8, n_baselines=1, n_members=3, itemsize=4)
+    res = run(mods, x, t, "deeplift", memory_limit_bytes=per * 10)
+    assert res.params["batch_size"] == 10
+    tiny = run(mods, x, t, "deeplift", memory_limit_bytes=1)
+    assert tiny.params["batch_size"] == 1
+    np.testing.assert_allclose(tiny.attributions, res.attributions, rtol=1e-5, atol=1e-7)
+
+
+def test_training_state_restored_and_input_errors(setup):
+    mods, x, t = setup
+    mods[0].train()
+    run(mods, x, t, "saliency")
+    assert mods[0].training and not mods[1].training
+    with pytest.raises(ValueError, match="takes no reference"):
+        run(mods, x, t, "saliency", references="zero")
+    with pytest.raises(ValueError, match=r"class indices in \[0, 3\)"):
+        run(mods, x, t + 1, "saliency")
+    with pytest.raises(ValueError, match="targets has 5 entries"):
+        run(mods, x, t[:5], "saliency")
+    with pytest.raises(ValueError, match="choose one of"):
+        run(mods, x, t, "saliency", aggregate="max")
+    with pytest.raises(ValueError, match="known explainer"):
+        run(mods, x, t, "shap")
+    with pytest.raises(ValueError, match="takes 30 genes"):
+        run(mods, x[:, :20], t, "saliency")

@@ -1,0 +1,159 @@
+"""Fast kernels against Captum on random one-hidden-layer MLPs (float64 on both sides)."""
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import (
+    DeepLift,
+    DeepLiftShap,
+    FeatureAblation,
+    GuidedBackprop,
+    InputXGradient,
+    IntegratedGradients,
+    Saliency,
+)
+
+from scxl.explain import _fast as F
+from scxl.explain import fold_mlp, is_foldable
+from scxl.explain._captum import quiet_captum
+
+SHAPES = [(7, 5, 2), (50, 32, 3), (300, 5, 5), (300, 32, 4)]
+
+
+def close(a, b, rtol=1e-5):
+    """Elementwise relative check with an absolute floor at rtol × scale."""
+    a, b = (np.asarray(v.detach().cpu()) if torch.is_tensor(v) else np.asarray(v) for v in (a, b))
+    scale = np.abs(b).max()
+    assert scale > 0
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * scale * 1e-3)
+
+
+def setup(make_mlp, expr, g, h, c, bn, seed=0, n=12):
+    m = make_mlp(g, h, c, seed=seed, batchnorm=bn)
+    x = torch.as_tensor(expr(n, g, seed=seed))
+    t = torch.as_tensor(np.random.default_rng(seed).integers(0, c, n))
+    return m, fold_mlp(m), x, t
+
+
+@pytest.mark.parametrize("bn", [True, False])
+@pytest.mark.parametrize("g,h,c", SHAPES)
+def test_gradient_kernels_match_captum(make_mlp, expr, g, h, c, bn):
+    m, f, x, t = setup(make_mlp, expr, g, h, c, bn)
+    assert torch.allclose(f.logits(x), m(x), rtol=1e-12, atol=1e-12)
+    with quiet_captum():
+        close(F.saliency(f, x, t), Saliency(m).attribute(x, target=t))
+        close(F.saliency(f, x, t, abs=False), Saliency(m).attribute(x, target=t, abs=False))
+        close(F.input_x_gradient(f, x, t), InputXGradient(m).attribute(x, target=t))
+        close(F.guided_backprop(f, x, t), GuidedBackprop(m).attribute(x, target=t))
+
+
+def test_guided_backprop_differs_from_gradient(make_mlp, expr):
+    m, f, x, t = setup(make_mlp, expr, 50, 32, 3, True)
+    assert not torch.allclose(F.guided_backprop(f, x, t), F.gradient(f, x, t))
+
+
+@pytest.mark.parametrize("bn", [True, False])
+@pytest.mark.parametrize("g,h,c", SHAPES)
+def test_deeplift_matches_captum(make_mlp, expr, g, h, c, bn):
+    m, f, x, t = setup(make_mlp, expr, g, h, c, bn, seed=1)
+    ref = torch.as_tensor(expr(1, g, seed=99))
+    with quiet_captum():
+        want = DeepLift(m).attribute(x, baselines=ref, target=t)
+        close(F.deeplift(f, x, t, ref), want)
+        close(F.deeplift(f, x, t, torch.zeros(1, g, dtype=torch.float64)),
+              DeepLift(m).attribute(x, baselines=0.0, target=t))
+
+
+@pytest.mark.parametrize("bn", [True, False])
+@pytest.mark.parametrize("g,h,c", SHAPES)
+def test_deeplift_shap_matches_captum(make_mlp, expr, g, h, c, bn):
+    m, f, x, t = setup(make_mlp, expr, g, h, c, bn, seed=2)
+    refs = torch.as_tensor(expr(6, g, seed=7))
+    with quiet_captum():
+        want = DeepLiftShap(m).attribute(x, baselines=refs, target=t)
+    close(F.deeplift(f, x, t, refs), want)  # K matrix, one block
+    close(F.deeplift(f, x, t, refs, k_block=4), want)  # two blocks, reused workspace
+    close(F.deeplift(f, x, t, refs, k_block=0), want)  # loop over references
+
+
+def test_deeplift_eps_rule_matches_captum(make_mlp, expr):
+    """A reference equal to the input in some units exercises the |z - z0| < eps branch."""
+    m, f, x, t = setup(make_mlp, expr, 50, 32, 3, True, seed=3)
+    ref = x[:1].clone()
+    with quiet_captum():
+        want = DeepLift(m).attribute(x, baselines=ref, target=t)
+    got = F.deeplift(f, x, t, ref)
+    close(got, want)
+    assert torch.all(got[0] == 0)  # x == r gives zero attribution
+
+
+def test_deeplift_per_cell_references(make_mlp, expr):
+    m, f, x, t = setup(make_mlp, expr, 50, 32, 3, True, seed=4)
+    refs = torch.as_tensor(expr(12 * 3, 50, seed=8)).reshape(12, 3, 50)
+    with quiet_captum():
+        want = torch.stack([
+            DeepLiftShap(m).attribute(x[i : i + 1], baselines=refs[i], target=t[i : i + 1])[0]
+            for i in range(12)
+        ])
+    close(F.deeplift(f, x, t, refs), want)
+
+
+def test_rescale_multipliers_in_unit_interval():
+    z = torch.linspace(-3, 3, 61, dtype=torch.float64)
+    m = F.rescale_multipliers(z[:, None], z[None, :])
+    assert m.min() >= 0 and m.max() <= 1
+    assert torch.all(m[z > 0][:, z > 0] == 1) and torch.all(m[z < 0][:, z < 0] == 0)
+
+
+@pytest.mark.parametrize("g,h,c", [(7, 5, 2), (50, 32, 3)])
+def test_integrated_gradients_closed_form(make_mlp, expr, g, h, c):
+    """Exact IG == DeepLift-Rescale; Captum IG converges to it as steps grow."""
+    m, f, x, t = setup(make_mlp, expr, g, h, c, True, seed=5)
+    ref = torch.as_tensor(expr(1, g, seed=11))
+    exact = F.integrated_gradients(f, x, t, ref)
+    with quiet_captum():
+        dl = DeepLift(m).attribute(x, baselines=ref, target=t)
+        ig = IntegratedGradients(m)
+        coarse = ig.attribute(x, baselines=ref, target=t, n_steps=50, method="riemann_middle")
+        fine = ig.attribute(x, baselines=ref, target=t, n_steps=4000, method="riemann_middle")
+    assert torch.equal(exact, F.deeplift(f, x, t, ref))
+    close(exact, dl)
+    scale = exact.abs().max()
+    err_fine = (fine - exact).abs().max() / scale
+    err_coarse = (coarse - exact).abs().max() / scale
+    assert err_fine < 1e-3
+    assert err_fine < err_coarse  # convergence towards the closed form
+    # completeness: attributions sum to the logit difference
+    diff = f.logits(x).gather(1, t[:, None])[:, 0] - f.logits(ref).expand(len(t), -1).gather(1, t[:, None])[:, 0]
+    torch.testing.assert_close(exact.sum(1), diff, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("g,h,c", [(7, 5, 2), (50, 32, 3)])
+def test_feature_ablation_matches_captum(make_mlp, expr, g, h, c):
+    m, f, x, t = setup(make_mlp, expr, g, h, c, True, seed=6, n=6)
+    ref = torch.as_tensor(expr(1, g, seed=12))
+    with quiet_captum():
+        want = FeatureAblation(m).attribute(x, baselines=ref, target=t)
+        want0 = FeatureAblation(m).attribute(x, target=t)
+    close(F.feature_ablation(f, x, t, ref, gene_block=4), want)
+    close(F.feature_ablation(f, x, t, torch.zeros(1, g, dtype=torch.float64)), want0)
+
+
+def test_foldable_detection(make_mlp):
+    assert is_foldable(make_mlp(7, 5, 2))
+    assert is_foldable(make_mlp(7, 5, 2, batchnorm=False))
+    assert not is_foldable(make_mlp(7, 5, 2, hidden=[5, 4]))
+    seq = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
+    assert not is_foldable(seq)
+    with pytest.raises(ValueError, match="fold_mlp needs"):
+        fold_mlp(seq)
+
+
+def test_single_precision_close_to_double(make_mlp, expr):
+    m, f, x, t = setup(make_mlp, expr, 300, 32, 4, True, seed=9)
+    refs = torch.as_tensor(expr(20, 300, seed=13))
+    a64 = F.deeplift(f, x, t, refs)
+    f32 = fold_mlp(m, dtype=torch.float32)
+    a32 = F.deeplift(f32, x.float(), t, refs.float())
+    assert a32.dtype == torch.float32
+    assert ((a32.double() - a64).abs().max() / a64.abs().max()) < 1e-5
