@@ -1,12 +1,14 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from captum.attr import DeepLift, FeatureAblation
 from scipy import sparse
 
 from scxl._logging import ScxlWarning
+from scxl._validation import Matrix
 from scxl.explain import _fast as F
 from scxl.explain import (
     attribute_modules,
@@ -154,8 +156,11 @@ def test_inputs_sparse_and_callable(setup):
     dense = run(mods, x, t, "deeplift_shap", n_baselines=3)
     sp = run(mods, sparse.csr_matrix(x), t, "deeplift_shap", n_baselines=3)
     fn = run(mods, lambda idx: x[idx], t, "deeplift_shap", n_baselines=3)
+    mat = run(mods, Matrix(sparse.csr_matrix(x), pd.Index([f"g{i}" for i in range(30)]), "X"), t,
+              "deeplift_shap", n_baselines=3)
     np.testing.assert_array_equal(sp.attributions, dense.attributions)
     np.testing.assert_array_equal(fn.attributions, dense.attributions)
+    np.testing.assert_array_equal(mat.attributions, dense.attributions)
 
 
 def test_smoothgrad_is_mean_over_seeded_noise(setup):

@@ -139,6 +139,16 @@ def test_feature_ablation_matches_captum(make_mlp, expr, g, h, c):
     close(F.feature_ablation(f, x, t, torch.zeros(1, g, dtype=torch.float64)), want0)
 
 
+def test_feature_ablation_per_cell_references(make_mlp, expr):
+    m, f, x, t = setup(make_mlp, expr, 20, 8, 3, True, seed=7, n=5)
+    refs = torch.as_tensor(expr(5 * 2, 20, seed=15)).reshape(5, 2, 20)
+    with quiet_captum():
+        want = torch.stack([
+            FeatureAblation(m).attribute(x, baselines=refs[:, b], target=t) for b in range(2)
+        ]).mean(0)
+    close(F.feature_ablation(f, x, t, refs, gene_block=6), want)
+
+
 def test_foldable_detection(make_mlp):
     assert is_foldable(make_mlp(7, 5, 2))
     assert is_foldable(make_mlp(7, 5, 2, batchnorm=False))
@@ -157,3 +167,17 @@ def test_single_precision_close_to_double(make_mlp, expr):
     a32 = F.deeplift(f32, x.float(), t, refs.float())
     assert a32.dtype == torch.float32
     assert ((a32.double() - a64).abs().max() / a64.abs().max()) < 1e-5
+
+
+def test_negative_batchnorm_scale(make_mlp, expr):
+    """Negative BatchNorm γ flips the scale after the ReLU clamp in guided backprop."""
+    m, f, x, t = setup(make_mlp, expr, 50, 32, 3, True, seed=10)
+    with torch.no_grad():
+        m.net[1].weight[::2] *= -1
+    f = fold_mlp(m)
+    assert (f.s1 < 0).sum() >= 16
+    refs = torch.as_tensor(expr(4, 50, seed=14))
+    with quiet_captum():
+        close(F.guided_backprop(f, x, t), GuidedBackprop(m).attribute(x, target=t))
+        close(F.saliency(f, x, t, abs=False), Saliency(m).attribute(x, target=t, abs=False))
+        close(F.deeplift(f, x, t, refs), DeepLiftShap(m).attribute(x, baselines=refs, target=t))

@@ -673,10 +673,11 @@ def attribute_modules(
                 member_seconds[mi] += time.perf_counter() - t0
                 per_member.append(acc)
             if aggregate == "mean":
-                agg = per_member[0].clone() if n_members > 1 else per_member[0]
-                for a in per_member[1:]:
-                    agg += a
+                agg = per_member[0]
                 if n_members > 1:
+                    agg = per_member[0] + per_member[1]
+                    for a in per_member[2:]:
+                        agg += a
                     agg /= n_members
             else:
                 agg = _median(torch.stack(per_member))
@@ -760,15 +761,27 @@ def _median(stack: torch.Tensor) -> torch.Tensor:
 def _group_sums(per_member, agg, g_chunk, n_groups, member_sums, agg_sums, dev) -> None:
     """Add per-group column sums, accumulated over chunks in float64.
 
-    A one-hot matmul per chunk is deterministic, also on CUDA (unlike atomic scatter-adds).
+    On CUDA a one-hot matmul per chunk keeps this deterministic (unlike atomic scatter-adds).
     """
     present = np.unique(g_chunk[g_chunk >= 0])
     if present.size == 0:
         return
-    onehot = torch.as_tensor(g_chunk[None, :] == present[:, None], dtype=agg.dtype, device=dev)
-    agg_sums[present] += (onehot @ agg).cpu().numpy()
+    if dev.type == "cpu":  # sequential scatter-add: deterministic on CPU
+        keep = np.flatnonzero(g_chunk >= 0)
+        pos = torch.as_tensor(np.searchsorted(present, g_chunk[keep]))
+        keep_t = torch.as_tensor(keep)
+
+        def sums(a):
+            return torch.zeros(present.size, a.shape[1], dtype=a.dtype).index_add_(0, pos, a[keep_t]).numpy()
+    else:
+        onehot = torch.as_tensor(g_chunk[None, :] == present[:, None], dtype=agg.dtype, device=dev)
+
+        def sums(a):
+            return (onehot @ a).cpu().numpy()
+
+    agg_sums[present] += sums(agg)
     for mi, a in enumerate(per_member):
-        member_sums[mi, present] += (onehot @ a).cpu().numpy()
+        member_sums[mi, present] += sums(a)
 
 
 def _attribute_one(mem: _Member, x, t, g_chunk, rs: ReferenceSet | None, ctx) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -36,7 +36,8 @@ For ``B`` shared references the mean over references is taken without materialis
 where the second term is one GEMM ``A.reshape(n, B·H) @ K`` with
 ``K[(b, h), g] = R_{bg} W_{hg}`` built in a reusable workspace (in blocks of references when the
 whole ``K`` would exceed the memory budget). Each reference is forwarded once
-(``z0 = W1' r + b1'``), not once per cell.
+(``z0 = W1' r + b1'``), not once per cell. (In the code ``W1'`` is never formed: the BatchNorm
+scale ``s1`` is applied on the hidden side, see :class:`FoldedMLP`.)
 """
 
 from __future__ import annotations
@@ -54,12 +55,19 @@ DEEPLIFT_EPS = 1e-10
 class FoldedMLP:
     """A one-hidden-layer ReLU MLP with BatchNorm folded in (eval-mode semantics).
 
+    The folded first layer is ``W1' = diag(s1) W1`` with ``b1'`` the folded bias; ``W1`` is kept
+    unscaled (no ``H × G`` copy) and the per-unit scale ``s1`` is applied on the hidden side,
+    ``z = s1 ⊙ (W1 x) + b1'``.
+
     Attributes
     ----------
     w1
-        ``(H, G)`` first-layer weights (BatchNorm folded).
+        ``(H, G)`` first-layer weights (unscaled; shared with the module where dtype and device
+        allow).
+    s1
+        ``(H,)`` BatchNorm scale ``γ / sqrt(σ² + eps)`` (ones without BatchNorm).
     b1
-        ``(H,)`` first-layer bias (BatchNorm folded).
+        ``(H,)`` folded bias ``s1 ⊙ (b - μ) + β``.
     w2
         ``(C, H)`` output weights.
     b2
@@ -67,6 +75,7 @@ class FoldedMLP:
     """
 
     w1: torch.Tensor
+    s1: torch.Tensor
     b1: torch.Tensor
     w2: torch.Tensor
     b2: torch.Tensor
@@ -100,15 +109,19 @@ class FoldedMLP:
         -------
         The converted :class:`FoldedMLP`.
         """
-        return FoldedMLP(*(t.to(dtype=dtype, device=device) for t in (self.w1, self.b1, self.w2, self.b2)))
+        return FoldedMLP(*(t.to(dtype=dtype, device=device) for t in (self.w1, self.s1, self.b1, self.w2, self.b2)))
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
-        """Hidden pre-activations ``z = x W1'^T + b1'``, shape ``(..., H)``."""
-        return x @ self.w1.T + self.b1
+        """Hidden pre-activations ``z = s1 ⊙ (W1 x) + b1'``, shape ``(..., H)``."""
+        return (x @ self.w1.T) * self.s1 + self.b1
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, shape ``(n, C)``."""
         return torch.relu(self.pre_activation(x)) @ self.w2.T + self.b2
+
+    def folded_w1(self) -> torch.Tensor:
+        """The folded weights ``W1' = diag(s1) W1`` (an ``H × G`` copy)."""
+        return self.w1 * self.s1[:, None]
 
 
 def _layers(module: nn.Module) -> list[nn.Module] | None:
@@ -159,11 +172,11 @@ def is_foldable(module: nn.Module) -> bool:
 
 @torch.no_grad()
 def fold_mlp(module: nn.Module, *, dtype: torch.dtype = torch.float64, device=None) -> FoldedMLP:
-    """Fold an eval-mode one-hidden-layer MLP into ``(W1', b1', W2, b2)``.
+    """Fold an eval-mode one-hidden-layer MLP into ``(W1, s1, b1', W2, b2)``.
 
-    BatchNorm in eval mode is the affine map ``γ (z - μ) / sqrt(σ² + eps) + β``; it is folded into
-    the first linear layer (the per-unit scale and shift in float64, the ``H × G`` weights scaled
-    once in ``dtype``).
+    BatchNorm in eval mode is the affine map ``γ (z - μ) / sqrt(σ² + eps) + β``; its per-unit scale
+    and the folded bias are computed in float64 and cast to ``dtype``; ``W1`` itself is not
+    copied when it already has the requested dtype and device.
 
     Parameters
     ----------
@@ -184,8 +197,9 @@ def fold_mlp(module: nn.Module, *, dtype: torch.dtype = torch.float64, device=No
     lin1, lin2 = layers[0], layers[-1]
     device = lin1.weight.device if device is None else device
     h = lin1.weight.shape[0]
-    b1 = lin1.bias.detach().double() if lin1.bias is not None else torch.zeros(h, dtype=torch.float64, device=lin1.weight.device)
-    scale = None
+    f64 = dict(dtype=torch.float64, device=lin1.weight.device)
+    b1 = lin1.bias.detach().double() if lin1.bias is not None else torch.zeros(h, **f64)
+    scale = torch.ones(h, **f64)
     if isinstance(layers[1], nn.BatchNorm1d):
         bn = layers[1]
         scale = 1.0 / torch.sqrt(bn.running_var.double() + bn.eps)
@@ -194,13 +208,10 @@ def fold_mlp(module: nn.Module, *, dtype: torch.dtype = torch.float64, device=No
             scale = scale * bn.weight.double()
             shift = shift * bn.weight.double() + bn.bias.double()
         b1 = b1 * scale + shift
-    # the (H,) scale is computed in float64; W1 (H × G) is scaled once in the target dtype
-    w1 = lin1.weight.detach().to(dtype=dtype, device=device)
-    if scale is not None:
-        w1 = w1 * scale.to(dtype=dtype, device=device)[:, None]
-    w2 = lin2.weight.detach().to(dtype=dtype, device=device)
-    b2 = lin2.bias.detach() if lin2.bias is not None else torch.zeros(w2.shape[0], device=device)
-    return FoldedMLP(w1, b1.to(dtype=dtype, device=device), w2, b2.to(dtype=dtype, device=device))
+    w2 = lin2.weight.detach()
+    b2 = lin2.bias.detach() if lin2.bias is not None else torch.zeros(w2.shape[0], device=w2.device)
+    conv = dict(dtype=dtype, device=device)
+    return FoldedMLP(lin1.weight.detach().to(**conv), scale.to(**conv), b1.to(**conv), w2.to(**conv), b2.to(**conv))
 
 
 def rescale_multipliers(z: torch.Tensor, z0: torch.Tensor, *, eps: float = DEEPLIFT_EPS) -> torch.Tensor:
@@ -225,7 +236,8 @@ def rescale_multipliers(z: torch.Tensor, z0: torch.Tensor, *, eps: float = DEEPL
 
 
 def _target_weights(f: FoldedMLP, targets: torch.Tensor) -> torch.Tensor:
-    return f.w2[targets]
+    """``W2[target] ⊙ s1``: the hidden-side weights of the (unscaled) ``W1`` rows, ``(n, H)``."""
+    return f.w2[targets] * f.s1
 
 
 def gradient(f: FoldedMLP, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -306,7 +318,8 @@ def guided_backprop(f: FoldedMLP, x: torch.Tensor, targets: torch.Tensor) -> tor
     ``(n, G)`` attributions.
     """
     mask = f.pre_activation(x) > 0
-    return (torch.relu(_target_weights(f, targets)) * mask) @ f.w1
+    # Captum clamps the gradient leaving each ReLU (relu(W2[c]) ⊙ 1[z > 0]); BatchNorm then scales it
+    return (torch.relu(f.w2[targets]) * f.s1 * mask) @ f.w1
 
 
 def k_matrix_bytes(n_baselines: int, n_hidden: int, n_features: int, itemsize: int) -> int:
@@ -343,7 +356,8 @@ def deeplift(
         Captum's threshold below which the plain gradient replaces the Rescale ratio.
     k_block
         For shared references: references per block of the ``K`` matrix
-        (``K[(b, h), g] = refs[b, g] · W1'[h, g]``, ``k_block × H × G`` values), so the mean over
+        (``K[(b, h), g] = refs[b, g] · W1[h, g]``, ``k_block × H × G`` values; the BatchNorm
+        scale rides on the multipliers), so the mean over
         references is one GEMM per block. ``0`` loops over references instead; default: all
         references in one block when ``B > 2``, else the loop.
     workspace
@@ -452,19 +466,18 @@ def feature_ablation(
     -------
     ``(n, G)`` attributions.
     """
-    w = _target_weights(f, targets)  # (n, H)
+    w = f.w2[targets]  # (n, H)
     z = f.pre_activation(x)
     full = (torch.relu(z) * w).sum(1, keepdim=True)  # (n, 1), b2 cancels
     per_cell = refs.ndim == 3
     n_refs = refs.shape[-2]
-    w1t = f.w1.T  # (G, H)
     out = torch.zeros_like(x)
-    for b in range(n_refs):
-        r = refs[:, b] if per_cell else refs[b][None]
-        delta = r - x  # (n, G)
-        for start in range(0, x.shape[1], gene_block):
-            sl = slice(start, start + gene_block)
-            zab = z[:, None, :] + delta[:, sl, None] * w1t[None, sl, :]  # (n, g, H)
+    for start in range(0, x.shape[1], gene_block):
+        sl = slice(start, start + gene_block)
+        w1t = f.w1[:, sl].T * f.s1  # (g, H) folded weights of this gene block
+        for b in range(n_refs):
+            r = refs[:, b, sl] if per_cell else refs[b, sl][None]
+            zab = z[:, None, :] + (r - x[:, sl])[:, :, None] * w1t[None]  # (n, g, H)
             out[:, sl] += full - (torch.relu(zab) * w[:, None, :]).sum(-1)
     return out / n_refs
 

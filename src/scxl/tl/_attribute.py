@@ -50,6 +50,50 @@ def _destinations(container: Any, inputs, ens, col: np.ndarray, present: np.ndar
     return out
 
 
+@dataclass
+class Prepared:
+    """Inputs aligned to an ensemble, with the target class and group of every cell."""
+
+    inputs: Any
+    col: np.ndarray
+    present: np.ndarray
+    X: Aligned
+    targets: np.ndarray
+    group_codes: np.ndarray
+    group_names: list[str]
+    groupby: str
+
+
+def prepare_targets(adata: Any, ens, *, target: str = "label", groupby: str | None = None) -> Prepared:
+    """Align ``adata`` to the ensemble and resolve targets and groups (see :func:`attribute`)."""
+    inputs, col, present = aligned_inputs(adata, ens)
+    X = Aligned(inputs, col, present)
+    classes = list(ens.classes)
+    groupby = groupby or ens.params.get("groupby")
+    obs = adata.obs.iloc[inputs.rows] if is_mudata(adata) else inputs.obs
+    labels = check_groupby(obs, groupby, where="mdata.obs" if is_mudata(adata) else "adata.obs")
+    group_names = [str(c) for c in labels.cat.categories]
+    group_codes = labels.cat.codes.to_numpy().astype(np.int64)
+    need_pred = target == "prediction" or (target == "label" and (group_codes < 0).any())
+    pred = ens.predict_proba(X).argmax(1) if need_pred else None
+    if target == "label":
+        absent = [g for g in group_names if g not in classes]
+        if absent:
+            raise ValueError(
+                f"groups of obs[{groupby!r}] absent from training cannot be explained towards their own label: "
+                f"{absent[:5]}; use target='prediction', a class name, or subset the data"
+            )
+        class_of_group = np.array([classes.index(g) for g in group_names], dtype=np.int64)
+        targets = np.where(group_codes >= 0, class_of_group[np.maximum(group_codes, 0)], pred if pred is not None else 0)
+    elif target == "prediction":
+        targets = pred
+    elif target in classes:
+        targets = np.full(X.shape[0], classes.index(target), dtype=np.int64)
+    else:
+        raise ValueError(f"target={target!r} is not valid; choose 'label', 'prediction' or one of the classes {classes}")
+    return Prepared(inputs, col, present, X, targets.astype(np.int64), group_codes, group_names, groupby)
+
+
 def _recarray(columns: dict[str, np.ndarray], dtype: str) -> np.recarray:
     return np.rec.fromarrays([np.asarray(v) for v in columns.values()], dtype=[(str(k), dtype) for k in columns])
 
@@ -212,33 +256,9 @@ def attribute(
     key_added = Key.attribution(method) if key_added is None else key_added
     dev = resolve_device(device)
 
-    inputs, col, present = aligned_inputs(adata, ens)
-    X = Aligned(inputs, col, present)
-    classes = list(ens.classes)
-
-    # groups and targets
-    groupby = groupby or ens.params.get("groupby")
-    obs = adata.obs.iloc[inputs.rows] if is_mudata(adata) else inputs.obs
-    labels = check_groupby(obs, groupby, where="mdata.obs" if is_mudata(adata) else "adata.obs")
-    group_names = [str(c) for c in labels.cat.categories]
-    group_codes = labels.cat.codes.to_numpy().astype(np.int64)
-    need_pred = target == "prediction" or (target == "label" and (group_codes < 0).any())
-    pred = ens.predict_proba(X).argmax(1) if need_pred else None
-    if target == "label":
-        absent = [g for g in group_names if g not in classes]
-        if absent:
-            raise ValueError(
-                f"groups of obs[{groupby!r}] absent from training cannot be explained towards their own label: "
-                f"{absent[:5]}; use target='prediction', a class name, or subset the data"
-            )
-        class_of_group = np.array([classes.index(g) for g in group_names], dtype=np.int64)
-        targets = np.where(group_codes >= 0, class_of_group[np.maximum(group_codes, 0)], pred if pred is not None else 0)
-    elif target == "prediction":
-        targets = pred
-    elif target in classes:
-        targets = np.full(X.shape[0], classes.index(target), dtype=np.int64)
-    else:
-        raise ValueError(f"target={target!r} is not valid; choose 'label', 'prediction' or one of the classes {classes}")
+    prep = prepare_targets(adata, ens, target=target, groupby=groupby)
+    inputs, col, present, X = prep.inputs, prep.col, prep.present, prep.X
+    targets, group_codes, group_names, groupby = prep.targets, prep.group_codes, prep.group_names, prep.groupby
 
     # references
     references = baseline

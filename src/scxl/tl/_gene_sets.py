@@ -67,10 +67,10 @@ def gene_set_overlap(
     For each group of the ranking ``uns[key]`` (written by :func:`scxl.tl.attribute`, or by
     :func:`scanpy.tl.rank_genes_groups`), its ``top_k`` genes are compared with
 
-    - the genes specific to **that** group (``var[f"{{specificity_key}}_enriched_in"]`` from
+    - the genes specific to **that** group (``var[f"{specificity_key}_enriched_in"]`` from
       :func:`scxl.tl.specificity`: enriched or enhanced in it) — the paper's "tissue-specific
       manifestation";
-    - housekeeping genes (``var[f"{{specificity_key}}_housekeeping"]``);
+    - housekeeping genes (``var[f"{specificity_key}_housekeeping"]``);
     - every user gene set (e.g. transcription factors).
 
     For each: overlap, the expected overlap of a random selection of ``top_k`` genes from the
@@ -102,7 +102,7 @@ def gene_set_overlap(
     de_fdr, de_fold_change
         Thresholds of the differential-expression call.
     key_added
-        Key in ``uns`` (default ``f"{{key}}_overlap"``).
+        Key in ``uns`` (default ``f"{key}_overlap"``).
 
     Returns
     -------
