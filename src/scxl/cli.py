@@ -23,9 +23,12 @@ def _parser() -> argparse.ArgumentParser:
         help="train an ensemble, predict, and write the annotated data and a summary",
         description=(
             "Train a classifier ensemble on DATA (.h5ad or .h5mu) against obs[GROUPBY], predict every "
-            "observation, and write the annotated data, predictions, the standalone ensemble and a "
-            "text summary into --out. Without DATA, runs on the built-in PBMC data "
-            "(scanpy's pbmc68k_reduced, 700 cells, 10 cell types)."
+            "observation, attribute (per-gene contributions, aggregated over models), measure their "
+            "reproducibility against the number of models, compute gene specificity and the overlap of "
+            "top genes with group-specific and housekeeping genes, and write the annotated data, "
+            "figures (PNG and SVG), top genes (CSV), a text summary and an HTML report into --out. "
+            "Without DATA, runs on the built-in PBMC data (scanpy's pbmc68k_reduced, 700 cells, "
+            "10 cell types)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -39,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-epochs", type=int, default=100, help="maximum epochs per member")
     run.add_argument("--validation", type=float, default=0.1, help="validation fraction per class")
     run.add_argument("--cv", type=int, default=None, help="also estimate accuracy by k-fold cross-validation")
+    run.add_argument("--method", default="deeplift", help="explainer (see xl.tl.explainers()); 'none' skips attribution")
+    run.add_argument("--baseline", default="universal", help="reference of the explainer: zero, normal, universal, specific, sample, rest")
+    run.add_argument("--n-baselines", type=int, default=None, help="references per cell (default: the explainer's)")
+    run.add_argument("--top-k", type=int, default=100, help="top genes per group for overlaps and stability")
+    run.add_argument("--values", default="log1p", choices=["log1p", "log2p", "linear"], help="scale of the expression, for specificity")
+    run.add_argument("--min-expr", type=float, default=1.0, help="expression threshold on the linear scale, for specificity")
+    run.add_argument("--no-reproducibility", action="store_true", help="skip the reproducibility curves")
     run.add_argument("--random-state", type=int, default=0, help="seed")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     run.add_argument("--out", default="scxl_output", help="output folder")
@@ -87,21 +97,56 @@ def run(args: argparse.Namespace) -> int:
     )
     xl.tl.predict(adata)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = ".h5mu" if type(adata).__name__ == "MuData" else ".h5ad"
-    result = out / f"scxl_result{suffix}"
-    adata.write(result) if suffix == ".h5mu" else adata.write_h5ad(result)
     ens = xl.get.ensemble(adata)
     ens.save(out / "ensemble.npz")
     pred = adata.obs[["xl_prediction", "xl_confidence", "xl_uncertainty"]].copy()
     pred.insert(0, groupby, adata.obs[groupby])
     pred.to_csv(out / "predictions.csv")
-    summary = _summary(adata, ens, groupby, source, time.perf_counter() - t0, out)
+    analysis = _analyse(adata, args, groupby, out) if args.method != "none" else {}
+    suffix = ".h5mu" if type(adata).__name__ == "MuData" else ".h5ad"
+    result = out / f"scxl_result{suffix}"
+    adata.write(result) if suffix == ".h5mu" else adata.write_h5ad(result)
+    seconds = time.perf_counter() - t0
+    summary = _summary(adata, ens, groupby, source, seconds, out, analysis)
     (out / "summary.txt").write_text(summary)
+    _report(adata, ens, groupby, source, seconds, out, analysis, args)
     print(summary)
     return 0
 
 
-def _summary(adata, ens, groupby: str, source: str, seconds: float, out: Path) -> str:
+def _analyse(adata, args, groupby: str, out: Path) -> dict:
+    """Attribution, reproducibility, specificity and overlaps; figures into ``out/figures``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import scxl as xl
+
+    key = f"xl_{args.method}"
+    spec = xl.explain.get_explainer(args.method)
+    baseline = args.baseline if spec.needs_reference else None
+    xl.tl.attribute(adata, method=args.method, baseline=baseline, n_baselines=args.n_baselines,
+                    top_k=args.top_k, random_state=args.random_state)
+    top = xl.get.top_genes(adata, key)
+    top.to_csv(out / "top_genes.csv", index=False)
+    result: dict = {"key": key, "baseline": baseline}
+    n_models = xl.get.ensemble(adata).n_models
+    if not args.no_reproducibility and n_models >= 2:
+        n_values = [n for n in (1, 2, 5, 10, 20) if 2 * n <= n_models] or [1]
+        xl.tl.reproducibility(adata, method=args.method, n_values=n_values, n_replicates=2, top_k=args.top_k,
+                              baseline=baseline, n_baselines=args.n_baselines, random_state=args.random_state)
+        result["reproducibility"] = "xl_reproducibility"
+    if type(adata).__name__ != "MuData":
+        try:
+            xl.tl.specificity(adata, groupby, values=args.values, min_expr=args.min_expr,
+                              layer=adata.uns["xl"]["preprocessing"].get("layer"))
+            xl.tl.gene_set_overlap(adata, key, top_k=args.top_k)
+            result["overlap"] = f"{key}_overlap"
+        except ValueError as err:  # e.g. scaled data: report and carry on
+            result["specificity_error"] = str(err)
+    return result
+
+
+def _summary(adata, ens, groupby: str, source: str, seconds: float, out: Path, analysis: dict) -> str:
     import numpy as np
 
     p = ens.params
@@ -133,6 +178,28 @@ def _summary(adata, ens, groupby: str, source: str, seconds: float, out: Path) -
     )
     lines.append(f"Median confidence {np.nanmedian(adata.obs['xl_confidence']):.3f}; "
                  f"cells where members disagree: {np.mean(adata.obs['xl_uncertainty'] > 0):.1%}")
+    if analysis:
+        import scxl as xl
+
+        key = analysis["key"]
+        lines += ["", f"Top contributing genes per group ({key}, reference {analysis['baseline']}; mean over the group's cells):"]
+        top = xl.get.top_genes(adata, key, n=5)
+        for g, d in top.groupby("group", observed=True):
+            lines.append(f"  {g}: " + ", ".join(d["gene"]))
+        if "reproducibility" in analysis:
+            conv = adata.uns["xl_reproducibility"]["convergence"]
+            lines += ["", "Reproducibility of the contributions (median Spearman between disjoint replicates):"]
+            for _, r in conv.iterrows():
+                reached = f"reaches {r['target']} at n = {int(r['n_converged'])} models" if r["n_converged"] == r["n_converged"] else f"does not reach {r['target']} (max {r['max_spearman']:.2f} at n = {r['at_n']})"
+                lines.append(f"  {r['method']}, per {r['level']}: {reached}")
+        if "overlap" in analysis:
+            t = adata.uns[analysis["overlap"]]["table"]
+            spec = t[t["gene_set"] == "specific to group"].set_index("group")
+            lines += ["", "Top genes that are specific to their own group (observed / expected by chance):"]
+            for g, r in spec.iterrows():
+                lines.append(f"  {g}: {int(r['overlap'])} / {r['expected']:.1f} (fold {r['fold_enrichment']:.1f}, adj. p {r['pvalue_adj']:.2g})")
+        if "specificity_error" in analysis:
+            lines += ["", f"Specificity skipped: {analysis['specificity_error']}"]
     lines += [
         "",
         "Files:",
@@ -140,8 +207,60 @@ def _summary(adata, ens, groupby: str, source: str, seconds: float, out: Path) -
         f"  {out / 'ensemble.npz'}  standalone ensemble (xl.models.Ensemble.load)",
         f"  {out / 'predictions.csv'}  per-observation predictions",
         f"  {out / 'summary.txt'}  this summary",
-    ]
+        f"  {out / 'report.html'}  report with figures (figures also in {out / 'figures'})",
+    ] + ([f"  {out / 'top_genes.csv'}  ranked genes per group"] if analysis else [])
     return "\n".join(lines) + "\n"
+
+
+def _report(adata, ens, groupby, source, seconds, out: Path, analysis: dict, args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    import scxl as xl
+
+    from ._report import Report
+
+    figs = out / "figures"
+    rep = Report("scxl run report")
+    rep.text(f"Data: <code>{source}</code>, {adata.n_obs} observations, {len(ens.var_names)} features; labels "
+             f"<code>obs['{groupby}']</code> ({len(ens.classes)} classes). Ensemble of {ens.n_models} "
+             f"{ens.model_type.upper()} models. Run time {seconds:.0f} s.")
+    rep.heading("Accuracy")
+    if ens.metrics is not None:
+        rep.text("Held-out validation cells (stratified, per class); members and the soft-voting ensemble.", note=True)
+        rep.table(ens.metrics[["accuracy", "balanced_accuracy", "macro_f1"]])
+    rep.figure(xl.pl.training(adata, return_fig=True), "training", figs,
+               "Loss per member (dashed: training, solid: validation; dots: restored best epoch) and the ensemble's confusion matrix.")
+    if analysis:
+        key = analysis["key"]
+        if "reproducibility" in analysis:
+            rep.heading("Stability of the contributions")
+            rep.text("Replicate estimates aggregate disjoint sets of n models; agreement is the median Spearman "
+                     "correlation (all genes) and top-k overlap between replicates, per group and per cell.", note=True)
+            rep.figure(xl.pl.reproducibility(adata, return_fig=True), "reproducibility", figs)
+            rep.table(adata.uns["xl_reproducibility"]["convergence"], index=False)
+        rep.heading(f"Top genes per group ({key})")
+        top = xl.get.top_genes(adata, key, n=10)
+        wide = top.pivot(index="rank", columns="group", values="gene")
+        rep.table(wide)
+        rep.figure(xl.pl.top_genes(adata, key, n_genes=5, return_fig=True), "top_genes", figs,
+                   "Mean expression (scaled per gene) of each group's top contributing genes across all groups.")
+        import scanpy as sc
+
+        sc.pl.rank_genes_groups_dotplot(adata, key=key, n_genes=3, show=False)
+        rep.figure(plt.gcf(), "dotplot", figs, "Scanpy's dot plot of the same ranking.")
+        if "overlap" in analysis:
+            rep.heading("Biology: specificity of the top genes")
+            rep.figure(xl.pl.specificity(adata, key, return_fig=True), "specificity", figs,
+                       "Fraction of each group's top genes that are specific to the group / housekeeping, against chance.")
+            t = adata.uns[analysis["overlap"]]["table"]
+            rep.table(t[["group", "gene_set", "overlap", "expected", "fold_enrichment", "pvalue_adj"]], index=False)
+    rep.heading("Parameters")
+    rep.params({"command": vars(args), "ensemble": ens.params, "preprocessing": ens.preprocessing,
+                "versions": ens.versions})
+    rep.write(out / "report.html")
 
 
 def main(argv: list[str] | None = None) -> int:

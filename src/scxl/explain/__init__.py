@@ -13,6 +13,7 @@ from ._engine import (
     chunk_bytes_per_cell,
 )
 from ._fast import FoldedMLP, fold_mlp, is_foldable
+from ._gradcam import gene_positions, gradcam_map, gradcam_pp_map, guided_gradcam, guided_gradcam_pp
 from ._references import (
     REFERENCE_KINDS,
     GeneStats,
@@ -42,7 +43,12 @@ __all__ = [
     "correct_gradients",
     "explainers_table",
     "fold_mlp",
+    "gene_positions",
     "get_explainer",
+    "gradcam_map",
+    "gradcam_pp_map",
+    "guided_gradcam",
+    "guided_gradcam_pp",
     "is_foldable",
     "make_reference_sampler",
     "truncated_normal",

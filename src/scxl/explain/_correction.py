@@ -49,9 +49,18 @@ class BlockIndex:
         if (counts < 2).any():
             bad = ids[counts < 2][:5].tolist()
             raise ValueError(f"every one-hot block needs at least 2 features; blocks {bad} have one")
+        codes = codes.ravel()
+        # (n_blocks, max_size) feature indices, padded with n_features (an appended zero column):
+        # block sums become a gather + sum, deterministic on every device (no atomic adds)
+        order = np.argsort(codes, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        slot = np.arange(members.size) - starts[codes[order]]
+        padded = np.full((ids.size, int(counts.max()) if ids.size else 0), self.n_features, dtype=np.int64)
+        padded[codes[order], slot] = members[order]
         self.members = torch.as_tensor(members, device=device)
-        self.codes = torch.as_tensor(codes.ravel(), device=device)
+        self.codes = torch.as_tensor(codes, device=device)
         self.counts = torch.as_tensor(counts, device=device)
+        self.padded = torch.as_tensor(padded, device=device)
 
 
 def correct_gradients(grad: torch.Tensor, index: BlockIndex) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,11 +81,12 @@ def correct_gradients(grad: torch.Tensor, index: BlockIndex) -> tuple[torch.Tens
     angles
         ``(n, n_blocks)`` off-simplex angles in degrees (see the module docstring).
     """
-    n = grad.shape[0]
     dtype = grad.dtype
+    ext = torch.cat([grad, torch.zeros(grad.shape[0], 1, dtype=dtype, device=grad.device)], dim=1)
+    blocks = ext[:, index.padded]  # (n, n_blocks, max_size), zero-padded
+    sums = blocks.sum(-1)
+    sq = (blocks * blocks).sum(-1)
     sub = grad[:, index.members]  # (n, m)
-    sums = torch.zeros(n, index.n_blocks, dtype=dtype, device=grad.device).index_add_(1, index.codes, sub)
-    sq = torch.zeros_like(sums).index_add_(1, index.codes, sub * sub)
     counts = index.counts.to(dtype)
     means = sums / counts
     corrected = grad.clone()

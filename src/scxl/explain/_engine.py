@@ -347,7 +347,7 @@ def attribute_modules(
     on_chunk: Callable[[slice, np.ndarray], None] | None = None,
     batch_size: int | None = None,
     memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT,
-    device: str | torch.device | None = "cpu",
+    device: str | torch.device | None = None,
     precision: str = "single",
     use_fast: bool = True,
     random_state: int | np.random.Generator | None = 0,
@@ -415,7 +415,8 @@ def attribute_modules(
     memory_limit_bytes
         Memory bound of one chunk (see :func:`chunk_bytes_per_cell`).
     device
-        ``"cpu"``, ``"cuda"``, ``"auto"`` (CUDA when available) or ``None`` (``xl.settings``).
+        ``"cpu"``, ``"cuda"``, ``"auto"`` (CUDA when available) or ``None`` (``xl.settings.device``,
+        ``"auto"`` by default).
     precision
         ``"single"`` (float32) or ``"double"`` (float64) computation; results are float32.
     use_fast

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+#: Names of the built-in CNN gene orders (``gene_order=`` of :func:`scxl.tl.train_classifier`).
 GENE_ORDERS = ("variance", "correlation", "random", "random_per_model", "genomic")
 
 _CHROM_RANK = {str(i): i for i in range(1, 23)} | {"X": 23, "Y": 24, "M": 25, "MT": 25}

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+#: Built-in member architectures (``model=`` of :func:`scxl.tl.train_classifier`).
 MODEL_TYPES = ("mlp", "cnn")
 
 

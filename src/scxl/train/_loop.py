@@ -14,6 +14,7 @@ from torch import nn
 from .._logging import progress
 from ._split import balanced_epoch
 
+#: Class-balancing strategies (``balance=`` of :func:`scxl.tl.train_classifier`).
 BALANCE = ("upsample", "weights", "none")
 
 

@@ -1,0 +1,141 @@
+"""Shared helpers of the plotting functions: palette, panels, result look-ups, group means."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Okabe & Ito (2008) colour-blind-safe palette, ordered so that the first colours contrast most
+#: on a white background (yellow, the weakest, comes last but one).
+OKABE_ITO = (
+    "#0072B2",  # blue
+    "#D55E00",  # vermillion
+    "#009E73",  # bluish green
+    "#CC79A7",  # reddish purple
+    "#E69F00",  # orange
+    "#56B4E9",  # sky blue
+    "#000000",  # black
+    "#F0E442",  # yellow
+)
+
+_MISSING = (None, "None", "none", "")
+
+
+def palette(n: int) -> list[str]:
+    """``n`` colours of the Okabe–Ito palette (cycled beyond eight)."""
+    return [OKABE_ITO[i % len(OKABE_ITO)] for i in range(n)]
+
+
+def group_colors(adata: Any, groupby: str | None, groups: Sequence[str]) -> list[str]:
+    """Colours of ``groups``: ``uns[f"{groupby}_colors"]`` when the user set them, else Okabe–Ito."""
+    if groupby and groupby in adata.obs and f"{groupby}_colors" in adata.uns:
+        col = adata.obs[groupby]
+        cats = [str(c) for c in col.cat.categories] if isinstance(col.dtype, pd.CategoricalDtype) else []
+        colors = list(adata.uns[f"{groupby}_colors"])
+        if len(colors) == len(cats) and all(g in cats for g in groups):
+            return [str(colors[cats.index(g)]) for g in groups]
+    return palette(len(groups))
+
+
+def style(ax: Any) -> None:
+    """Scanpy-like axes: no top/right spines, no grid."""
+    ax.spines["top"].set_visible(False)
+    ax.spines["right"].set_visible(False)
+    ax.grid(False)
+
+
+def panels(n: int, ax: Any, *, size: tuple[float, float] = (4.2, 3.6)):
+    """``n`` Axes side by side: new ones, or the user's ``ax`` (one Axes or a sequence of ``n``)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
+
+    if ax is None:
+        fig, axs = plt.subplots(1, n, figsize=(size[0] * n, size[1]), squeeze=False)
+        return fig, list(axs[0]), True
+    axs = [ax] if isinstance(ax, Axes) else list(np.ravel(ax))
+    if len(axs) != n:
+        raise ValueError(f"this plot has {n} panel(s) but ax holds {len(axs)} Axes; pass {n} Axes or ax=None")
+    return axs[0].figure, axs, False
+
+
+def finish(fig: Any, axs: list[Any], *, created: bool, return_fig: bool):
+    """Tight layout on figures made here; return the Figure, the Axes or the list of Axes."""
+    if created:
+        fig.tight_layout()
+    if return_fig:
+        return fig
+    return axs[0] if len(axs) == 1 else axs
+
+
+def result(adata: Any, key: str, what: str, tool: str, fields: Sequence[str] = ()) -> Any:
+    """``adata.uns[key]`` with ``fields``, or an error naming the tool to run first."""
+    entry = adata.uns.get(key) if hasattr(adata, "uns") else None
+    if entry is None:
+        raise KeyError(f"no {what} under uns[{key!r}]: run {tool} first")
+    missing = [f for f in fields if f not in entry]
+    if missing:
+        raise KeyError(f"uns[{key!r}] lacks {missing}: it was not written by {tool}; run {tool} first")
+    return entry
+
+
+def ranking_entry(adata: Any, key: str) -> tuple[dict, list[str]]:
+    """A ``rank_genes_groups``-format entry (``names`` and ``scores``) and its groups."""
+    entry = result(adata, key, "ranking", "xl.tl.attribute (or sc.tl.rank_genes_groups)", ("names",))
+    return entry, [str(g) for g in entry["names"].dtype.names]
+
+
+def _none(value: Any) -> Any:
+    return None if (value is None or (isinstance(value, str) and value in _MISSING)) else value
+
+
+def input_matrix(adata: Any, key: str):
+    """The matrix a ranking's ensemble was trained on (``X``, a layer or ``raw``).
+
+    ``uns[key]["params"]["key"]`` names the ensemble, whose ``preprocessing`` says the layer; a
+    ranking without an ensemble (e.g. ``sc.tl.rank_genes_groups``) uses its own ``layer`` and
+    ``use_raw`` parameters; otherwise ``X``.
+    """
+    from .._validation import get_matrix
+
+    params = dict(adata.uns[key].get("params", {}))
+    prep: dict = {}
+    ens_key = _none(params.get("key"))
+    if ens_key is not None and ens_key in adata.uns and isinstance(adata.uns[ens_key], dict):
+        prep = dict(adata.uns[ens_key].get("preprocessing", {}) or {})
+    source = prep if prep else params
+    layer = _none(source.get("layer"))
+    if isinstance(layer, dict):  # a MuData ensemble: per-modality layers
+        layer = None
+    use_raw = bool(_none(source.get("use_raw")) in (True, "True", "true", 1))
+    return get_matrix(adata, layer=layer, use_raw=use_raw)
+
+
+def group_expression(adata: Any, key: str, groups: Sequence[str], groupby: str | None = None) -> pd.DataFrame:
+    """Mean expression (groups × genes) of the ranking's groups on the ensemble's input matrix.
+
+    ``groupby`` defaults to the ranking's ``params["groupby"]``.
+    """
+    from ..tl._data import group_means
+
+    params = dict(adata.uns[key].get("params", {}))
+    groupby = groupby or _none(params.get("groupby"))
+    if groupby is None or groupby not in adata.obs:
+        raise KeyError(
+            f"uns[{key!r}]['params'] names groupby={groupby!r}, which is not a column of adata.obs; "
+            "the expression per group cannot be computed"
+        )
+    matrix = input_matrix(adata, key)
+    labels = adata.obs[groupby].astype(str).to_numpy()
+    index = {g: i for i, g in enumerate(groups)}
+    codes = np.array([index.get(v, -1) for v in labels], dtype=np.int64)
+    means = group_means(matrix, codes, len(groups))
+    return pd.DataFrame(means, index=list(groups), columns=matrix.var_names)
+
+
+def text_color(rgba: Sequence[float]) -> str:
+    """Black or white, whichever reads better on ``rgba`` (relative luminance)."""
+    r, g, b = rgba[:3]
+    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "white"
