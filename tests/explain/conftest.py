@@ -5,6 +5,15 @@ import torch
 from scxl.models import MLP, GridCNN
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny tensors: one intra-op thread is faster and robust to a loaded machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def randomise_bn(module, gen):
     """Random running statistics and affine parameters for every BatchNorm."""
     with torch.no_grad():
