@@ -9,6 +9,8 @@ import numpy as np
 
 from ._utils import finish, palette, panels, result, style
 
+_FIRST = ("specific to group", "housekeeping")
+
 
 def _stars(p: float) -> str:
     if not np.isfinite(p):
@@ -43,7 +45,8 @@ def specificity(
         table is read from ``uns[f"{key}_overlap"]`` (or from ``uns[key]`` if that is an overlap
         result itself, for a custom ``key_added``).
     sets
-        Gene sets to show, in this order; default: all, in the table's order.
+        Gene sets to show, in this order; default: all (``"specific to group"``, ``"housekeeping"``,
+        then the user's sets).
     ax
         Axes to draw into; a new figure if ``None``.
     return_fig
@@ -78,6 +81,7 @@ def specificity(
     if missing:
         raise KeyError(f"uns[{okey!r}]['table'] lacks columns {missing}: run xl.tl.gene_set_overlap first")
     stored = list(dict.fromkeys(table["gene_set"].astype(str)))
+    stored = [s for s in _FIRST if s in stored] + [s for s in stored if s not in _FIRST]
     if sets is None:
         sets = stored
     else:
@@ -88,10 +92,17 @@ def specificity(
     if not sets:
         raise ValueError(f"uns[{okey!r}]['table'] is empty")
     groups = list(dict.fromkeys(table["group"].astype(str)))
+    ranked = adata.uns.get(str(entry.get("params", {}).get("key", "")))
+    if isinstance(ranked, dict) and "names" in ranked:  # the ranking's group order
+        order = [str(g) for g in ranked["names"].dtype.names]
+        groups = [g for g in order if g in groups] + [g for g in groups if g not in order]
     colors = dict(zip(sets, palette(len(sets)), strict=True))
     n_sets = len(sets)
     width = 0.8 / n_sets
-    fig, axs, created = panels(1, ax, size=(max(3.6, 1.2 + 0.55 * len(groups) * n_sets + 0.3 * len(groups)), 3.8))
+    longest = max(map(len, groups))
+    rotate = longest * len(groups) > 40
+    height = 3.4 + (0.055 * longest if rotate else 0)
+    fig, axs, created = panels(1, ax, size=(max(3.6, 2.8 + 0.32 * len(groups) * n_sets + 0.25 * len(groups)), height))
     a = axs[0]
     tab = table.assign(group=table["group"].astype(str), gene_set=table["gene_set"].astype(str)).set_index(
         ["group", "gene_set"]
@@ -111,8 +122,8 @@ def specificity(
             if star:
                 a.text(x, max(frac, exp) + 0.01, star, ha="center", va="bottom", fontsize="medium")
             top = max(top, frac, exp)
-    a.set_xticks(range(len(groups)), groups, rotation=45 if max(map(len, groups)) * len(groups) > 40 else 0,
-                 ha="right" if max(map(len, groups)) * len(groups) > 40 else "center")
+    a.set_xticks(range(len(groups)), groups, rotation=45 if rotate else 0, ha="right" if rotate else "center",
+                 rotation_mode="anchor" if rotate else "default")
     a.set_xlim(-0.6, len(groups) - 0.4)
     a.set_ylim(0, min(1.0, top) * 1.18 + 0.04)
     params = entry.get("params", {})

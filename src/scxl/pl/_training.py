@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._keys import Key
+from ._utils import OKABE_ITO, style
 
 
 def training(
@@ -63,16 +64,16 @@ def training(
         if len(axes) != 2:
             raise ValueError("ax must be a pair of Axes (loss curves, confusion matrix)")
         fig = axes[0].figure
-    colors = plt.get_cmap("tab10")
     for i, (name, h) in enumerate(hist.groupby("model", sort=False)):
-        c = colors(i % 10)
+        c = OKABE_ITO[i % len(OKABE_ITO)]
         axes[0].plot(h["epoch"], h["train_loss"], ls="--", color=c, lw=1, alpha=0.7)
         if h["val_loss"].notna().any():
             axes[0].plot(h["epoch"], h["val_loss"], color=c, lw=1.5, label=name)
             best = h[h["best"]]
             axes[0].scatter(best["epoch"], best["val_loss"], color=c, s=20, zorder=3)
     axes[0].set(xlabel="epoch", ylabel="cross-entropy loss", title="training (dashed) / validation (solid)")
-    if ens.n_models <= 10:
+    style(axes[0])
+    if ens.n_models <= len(OKABE_ITO):
         axes[0].legend(fontsize="small", frameon=False)
     cm = ens.confusion
     if cm is None:

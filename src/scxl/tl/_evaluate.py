@@ -52,7 +52,9 @@ def compare_explainers(
     computed, then averaged over groups. Explainers are clustered (average linkage on
     1 − mean overlap) into ``n_clusters`` groups; Zhao, Shao & Asmann found three (I, II, III),
     with DeepLift, DeepLiftShap, InputXGradient and IntegratedGradients together in one. The
-    numbering of the clusters here follows the dendrogram's leaf order and is arbitrary.
+    numbering of the clusters here follows the dendrogram's leaf order and is arbitrary; explainers
+    with identical rankings (e.g. IntegratedGradients and DeepLift on a one-hidden-layer MLP with
+    the same fixed reference) always share a cluster, so fewer clusters may result.
 
     Per explainer, the relation to expression level is measured per group: the Spearman
     correlation between the group score and the group's mean expression, and the overlap of the
@@ -119,7 +121,8 @@ def compare_explainers(
                      for t, g in enumerate(groups)]
     dist = squareform(np.clip(1 - ov, 0, None), checks=False)
     Z = linkage(dist, method="average")
-    n_clusters = max(1, min(int(n_clusters), n))
+    n_distinct = len({tuple(np.round(row, 9)) for row in ov})  # identical explainers cannot be split
+    n_clusters = max(1, min(int(n_clusters), n_distinct))
     labels = fcluster(Z, t=n_clusters, criterion="maxclust")
     order = leaves_list(Z)
     first_seen = {}
