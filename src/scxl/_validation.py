@@ -171,7 +171,8 @@ def check_values(matrix: Matrix, *, expect_nonnegative: bool = True, chunk_size:
         warn(
             f"{matrix.source} contains negative values; scxl expects log-normalised, non-negative "
             "expression (e.g. sc.pp.normalize_total + sc.pp.log1p). Scaled data works for training, "
-            "but references such as 'universal' are truncated at 0."
+            "but references such as 'universal' are truncated at 0.",
+            stacklevel=4,
         )
 
 

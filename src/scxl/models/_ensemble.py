@@ -336,8 +336,8 @@ class Ensemble:
 
 def _jsonable(obj: Any) -> Any:
     """Recursively convert to types that both JSON and ``.h5ad``/``.zarr`` store faithfully."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, dict):  # None cannot be stored in .h5ad: leave the key out (``.get`` gives None)
+        return {str(k): _jsonable(v) for k, v in obj.items() if v is not None}
     if isinstance(obj, list | tuple):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):

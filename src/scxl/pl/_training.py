@@ -58,7 +58,7 @@ def training(
     if hist is None:
         raise ValueError(f"uns[{key!r}] has no training history")
     if ax is None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1.2, 1]})
+        fig, axes = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.3, 1]})
     else:
         axes = list(ax)
         if len(axes) != 2:
@@ -73,8 +73,8 @@ def training(
             axes[0].scatter(best["epoch"], best["val_loss"], color=c, s=20, zorder=3)
     axes[0].set(xlabel="epoch", ylabel="cross-entropy loss", title="training (dashed) / validation (solid)")
     style(axes[0])
-    if ens.n_models <= len(OKABE_ITO):
-        axes[0].legend(fontsize="small", frameon=False)
+    if ens.n_models <= 5:  # more members: the colours alone tell them apart
+        axes[0].legend(fontsize="small", frameon=False, loc="upper right")
     cm = ens.confusion
     if cm is None:
         axes[1].set_axis_off()
@@ -86,7 +86,7 @@ def training(
         n = len(ens.classes)
         axes[1].set_xticks(range(n), ens.classes, rotation=90, fontsize="small")
         axes[1].set_yticks(range(n), ens.classes, fontsize="small")
-        axes[1].set(xlabel="predicted", ylabel="true", title="ensemble, validation cells")
+        axes[1].set(xlabel="predicted", ylabel="true", title="ensemble, held-out validation observations")
         fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04, label="recall" if normalize else "cells")
     fig.tight_layout() if ax is None else None
     return fig if return_fig else axes

@@ -109,7 +109,10 @@ def extract(
         vars_.append(v)
     rows = np.flatnonzero(present)
     if rows.size == 0:
-        raise ValueError(f"no observation is present in all of the modalities {names}; choose fewer with mods=")
+        raise ValueError(
+            f"no observation is present in all of the modalities {names}; an ensemble needs every modality it "
+            "uses (train on fewer with train_classifier(..., mods=[...]))"
+        )
     matrix = ConcatMatrix(parts, [p[rows] for p in positions], "+".join(p.source for p in parts))
     var = pd.concat(vars_, axis=0, join="outer")
     obs = mdata.obs.iloc[rows]

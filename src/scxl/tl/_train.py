@@ -146,7 +146,8 @@ def train_classifier(
     ``orders`` for CNNs, ``params``, ``preprocessing``, ``versions``) with its training record:
     ``history`` (per member and epoch), ``metrics`` (accuracy, balanced accuracy, macro-F1 per
     member, for the ensemble on the validation cells, and per cross-validation fold), ``recall``
-    (per class) and ``confusion`` (ensemble, validation cells; rows true, columns predicted).
+    (per class), ``confusion`` (ensemble, validation cells; rows true, columns predicted) and
+    ``extra["validation_obs"]`` (names of the held-out validation observations).
 
     Examples
     --------
@@ -294,7 +295,8 @@ def train_classifier(
     prep = inputs.preprocessing | {"genes": genes if isinstance(genes, str) else "all" if genes is None else "list"}
     ens = Ensemble([m.cpu() for m in modules], classes=classes, var_names=features, spec=spec, orders=orders,
                    params=params, preprocessing=prep, history=history, metrics=metrics, recall=recall,
-                   confusion=confusion)
+                   confusion=confusion,
+                   extra={"validation_obs": np.asarray(inputs.obs.index[labelled[val_idx]]).astype(object)})
     if not is_mudata(adata):
         view_to_actual(adata)
     adata.uns[key_added] = ens.to_dict()  # the one write

@@ -25,7 +25,8 @@ class TrainConfig:
     Adam with cross-entropy and L2 weight decay; the learning rate is multiplied by
     ``lr_factor`` after ``lr_patience`` epochs without improvement of the validation loss;
     training stops after ``patience`` epochs without improvement and the best weights are
-    restored.
+    restored. On small data the batch size is lowered so that every epoch has at least
+    :data:`MIN_STEPS` optimiser steps (one step per epoch makes early stopping fire on noise).
     """
 
     max_epochs: int = 100
@@ -50,6 +51,9 @@ class TrainConfig:
         """The settings as a plain dict."""
         return asdict(self)
 
+
+#: Minimum optimiser steps per epoch: ``batch_size`` is lowered (to no less than 16) for small data.
+MIN_STEPS = 8
 
 Fetch = Callable[[np.ndarray], torch.Tensor]
 
@@ -122,8 +126,10 @@ def fit_member(
         module.train()
         order = balanced_epoch(y_train, n_classes, rng) if config.balance == "upsample" else rng.permutation(y_train.size)
         total, seen, correct = 0.0, 0, 0
-        for start in range(0, order.size, config.batch_size):
-            b = train_idx[order[start : start + config.batch_size]]
+        # small data (e.g. a few hundred bulk samples): at least MIN_STEPS optimiser steps per epoch
+        bs = min(config.batch_size, max(16, -(-order.size // MIN_STEPS)))
+        for start in range(0, order.size, bs):
+            b = train_idx[order[start : start + bs]]
             if b.size < 2:  # BatchNorm needs two samples in training mode
                 continue
             xb = fetch(b)
