@@ -182,10 +182,11 @@ def _summary(adata, ens, groupby: str, source: str, seconds: float, out: Path, a
         import scxl as xl
 
         key = analysis["key"]
-        lines += ["", f"Top contributing genes per group ({key}, reference {analysis['baseline']}; mean over the group's cells):"]
+        lines += ["", f"Top contributing genes per group ({key}, reference {analysis['baseline']}; mean over the group's cells;",
+                  "  (-) marks genes lower in the group than in the rest: their absence supports the class):"]
         top = xl.get.top_genes(adata, key, n=5)
         for g, d in top.groupby("group", observed=True):
-            lines.append(f"  {g}: " + ", ".join(d["gene"]))
+            lines.append(f"  {g}: " + ", ".join(f"{n}{' (-)' if lfc < 0 else ''}" for n, lfc in zip(d["gene"], d["logfoldchanges"], strict=True)))
         if "reproducibility" in analysis:
             conv = adata.uns["xl_reproducibility"]["convergence"]
             lines += ["", "Reproducibility of the contributions (median Spearman between disjoint replicates):"]
