@@ -18,6 +18,9 @@ from ._data import group_means
 from ._predict import Aligned, aligned_inputs, resolve_ensemble
 
 TARGETS = ("label", "prediction")
+
+#: References per cell used by default with random reference kinds.
+DEFAULT_RANDOM_BASELINES = 20
 LAYER_DTYPES = ("float32", "float16")
 
 
@@ -161,8 +164,11 @@ def attribute(
         shape ``(n, n_features)`` or an AnnData gives explicit references. Default: the
         explainer's own (``"zero"``; ``"sample"`` for DeepLiftShap).
     n_baselines
-        References per cell (default 1; 20 for DeepLiftShap). Random references are redrawn
-        for every member and repeat.
+        References per cell. Default: 1 for a fixed reference (``"zero"``, an array) and
+        :data:`DEFAULT_RANDOM_BASELINES` (20) for random kinds and DeepLiftShap: a draw is shared
+        by the cells of a chunk, so one random reference would shift every cell's contributions
+        the same way and dominate the group scores. Random references are redrawn for every
+        member and repeat.
     smoothgrad
         ``(n_samples, noise_frac)``: average over noisy copies of each cell (Gaussian noise of
         ``noise_frac`` × each gene's sd), e.g. ``(10, 0.1)``.
@@ -241,6 +247,10 @@ def attribute(
     check_in(layer_dtype, LAYER_DTYPES, "layer_dtype")
     if n_baselines is not None and (not isinstance(n_baselines, int | np.integer) or n_baselines < 1):
         raise ValueError(f"n_baselines must be a positive integer, got {n_baselines!r}")
+    if n_baselines is None and spec.needs_reference and (
+        method == "deeplift_shap" or (isinstance(baseline, str) and baseline != "zero")
+    ):
+        n_baselines = DEFAULT_RANDOM_BASELINES
     if not (isinstance(top_k, int | np.integer) and top_k >= 1):
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
     ens = resolve_ensemble(adata, key, ensemble)

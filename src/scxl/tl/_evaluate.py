@@ -257,6 +257,8 @@ def faithfulness(
     ok = feat_in_var >= 0
     A[:, ok] = np.asarray(layer[cells][:, feat_in_var[ok]], dtype=np.float32)
     kmax = int(steps.max())
+    if key in compare:
+        raise ValueError(f"compare must not contain the attribution key itself ({key!r}): it is always included")
     rankings = {key: np.argsort(-A, axis=1, kind="stable")[:, :kmax]}
     for c in compare:
         if c == "random":
