@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -91,10 +93,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer epochs (numbers then understate accuracy)")
     args = parser.parse_args()
     xl.settings.progress = False
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if "SCXL_DATASETDIR" not in os.environ and shared.exists():
+        xl.settings.datasetdir = shared
     epochs = 20 if args.quick else 100
     t0 = time.perf_counter()
     acc = [pbmc_holdout(10, epochs)]
+    print(acc[-1], flush=True)
     acc.append(cv_accuracy("gtex26", xl.datasets.gtex26(), "tissue", 3, epochs))
+    print(acc[-1], flush=True)
     tcga = xl.datasets.tcga6(protein_coding_only=True)
     import scanpy as sc
 
