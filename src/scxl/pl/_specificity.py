@@ -100,9 +100,9 @@ def specificity(
     n_sets = len(sets)
     width = 0.8 / n_sets
     longest = max(map(len, groups))
-    rotate = longest * len(groups) > 40
+    rotate = longest * len(groups) > 40 or len(groups) > 12
     height = 3.4 + (0.055 * longest if rotate else 0)
-    fig, axs, created = panels(1, ax, size=(max(3.6, 2.8 + 0.32 * len(groups) * n_sets + 0.25 * len(groups)), height))
+    fig, axs, created = panels(1, ax, size=(min(14.0, max(3.6, 2.8 + 0.32 * len(groups) * n_sets + 0.25 * len(groups))), height))
     a = axs[0]
     tab = table.assign(group=table["group"].astype(str), gene_set=table["gene_set"].astype(str)).set_index(
         ["group", "gene_set"]
