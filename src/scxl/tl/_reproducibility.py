@@ -14,7 +14,7 @@ from .._docs import doc_device, doc_key, doc_params, doc_random_state
 from .._keys import Key
 from .._logging import logger, progress
 from .._validation import check_in, is_mudata, resolve_device
-from ._attribute import prepare_targets
+from ._attribute import DEFAULT_RANDOM_BASELINES, prepare_targets
 
 VARY = ("models", "baselines", "repeats", "smoothgrad")
 
@@ -100,8 +100,9 @@ def reproducibility(
         Size of the top-gene lists compared.
     {key}
     baseline, n_baselines
-        Reference kind and count (see :func:`scxl.tl.attribute`); ``vary="baselines"`` varies
-        ``n_baselines`` and needs a random kind (default ``"universal"`` there).
+        Reference kind and count, with the defaults of :func:`scxl.tl.attribute` (20 references
+        per cell for random kinds); ``vary="baselines"`` varies ``n_baselines`` and needs a random
+        kind (default ``"universal"`` there).
     smoothgrad_noise
         Noise level for ``vary="smoothgrad"``.
     target, groupby
@@ -197,8 +198,10 @@ def reproducibility(
             if ref == "zero":
                 raise ValueError("vary='baselines' needs random references; 'zero' is a single fixed reference")
         kw: dict[str, Any] = {"references": ref if spec.needs_reference else None}
-        if n_baselines is not None and spec.needs_reference and vary != "baselines":
-            kw["n_baselines"] = n_baselines
+        random_ref = m == "deeplift_shap" or (isinstance(ref, str) and ref != "zero")
+        n_b = n_baselines if n_baselines is not None else (DEFAULT_RANDOM_BASELINES if random_ref else None)
+        if n_b is not None and spec.needs_reference and vary != "baselines":
+            kw["n_baselines"] = n_b
         bar = progress(n_values, desc=f"{m}: reproducibility vs {vary}", leave=False)
         if vary == "models":
             per_member = np.stack([run([mod], m, random_state + 7919 * i, **kw) for i, mod in
