@@ -244,7 +244,8 @@ def _report(adata, ens, groupby, source, seconds, out: Path, analysis: dict, arg
             rep.table(adata.uns["xl_reproducibility"]["convergence"], index=False)
         rep.heading(f"Top genes per group ({key})")
         top = xl.get.top_genes(adata, key, n=10)
-        wide = top.pivot(index="rank", columns="group", values="gene")
+        many = top["group"].nunique() > 8  # many groups: one row per group keeps the table narrow
+        wide = top.pivot(index="group", columns="rank", values="gene") if many else top.pivot(index="rank", columns="group", values="gene")
         rep.table(wide)
         rep.figure(xl.pl.top_genes(adata, key, n_genes=5, return_fig=True), "top_genes", figs,
                    "Mean expression (scaled per gene) of each group's top contributing genes across all groups.")
