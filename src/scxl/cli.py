@@ -251,7 +251,7 @@ def _report(adata, ens, groupby, source, seconds, out: Path, analysis: dict, arg
                    "Mean expression (scaled per gene) of each group's top contributing genes across all groups.")
         import scanpy as sc
 
-        sc.pl.rank_genes_groups_dotplot(adata, key=key, n_genes=3, show=False)
+        sc.pl.rank_genes_groups_dotplot(adata, key=key, n_genes=3, dendrogram=False, show=False)
         rep.figure(plt.gcf(), "dotplot", figs, "Scanpy's dot plot of the same ranking.")
         if "overlap" in analysis:
             rep.heading("Biology: specificity of the top genes")
