@@ -76,8 +76,18 @@ def check_unique_var_names(var_names: pd.Index, *, where: str = "adata") -> None
         )
 
 
+class RowChunks:
+    """Mixin: ``chunks`` for any row reader with ``rows(idx)`` and ``n_obs``."""
+
+    def chunks(self, chunk_size: int = 4096) -> Iterator[tuple[slice, np.ndarray]]:
+        """Iterate over ``(slice, dense float32 block)`` in row order."""
+        for start in range(0, self.n_obs, chunk_size):
+            sl = slice(start, min(start + chunk_size, self.n_obs))
+            yield sl, self.rows(sl)
+
+
 @dataclass
-class Matrix:
+class Matrix(RowChunks):
     """A row-readable expression matrix (dense, sparse or backed) with its feature names.
 
     Kernels read rows through :meth:`rows` and :meth:`chunks`, so a backed or sparse matrix is
@@ -123,12 +133,6 @@ class Matrix:
             return np.asarray(block.toarray(), dtype=np.float32)
         block = np.asarray(block, dtype=np.float32)
         return block[:, cols] if cols is not None else block
-
-    def chunks(self, chunk_size: int = 4096) -> Iterator[tuple[slice, np.ndarray]]:
-        """Iterate over ``(slice, dense float32 block)`` in row order."""
-        for start in range(0, self.n_obs, chunk_size):
-            sl = slice(start, min(start + chunk_size, self.n_obs))
-            yield sl, self.rows(sl)
 
 
 def _is_backed(data: Any) -> bool:

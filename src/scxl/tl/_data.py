@@ -14,11 +14,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .._validation import Matrix, check_adata, check_unique_var_names, get_matrix, is_mudata
+from .._validation import (
+    Matrix,
+    RowChunks,
+    check_adata,
+    check_unique_var_names,
+    get_matrix,
+    is_mudata,
+)
 
 
 @dataclass
-class ConcatMatrix:
+class ConcatMatrix(RowChunks):
     """Modalities of a MuData side by side, rows restricted to observations present in all."""
 
     parts: list[Matrix]
@@ -47,11 +54,6 @@ class ConcatMatrix:
         blocks = [p.rows(rm[idx]) for p, rm in zip(self.parts, self.row_maps, strict=True)]
         out = np.concatenate(blocks, axis=1)
         return out[:, cols] if cols is not None else out
-
-    def chunks(self, chunk_size: int = 4096):
-        for start in range(0, self.n_obs, chunk_size):
-            sl = slice(start, min(start + chunk_size, self.n_obs))
-            yield sl, self.rows(sl)
 
 
 @dataclass

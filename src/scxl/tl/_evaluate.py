@@ -32,6 +32,14 @@ def _scores_matrix(adata: AnnData, key: str, genes: pd.Index, groups: list[str])
     return out
 
 
+def _layer_rows(adata: AnnData, key: str, col: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Rows ``cells`` of ``layers[key]`` in ensemble feature order (``col``: var position, -1 = missing)."""
+    out = np.zeros((cells.size, col.size), dtype=np.float32)
+    ok = col >= 0
+    out[:, ok] = np.asarray(adata.layers[key][cells][:, col[ok]], dtype=np.float32)
+    return out
+
+
 def _ensemble_key(adata: AnnData, key: str) -> str:
     return str(adata.uns[key].get("params", {}).get("key", Key.ENSEMBLE))
 
@@ -250,12 +258,7 @@ def faithfulness(
     rng = np.random.default_rng(random_state)
     cells = _subsample(prep.group_codes, int(max_cells), rng)
     X = prep.X.rows(cells)
-    # per-cell attribution in ensemble feature order
-    feat_in_var = prep.col  # ensemble feature -> adata var position
-    layer = adata.layers[key]
-    A = np.zeros((cells.size, G), dtype=np.float32)
-    ok = feat_in_var >= 0
-    A[:, ok] = np.asarray(layer[cells][:, feat_in_var[ok]], dtype=np.float32)
+    A = _layer_rows(adata, key, prep.col, cells)
     kmax = int(steps.max())
     if key in compare:
         raise ValueError(f"compare must not contain the attribution key itself ({key!r}): it is always included")
@@ -378,10 +381,7 @@ def consistency(
                                         random_state=random_state + i, **kw)
         rows[f"model_{i}"] = metrics.consistency_kld(res.attributions, X, top_frac=top_frac)
     if key in adata.layers:
-        A = np.zeros((cells.size, len(ens.var_names)), dtype=np.float32)
-        ok = prep.col >= 0
-        A[:, ok] = np.asarray(adata.layers[key][cells][:, prep.col[ok]], dtype=np.float32)
-        rows["ensemble"] = metrics.consistency_kld(A, X, top_frac=top_frac)
+        rows["ensemble"] = metrics.consistency_kld(_layer_rows(adata, key, prep.col, cells), X, top_frac=top_frac)
     table = pd.DataFrame({"consistency": pd.Series(rows)})
     if ens.metrics is not None:
         table = table.join(ens.metrics[["accuracy", "balanced_accuracy"]], how="left")

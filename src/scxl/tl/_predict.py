@@ -11,7 +11,7 @@ from anndata import AnnData
 from .._docs import doc_adata, doc_copy, doc_device, doc_key, doc_params
 from .._keys import Key
 from .._logging import logger, warn
-from .._validation import check_values, is_mudata, resolve_device, view_to_actual
+from .._validation import RowChunks, check_values, is_mudata, resolve_device, view_to_actual
 from ..get import ensemble as get_ensemble
 from ._data import Inputs, extract
 
@@ -89,7 +89,7 @@ def read_aligned(inputs: Inputs, col: np.ndarray, present: np.ndarray, idx: np.n
     return out
 
 
-class Aligned:
+class Aligned(RowChunks):
     """Array-like view of the inputs in ensemble feature order (row slices only)."""
 
     def __init__(self, inputs: Inputs, col: np.ndarray, present: np.ndarray) -> None:
@@ -110,12 +110,6 @@ class Aligned:
     @property
     def n_vars(self) -> int:
         return self.shape[1]
-
-    def chunks(self, chunk_size: int = 4096):
-        """Iterate over ``(slice, dense block)`` in row order."""
-        for start in range(0, self.n_obs, chunk_size):
-            sl = slice(start, min(start + chunk_size, self.n_obs))
-            yield sl, self.rows(sl)
 
 
 @doc_params(adata=doc_adata, key=doc_key, device=doc_device, copy=doc_copy)
