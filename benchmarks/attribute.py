@@ -74,7 +74,7 @@ def make_models(n_models, n_genes, n_classes, hidden, seed):
     models = []
     for i in range(n_models):
         torch.manual_seed(seed + i)
-        m = MLP(n_genes, n_classes, [hidden])
+        m = MLP(n_genes, n_classes, [hidden], batchnorm=True)
         bn = m.net[1]
         gen = torch.Generator().manual_seed(10_000 + seed + i)
         with torch.no_grad():

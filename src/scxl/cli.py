@@ -156,7 +156,8 @@ def _summary(adata, ens, groupby: str, source: str, seconds: float, out: Path, a
         f"data:        {source}: {adata.n_obs} observations; {len(ens.var_names)} features used",
         f"labels:      obs[{groupby!r}], {len(ens.classes)} classes",
         f"ensemble:    {ens.n_models} × {ens.model_type.upper()} (seed {p.get('random_state')}, device {p.get('device')})",
-        f"split:       {p.get('n_train')} training / {p.get('n_validation')} validation cells (stratified)",
+        f"split:       {p.get('n_train')} training / {p.get('n_validation')} validation cells (stratified"
+        + (", drawn per member; ensemble metrics out-of-bag)" if p.get("split") == "per_model" else ", shared by all members)"),
         f"time:        {seconds:.1f} s",
         "",
     ]
@@ -230,7 +231,8 @@ def _report(adata, ens, groupby, source, seconds, out: Path, analysis: dict, arg
              f"{ens.model_type.upper()} models. Run time {seconds:.0f} s.")
     rep.heading("Accuracy")
     if ens.metrics is not None:
-        rep.text("Held-out validation cells (stratified, per class); members and the soft-voting ensemble.", note=True)
+        rep.text("Held-out validation cells (stratified, per class): each member on its own; the soft-voting "
+                 "ensemble on every held-out cell, averaging the members that did not train on it.", note=True)
         rep.table(ens.metrics[["accuracy", "balanced_accuracy", "macro_f1"]])
     rep.figure(xl.pl.training(adata, return_fig=True), "training", figs,
                "Loss per member (dashed: training, solid: validation; dots: restored best epoch) and the ensemble's confusion matrix.")

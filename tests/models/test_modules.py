@@ -14,12 +14,20 @@ from scxl.models._gene_order import (
 
 
 def test_mlp_architecture_matches_paper():
-    m = MLP(50, 4)
+    m = MLP(50, 4, batchnorm=True)
     kinds = [type(layer).__name__ for layer in m.net]
     assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear"]
     assert m.net[0].out_features == 128 and m.net[3].p == 0.25
     m.eval()
     assert m(torch.randn(3, 50)).shape == (3, 4)
+
+
+def test_mlp_default_is_paper_without_batchnorm():
+    m = build_module(default_spec("mlp", 50, 4))
+    assert [type(layer).__name__ for layer in m.net] == ["Linear", "ReLU", "Dropout", "Linear"]
+    assert m.net[0].out_features == 128 and m.net[2].p == 0.25
+    paper = build_module(default_spec("mlp", 50, 4, batchnorm=True))
+    assert isinstance(paper.net[1], torch.nn.BatchNorm1d)
 
 
 def test_mlp_deeper_and_without_batchnorm():

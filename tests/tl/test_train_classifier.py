@@ -27,8 +27,27 @@ def test_train_writes_everything(adata):
     assert isinstance(ens["weights"]["model_0"]["net.0.weight"], np.ndarray)
     m = ens["metrics"]
     assert list(m.index) == ["model_0", "model_1", "ensemble"]
-    assert ens["confusion"].sum() == ens["params"]["n_validation"]
+    assert ens["confusion"].sum() == len(ens["extra"]["validation_obs"])
     assert ens["history"]["model"].unique().tolist() == ["model_0", "model_1"]
+
+
+def test_split_per_model_and_shared(synth):
+    """Per-member splits: members hold out different cells, the ensemble is scored out-of-bag."""
+    per, shared = synth.copy(), synth.copy()
+    xl.tl.train_classifier(per, "group", n_models=3, max_epochs=2)
+    xl.tl.train_classifier(shared, "group", n_models=3, max_epochs=2, split="shared")
+    n_val = per.uns["xl"]["params"]["n_validation"]
+    held_per = per.uns["xl"]["extra"]["validation_obs"]
+    held_shared = shared.uns["xl"]["extra"]["validation_obs"]
+    assert len(held_shared) == n_val  # one split: exactly the validation cells
+    assert n_val < len(held_per) <= 3 * n_val  # three different splits
+    m = xl.get.training_metrics(per)
+    assert m.loc["ensemble", "evaluated_on"] == "out-of-bag validation"
+    assert 1 <= m.loc["ensemble", "n_members"] < 3
+    assert xl.get.training_metrics(shared).loc["ensemble", "n_members"] == 3
+    assert per.uns["xl"]["params"]["split"] == "per_model"
+    with pytest.raises(ValueError, match="split='bagging' is not valid"):
+        xl.tl.train_classifier(synth, "group", split="bagging")
 
 
 def test_learns_planted_signal(trained):

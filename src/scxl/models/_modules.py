@@ -19,10 +19,12 @@ MODEL_TYPES = ("mlp", "cnn")
 
 
 class MLP(nn.Module):
-    """Multilayer perceptron: ``[Linear → BatchNorm → ReLU] × len(hidden) → Dropout → Linear``.
+    """Multilayer perceptron: ``[Linear → (BatchNorm) → ReLU] × len(hidden) → Dropout → Linear``.
 
-    The paper's model is one hidden layer of 128 units with BatchNorm and ReLU, and dropout 0.25
-    before the output layer.
+    The default is one hidden layer of 128 units with ReLU and dropout 0.25 before the output
+    layer. The paper adds BatchNorm after the hidden layer (``batchnorm=True``); without it,
+    independently trained ensembles agree better and small data is classified better (measured
+    in the methods page), so it is off by default.
 
     Parameters
     ----------
@@ -35,7 +37,7 @@ class MLP(nn.Module):
     dropout
         Dropout probability before the output layer.
     batchnorm
-        Use BatchNorm after each hidden linear layer.
+        Use BatchNorm after each hidden linear layer (the paper's architecture).
     """
 
     def __init__(
@@ -45,7 +47,7 @@ class MLP(nn.Module):
         hidden: Sequence[int] = (128,),
         *,
         dropout: float = 0.25,
-        batchnorm: bool = True,
+        batchnorm: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -150,7 +152,7 @@ class GridCNN(nn.Module):
 def default_spec(model: str, n_features: int, n_classes: int, **options: Any) -> dict[str, Any]:
     """A JSON-able architecture spec with the paper's defaults, overridden by ``options``."""
     if model == "mlp":
-        spec = {"type": "mlp", "hidden": [128], "dropout": 0.25, "batchnorm": True}
+        spec = {"type": "mlp", "hidden": [128], "dropout": 0.25, "batchnorm": False}
     elif model == "cnn":
         spec = {"type": "cnn", "channels": [64, 128, 256], "kernels": [5, 5, 3], "dropout": 0.25}
     else:

@@ -86,6 +86,11 @@ def training(
         n = len(ens.classes)
         axes[1].set_xticks(range(n), ens.classes, rotation=90, fontsize="small")
         axes[1].set_yticks(range(n), ens.classes, fontsize="small")
+        if n <= 20:
+            for (r, c), v in np.ndenumerate(shown):
+                if cm[r, c]:
+                    axes[1].text(c, r, f"{v:.2f}" if normalize else f"{int(v)}", ha="center", va="center", fontsize="x-small",
+                                 color="black" if v > 0.5 * (shown.max() or 1) else "white")
         axes[1].set(xlabel="predicted", ylabel="true", title="ensemble, held-out validation observations")
         fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04, label="recall" if normalize else "cells")
     fig.tight_layout() if ax is None else None

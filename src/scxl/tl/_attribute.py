@@ -380,7 +380,9 @@ def _member_agreement(member: np.ndarray, group_names: list[str], k: int, metric
         rho = metrics.pairwise_spearman(reps)
         ov = metrics.pairwise_topk_overlap(reps, k)
         iu = np.triu_indices(reps.shape[0], 1)
-        rows[name] = {"spearman": float(np.nanmedian(rho[iu])), "topk_overlap": float(np.median(ov[iu]))}
+        finite = rho[iu][np.isfinite(rho[iu])]  # NaN where a member's scores are constant (e.g. all zero)
+        rows[name] = {"spearman": float(np.median(finite)) if finite.size else np.nan,
+                      "topk_overlap": float(np.median(ov[iu]))}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

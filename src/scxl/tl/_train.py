@@ -58,6 +58,7 @@ def train_classifier(
     weight_decay: float = 1e-4,
     balance: str = "upsample",
     validation: float = 0.1,
+    split: str = "per_model",
     patience: int = 10,
     cv: int | None = None,
     gene_order: str | Sequence[str] | np.ndarray = "variance",
@@ -69,9 +70,9 @@ def train_classifier(
 ) -> AnnData | None:
     """Train an ensemble of neural-network classifiers to predict ``obs[groupby]`` from expression.
 
-    Every member sees the same stratified train/validation split (the paper's 9:1) and differs
-    by its random initialisation, its up-sampling draws and dropout (and, for CNNs, optionally
-    its gene order). Each epoch up-samples every class to the size of the largest one; Adam with
+    Every member draws its own stratified train/validation split (the paper's 9:1) and differs
+    from the others by that split, its random initialisation, its up-sampling draws and dropout
+    (and, for CNNs, optionally its gene order). Each epoch up-samples every class to the size of the largest one; Adam with
     cross-entropy and L2 weight decay; the learning rate is multiplied by 0.25 after 5 epochs
     without improvement of the validation loss, and training stops after ``patience`` such
     epochs, restoring the best weights.
@@ -83,8 +84,9 @@ def train_classifier(
         Column of ``obs`` with the labels (categorical or string). Cells whose label is missing
         (NaN) are left out of training and still get predictions from :func:`scxl.tl.predict`.
     model
-        ``"mlp"`` (one hidden layer of 128 units, BatchNorm, ReLU, dropout 0.25 before the
-        output), ``"cnn"`` (genes on a square grid; three convolutions of 64/128/256 channels,
+        ``"mlp"`` (one hidden layer of 128 units, ReLU, dropout 0.25 before the output; the
+        paper's BatchNorm after the hidden layer with ``model_kwargs={{"batchnorm": True}}``),
+        ``"cnn"`` (genes on a square grid; three convolutions of 64/128/256 channels,
         kernels 5/5/3, each followed by max-pool, BatchNorm and ReLU; global average pooling) or
         a callable ``factory(n_features, n_classes) -> torch.nn.Module``. A custom module's
         weights are stored, its code is not: pass the same factory to :func:`scxl.get.ensemble`.
@@ -118,6 +120,13 @@ def train_classifier(
     validation
         Fraction of each class held out for early stopping and for the reported metrics
         (``0`` disables it: the training loss is monitored and no validation metrics exist).
+    split
+        ``"per_model"``: each member holds out its own random ``validation`` fraction, so the
+        ensemble as a whole learns from every cell and does not depend on one particular split
+        (two ensembles trained with different seeds then agree much better, in predictions and in
+        attributions); the ensemble's reported metrics are out-of-bag: each held-out cell is
+        predicted by the members that did not train on it. ``"shared"``: one split for all
+        members (the ensemble's metrics are then on cells none of them trained on).
     patience
         Epochs without improvement of the validation loss before stopping.
     cv
@@ -147,7 +156,7 @@ def train_classifier(
     ``history`` (per member and epoch), ``metrics`` (accuracy, balanced accuracy, macro-F1 per
     member, for the ensemble on the validation cells, and per cross-validation fold), ``recall``
     (per class), ``confusion`` (ensemble, validation cells; rows true, columns predicted) and
-    ``extra["validation_obs"]`` (names of the held-out validation observations).
+    ``extra["validation_obs"]`` (names of the observations held out by at least one member).
 
     Examples
     --------
@@ -165,6 +174,8 @@ def train_classifier(
         raise ValueError(f"n_models must be a positive integer, got {n_models!r}")
     if not callable(model) and model not in ("mlp", "cnn"):
         raise ValueError(f"model={model!r} is not valid; choose 'mlp', 'cnn' or pass a callable factory(n_features, n_classes)")
+    if split not in ("per_model", "shared"):
+        raise ValueError(f"split={split!r} is not valid; choose 'per_model' or 'shared'")
     if cv is not None and (not isinstance(cv, int | np.integer) or cv < 2):
         raise ValueError(f"cv must be None or an integer >= 2, got {cv!r}")
     config = TrainConfig(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -233,12 +244,17 @@ def train_classifier(
             positions=positions,
         )
 
-    _, split_rng = _member_seed(random_state, 0)
-    train_idx, val_idx = stratified_split(y, validation, split_rng)
+    def splits(yy: np.ndarray, salt: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        if split == "shared":
+            return [stratified_split(yy, validation, _member_seed(random_state, salt)[1])] * n_models
+        return [stratified_split(yy, validation, _member_seed(random_state, salt, i)[1]) for i in range(n_models)]
 
-    def train_ensemble(tr: np.ndarray, va: np.ndarray, desc: str, fold: int = 0) -> tuple[list, list]:
+    member_splits = splits(y, 0)
+
+    def train_ensemble(parts: list, desc: str, fold: int = 0) -> tuple[list, list]:
         modules, histories = [], []
         for i in progress(range(n_models), desc=desc, leave=True):
+            tr, va = parts[i]
             seed, rng = _member_seed(random_state, 2 + fold, i)
             with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
                 torch.manual_seed(seed)
@@ -250,22 +266,26 @@ def train_classifier(
             histories.append(hist)
         return modules, histories
 
-    modules, histories = train_ensemble(train_idx, val_idx, f"training {n_models} {model_name.upper()}")
+    modules, histories = train_ensemble(member_splits, f"training {n_models} {model_name.upper()}")
     history = pd.concat(histories, ignore_index=True)
 
-    # evaluation on the validation cells
+    # evaluation: each member on its own validation cells; the ensemble on every held-out cell,
+    # averaging the members that did not train on it (out-of-bag when splits differ per member)
     rows, recalls = {}, {}
     confusion = None
-    if val_idx.size:
-        eval_idx = val_idx
-        member_proba = _proba(modules, fetch, eval_idx, n_classes)
-        for i, p in enumerate(member_proba):
-            met = classification_metrics(y[eval_idx], p.argmax(1), n_classes)
+    held_out = np.unique(np.concatenate([va for _, va in member_splits]))
+    if held_out.size:
+        proba = _proba(modules, fetch, held_out, n_classes)
+        mask = np.stack([np.isin(held_out, va) for _, va in member_splits])  # members × held-out cells
+        for i, p in enumerate(proba):
+            met = classification_metrics(y[held_out[mask[i]]], p[mask[i]].argmax(1), n_classes)
             h = histories[i]
             rows[f"model_{i}"] = _row(met, "validation", n_epochs=len(h), best_epoch=int(h.loc[h["best"], "epoch"].iloc[0]))
             recalls[f"model_{i}"] = met["recall"]
-        met = classification_metrics(y[eval_idx], member_proba.mean(0).argmax(1), n_classes)
-        rows["ensemble"] = _row(met, "validation")
+        oob = (proba * mask[..., None]).sum(0) / mask.sum(0)[:, None]
+        met = classification_metrics(y[held_out], oob.argmax(1), n_classes)
+        rows["ensemble"] = _row(met, "validation" if split == "shared" else "out-of-bag validation",
+                                n_members=float(mask.sum(0).mean()))
         recalls["ensemble"] = met["recall"]
         confusion = met["confusion"]
 
@@ -274,8 +294,8 @@ def train_classifier(
         oof = np.zeros((y.size, n_classes), dtype=np.float32)
         for k, test in enumerate(stratified_kfold(y, int(cv), cv_rng)):
             rest = np.setdiff1d(np.arange(y.size), test)
-            sub_tr, sub_va = stratified_split(y[rest], validation, cv_rng)
-            mods_k, _ = train_ensemble(rest[sub_tr], rest[sub_va], f"CV fold {k + 1}/{cv}", fold=100 + k)
+            parts = [(rest[tr], rest[va]) for tr, va in splits(y[rest], 1000 + k)]
+            mods_k, _ = train_ensemble(parts, f"CV fold {k + 1}/{cv}", fold=100 + k)
             oof[test] = _proba(mods_k, fetch, test, n_classes).mean(0)
             rows[f"cv_fold_{k + 1}"] = _row(classification_metrics(y[test], oof[test].argmax(1), n_classes), "held-out fold")
         met = classification_metrics(y, oof.argmax(1), n_classes)
@@ -288,7 +308,7 @@ def train_classifier(
         "groupby": groupby, "model": model_name, "n_models": int(n_models), "validation": float(validation),
         "cv": int(cv) if cv else 0, "random_state": int(random_state), "device": str(dev), **config.asdict(),
         "gene_order": gene_order if isinstance(gene_order, str) else "explicit" if model == "cnn" else "none",
-        "n_train": int(train_idx.size), "n_validation": int(val_idx.size),
+        "split": split, "n_train": int(member_splits[0][0].size), "n_validation": int(member_splits[0][1].size),
         "class_counts": [int(v) for v in counts.to_numpy()],
         "training_seconds": round(time.perf_counter() - t0, 2),
     }
@@ -296,7 +316,7 @@ def train_classifier(
     ens = Ensemble([m.cpu() for m in modules], classes=classes, var_names=features, spec=spec, orders=orders,
                    params=params, preprocessing=prep, history=history, metrics=metrics, recall=recall,
                    confusion=confusion,
-                   extra={"validation_obs": np.asarray(inputs.obs.index[labelled[val_idx]]).astype(object)})
+                   extra={"validation_obs": np.asarray(inputs.obs.index[labelled[held_out]]).astype(object)})
     if not is_mudata(adata):
         view_to_actual(adata)
     adata.uns[key_added] = ens.to_dict()  # the one write
