@@ -159,10 +159,9 @@ def bench_size(args, n_genes, n_cells, rows):
     refs = x[rng.choice(n_cells, args.n_refs, replace=False)]
     print(f"\n# G={n_genes} ({source}), {n_cells} cells, {len(models)} MLPs (H={args.hidden}, BN, eval), "
           f"{args.n_refs} references, {torch.get_num_threads()} threads", flush=True)
-    methods = ["saliency", "input_x_gradient", "guided_backprop", "deeplift", "deeplift_shap",
-               "integrated_gradients"]
-    if n_genes <= args.max_ablation_genes:  # Captum ablation costs G forward passes per cell
-        methods.append("feature_ablation")
+    methods = [m for m in args.methods if m != "feature_ablation"]
+    if "feature_ablation" in args.methods and n_genes <= args.max_ablation_genes:
+        methods.append("feature_ablation")  # Captum ablation costs G forward passes per cell
     extra = {}
     for method in methods:
         refs_arg = None
@@ -194,6 +193,8 @@ def bench_size(args, n_genes, n_cells, rows):
         print(_fmt(rows[-1]), flush=True)
         if method == "integrated_gradients":
             extra["ig"] = ours
+    if "ig" not in extra:
+        return
     # exactness of the closed-form IG: vs Captum DeepLiftShap (same refs) and many-step Captum IG
     dls = captum_run(models, x, t, "deeplift_shap", refs, args.captum_batch)
     k = args.check_cells
@@ -207,6 +208,9 @@ def bench_size(args, n_genes, n_cells, rows):
     print(f"  exact IG vs Captum IG, 1 model, {k} cells: n_steps={args.check_steps} riemann_middle "
           f"{rel(ig1, fine):.1e}; n_steps=50 gausslegendre {rel(ig1, coarse):.1e}", flush=True)
 
+
+METHODS = ["saliency", "input_x_gradient", "guided_backprop", "deeplift", "deeplift_shap",
+           "integrated_gradients", "feature_ablation"]
 
 HEADER = (f"{'G':>6} {'method':<21} {'refs':>4} {'scxl s':>8} {'captum s':>9} {'scxl cells/s':>13} "
           f"{'captum cells/s':>15} {'speed-up':>9} {'max rel diff':>13} {'scxl MB':>8} {'captum MB':>10}")
@@ -237,8 +241,13 @@ def main():
     p.add_argument("--repeat", type=int, default=3, help="timed runs per cell of the table (best is kept)")
     p.add_argument("--repeat-below", type=float, default=20.0,
                    help="repeat Captum runs only when one takes less than this many seconds")
+    p.add_argument("--methods", type=str, default=",".join(METHODS), help="comma-separated explainers")
     p.add_argument("--quick", action="store_true", help="small sizes (a couple of minutes)")
     args = p.parse_args()
+    args.methods = [m.strip() for m in args.methods.split(",")]
+    unknown = set(args.methods) - set(METHODS)
+    if unknown:
+        p.error(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
     args.n_cells = args.n_cells or (200 if args.quick else 700)
     args.n_cells_large = args.n_cells_large or (40 if args.quick else 100)
     args.n_models = args.n_models or (3 if args.quick else 10)
