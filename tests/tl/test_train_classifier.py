@@ -46,6 +46,10 @@ def test_split_per_model_and_shared(synth):
     assert 1 <= m.loc["ensemble", "n_members"] < 3
     assert xl.get.training_metrics(shared).loc["ensemble", "n_members"] == 3
     assert per.uns["xl"]["params"]["split"] == "per_model"
+    members = per.uns["xl"]["extra"]["validation_members"]
+    assert members.shape == (3, len(held_per)) and members.dtype == bool
+    assert (members.sum(1) == n_val).all() and members.any(0).all()
+    assert shared.uns["xl"]["extra"]["validation_members"].all()
     with pytest.raises(ValueError, match="split='bagging' is not valid"):
         xl.tl.train_classifier(synth, "group", split="bagging")
 

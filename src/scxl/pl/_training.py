@@ -22,7 +22,8 @@ def training(
 
     Left: training (dashed) and validation (solid) loss per member against the epoch, the best
     epoch of each member marked. Right: the ensemble's confusion matrix on the validation cells
-    (rows true class, columns predicted; row-normalised if ``normalize``).
+    (out-of-bag with per-member splits: each cell predicted by the members that held it out;
+    rows true class, columns predicted; row-normalised if ``normalize``).
 
     Parameters
     ----------
@@ -91,7 +92,9 @@ def training(
                 if cm[r, c]:
                     axes[1].text(c, r, f"{v:.2f}" if normalize else f"{int(v)}", ha="center", va="center", fontsize="x-small",
                                  color="black" if v > 0.5 * (shown.max() or 1) else "white")
-        axes[1].set(xlabel="predicted", ylabel="true", title="ensemble, held-out validation observations")
+        oob = ens.params.get("split") == "per_model"
+        axes[1].set(xlabel="predicted", ylabel="true",
+                    title="ensemble, out-of-bag validation observations" if oob else "ensemble, held-out validation observations")
         fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04, label="recall" if normalize else "cells")
     fig.tight_layout() if ax is None else None
     return fig if return_fig else axes
