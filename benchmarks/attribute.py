@@ -7,7 +7,12 @@ the same references, once through ``scxl.explain.attribute_modules`` and once th
 
 * saliency / input_x_gradient / guided_backprop: no reference;
 * deeplift: Captum ``DeepLift`` with the zero reference;
-* deeplift_shap: Captum ``DeepLiftShap`` with the same 20 references;
+* deeplift_shap: Captum ``DeepLiftShap`` with the same 20 references, real cells drawn from the
+  data (scxl's default for DeepLiftShap, ``baseline="sample"``). Single-cell profiles are mostly
+  zeros, and scxl skips the genes a reference does not express (exactly: they contribute
+  nothing to the reference term);
+* deeplift_shap_dense: the same with 20 dense references, per gene ``|N(mean, sd)|`` as the
+  dense like those of the ``"universal"`` kind, where nothing can be skipped;
 * feature_ablation: Captum ``FeatureAblation`` (zero reference, one gene at a time,
   16 perturbations per forward pass), only up to ``--max-ablation-genes`` genes;
 * integrated_gradients: Captum ``IntegratedGradients`` (default ``n_steps=50``, Gauss-Legendre)
@@ -163,15 +168,19 @@ def bench_size(args, n_genes, n_cells, rows):
     if "feature_ablation" in args.methods and n_genes <= args.max_ablation_genes:
         methods.append("feature_ablation")  # Captum ablation costs G forward passes per cell
     extra = {}
+    # "universal"-like dense references (per gene, |N(mean, sd)|): no zeros to skip
+    dense = np.abs(rng.normal(x.mean(0), x.std(0) + 1e-6, size=(args.n_refs, n_genes))).astype(np.float32)
     for method in methods:
+        name, method = method, method.removesuffix("_dense")
+        refs_m = dense if name.endswith("_dense") else refs
         refs_arg = None
         if method in ("deeplift_shap", "integrated_gradients"):
-            refs_arg = refs
+            refs_arg = refs_m
         elif method in ("deeplift", "feature_ablation"):
             refs_arg = "zero"
         # warm-up (imports, first-call allocations), then best of --repeat timed runs
         attribute_modules(models[:1], x[:8], t[:8], method, references=refs_arg, progress=False)
-        captum_run(models[:1], x[:8], t[:8], method, refs, args.captum_batch)
+        captum_run(models[:1], x[:8], t[:8], method, refs_m, args.captum_batch)
         sec_s = sec_c = np.inf
         for i in range(args.repeat):
             with PeakMemory() as mem_s:
@@ -181,11 +190,11 @@ def bench_size(args, n_genes, n_cells, rows):
             if i == 0 or sec_c < args.repeat_below:  # do not repeat very slow Captum runs
                 with PeakMemory() as mem_c:
                     t0 = time.perf_counter()
-                    cap = captum_run(models, x, t, method, refs, args.captum_batch)
+                    cap = captum_run(models, x, t, method, refs_m, args.captum_batch)
                     sec_c = min(sec_c, time.perf_counter() - t0)
         ours = res.attributions
         rows.append(dict(
-            G=n_genes, method=method, refs=(args.n_refs if refs_arg is refs else (1 if refs_arg else 0)),
+            G=n_genes, method=name, refs=(args.n_refs if refs_arg is refs_m else (1 if refs_arg else 0)),
             scxl_s=sec_s, captum_s=sec_c, scxl_cps=n_cells / sec_s, captum_cps=n_cells / sec_c,
             speedup=sec_c / sec_s, max_rel_diff=rel(ours, cap),
             scxl_mb=mem_s.bytes / 2**20, captum_mb=mem_c.bytes / 2**20,
@@ -210,7 +219,7 @@ def bench_size(args, n_genes, n_cells, rows):
 
 
 METHODS = ["saliency", "input_x_gradient", "guided_backprop", "deeplift", "deeplift_shap",
-           "integrated_gradients", "feature_ablation"]
+           "deeplift_shap_dense", "integrated_gradients", "feature_ablation"]
 
 HEADER = (f"{'G':>6} {'method':<21} {'refs':>4} {'scxl s':>8} {'captum s':>9} {'scxl cells/s':>13} "
           f"{'captum cells/s':>15} {'speed-up':>9} {'max rel diff':>13} {'scxl MB':>8} {'captum MB':>10}")

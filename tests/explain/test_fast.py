@@ -74,6 +74,21 @@ def test_deeplift_shap_matches_captum(make_mlp, expr, g, h, c, bn):
     close(F.deeplift(f, x, t, refs), want)  # K matrix, one block
     close(F.deeplift(f, x, t, refs, k_block=4), want)  # two blocks, reused workspace
     close(F.deeplift(f, x, t, refs, k_block=0), want)  # loop over references
+    close(F.deeplift(f, x, t, refs, sparse_refs=True), want)  # per reference, non-zero genes only
+
+
+@pytest.mark.parametrize("g,h,c", SHAPES)
+def test_deeplift_shap_sparse_references_match_captum(make_mlp, expr, g, h, c):
+    """Mostly-zero references (real single cells) take the sparse path; an all-zero one is skipped."""
+    m, f, x, t = setup(make_mlp, expr, g, h, c, True, seed=5)
+    refs = torch.as_tensor(expr(6, g, seed=9)) * torch.as_tensor(np.random.default_rng(3).random((6, g)) < 0.2)
+    refs[2] = 0
+    assert (refs != 0).double().mean() <= F.SPARSE_REFS_DENSITY
+    with quiet_captum():
+        want = DeepLiftShap(m).attribute(x, baselines=refs, target=t)
+    close(F.deeplift(f, x, t, refs), want)  # auto: sparse
+    close(F.deeplift(f, x, t, refs, sparse_refs=False), want)
+    close(F.integrated_gradients(f, x, t, refs, sparse_refs=True), want)
 
 
 def test_deeplift_eps_rule_matches_captum(make_mlp, expr):
