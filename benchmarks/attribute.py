@@ -11,8 +11,8 @@ the same references, once through ``scxl.explain.attribute_modules`` and once th
   data (scxl's default for DeepLiftShap, ``baseline="sample"``). Single-cell profiles are mostly
   zeros, and scxl skips the genes a reference does not express (exactly: they contribute
   nothing to the reference term);
-* deeplift_shap_dense: the same with 20 dense references, per gene ``|N(mean, sd)|`` as the
-  dense like those of the ``"universal"`` kind, where nothing can be skipped;
+* deeplift_shap_dense: the same with 20 dense references, per gene ``|N(mean, sd)|``, dense
+  like those of the ``"universal"`` kind, where nothing can be skipped;
 * feature_ablation: Captum ``FeatureAblation`` (zero reference, one gene at a time,
   16 perturbations per forward pass), only up to ``--max-ablation-genes`` genes;
 * integrated_gradients: Captum ``IntegratedGradients`` (default ``n_steps=50``, Gauss-Legendre)

@@ -68,6 +68,24 @@ def test_known_pbmc_markers(pbmc_trained):
     assert {"NKG7", "GNLY"} & set(nk), nk
 
 
+def test_independent_pbmc_runs_agree():
+    """Issue acceptance: two independent runs (train + attribute, different seeds, 10 models each)
+    agree at group level (DeepLift, universal references) with Spearman >= 0.9."""
+    runs = []
+    for seed in (1, 2):
+        a = xl.datasets.pbmc68k()
+        xl.tl.train_classifier(a, "cell_type", random_state=seed)
+        xl.tl.attribute(a, method="deeplift", baseline="universal", random_state=seed, store_layer=False)
+        runs.append(a)
+    rho = {}
+    for g in runs[0].obs["cell_type"].cat.categories:
+        s = [xl.get.top_genes(r, "xl_deeplift", group=g).set_index("gene")["scores"] for r in runs]
+        assert len(s[0]) == len(s[1]) == runs[0].n_vars
+        rho[g] = s[0].corr(s[1].reindex(s[0].index), method="spearman")
+    rho = pd.Series(rho)
+    assert rho.median() >= 0.9 and rho.min() >= 0.85, rho.round(3).to_dict()
+
+
 @pytest.mark.parametrize("method", ["saliency", "input_x_gradient", "guided_backprop", "integrated_gradients",
                                     "deeplift", "deeplift_shap", "feature_ablation"])
 def test_every_mlp_method_runs(trained, method):

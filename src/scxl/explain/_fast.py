@@ -36,7 +36,10 @@ For ``B`` shared references the mean over references is taken without materialis
 where the second term is one GEMM ``A.reshape(n, B·H) @ K`` with
 ``K[(b, h), g] = R_{bg} W_{hg}`` built in a reusable workspace (in blocks of references when the
 whole ``K`` would exceed the memory budget). Each reference is forwarded once
-(``z0 = W1' r + b1'``), not once per cell. (In the code ``W1'`` is never formed: the BatchNorm
+(``z0 = W1' r + b1'``), not once per cell. When the references are mostly zeros (real single
+cells, the default for DeepLiftShap), ``R_bg = 0`` terms are skipped instead: one GEMM per
+reference on the rows of ``W1ᵀ`` of the genes it expresses, ``density × n·B·H·G`` work
+(:func:`_sparse_reference_term`). (In the code ``W1'`` is never formed: the BatchNorm
 scale ``s1`` is applied on the hidden side, see :class:`FoldedMLP`.)
 """
 
