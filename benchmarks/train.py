@@ -1,6 +1,6 @@
 """Training throughput of scxl members (cells/s per epoch) on synthetic data.
 
-Prints one table: MLP and CNN (paper architectures), on CPU and on CUDA when present, for a
+Prints one table: MLP and CNN (default architectures), on CPU and on CUDA when present, for a
 synthetic data set of 20,000 cells × 2,000 genes. Throughput is measured over a fixed number of
 optimisation steps (after one warm-up step) with the same loop ``xl.tl.train_classifier`` uses,
 so an epoch of N cells takes about N / throughput seconds.
