@@ -300,7 +300,7 @@ def train_classifier(
         oof = np.zeros((y.size, n_classes), dtype=np.float32)
         for k, test in enumerate(stratified_kfold(y, int(cv), cv_rng)):
             rest = np.setdiff1d(np.arange(y.size), test)
-            parts = [(rest[tr], rest[va]) for tr, va in splits(y[rest], 1000 + k)]
+            parts = [(rest[tr], rest[va]) for tr, va in splits(y[rest], 2000 + k)]  # own stream (1000 drew the folds)
             mods_k, _ = train_ensemble(parts, f"CV fold {k + 1}/{cv}", fold=100 + k)
             oof[test] = _proba(mods_k, fetch, test, n_classes).mean(0)
             rows[f"cv_fold_{k + 1}"] = _row(classification_metrics(y[test], oof[test].argmax(1), n_classes), "held-out fold")
