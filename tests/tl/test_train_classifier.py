@@ -31,6 +31,26 @@ def test_train_writes_everything(adata):
     assert ens["history"]["model"].unique().tolist() == ["model_0", "model_1"]
 
 
+def test_extend_trains_only_missing_members(synth):
+    """extend=True keeps the stored members; the result equals training all members at once."""
+    full, part = synth.copy(), synth.copy()
+    xl.tl.train_classifier(full, "group", n_models=3, max_epochs=3)
+    xl.tl.train_classifier(part, "group", n_models=2, max_epochs=3)
+    kept = _weights(part)["model_1"]["net.0.weight"].copy()
+    xl.tl.train_classifier(part, "group", n_models=3, max_epochs=3, extend=True)
+    np.testing.assert_array_equal(_weights(part)["model_1"]["net.0.weight"], kept)
+    for i in range(3):
+        for k, v in _weights(full)[f"model_{i}"].items():
+            np.testing.assert_array_equal(v, _weights(part)[f"model_{i}"][k])
+    pd.testing.assert_frame_equal(xl.get.training_metrics(full), xl.get.training_metrics(part))
+    with pytest.raises(ValueError, match="they differ: max_epochs: stored 3, now 4"):
+        xl.tl.train_classifier(part, "group", n_models=4, max_epochs=4, extend=True)
+    with pytest.raises(ValueError, match="already has 3 members"):
+        xl.tl.train_classifier(part, "group", n_models=3, max_epochs=3, extend=True)
+    with pytest.raises(ValueError, match="needs an ensemble in uns"):
+        xl.tl.train_classifier(synth.copy(), "group", n_models=3, extend=True)
+
+
 def test_split_per_model_and_shared(synth):
     """Per-member splits: members hold out different cells, the ensemble is scored out-of-bag."""
     per, shared = synth.copy(), synth.copy()

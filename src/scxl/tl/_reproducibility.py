@@ -112,7 +112,9 @@ def reproducibility(
     target_spearman
         Convergence target: the smallest ``n`` whose median Spearman reaches it is reported.
     train_missing
-        Train the members needed for disjoint replicates (``vary="models"``).
+        Train the members needed for disjoint replicates (``vary="models"``): the ensemble in
+        ``uns[key]`` is grown with :func:`~scxl.tl.train_classifier` (``extend=True``), its
+        existing members kept.
     {random_state}
     {device}
     key_added
@@ -284,7 +286,7 @@ def _convergence(summary: pd.DataFrame, target: float) -> pd.DataFrame:
 
 
 def _train_more(adata: AnnData, ens, key: str, n_models: int) -> None:
-    """Retrain ``key`` with ``n_models`` members; index-stable seeds keep the existing members."""
+    """Grow ``key`` to ``n_models`` members (``extend=True``: the existing members are kept)."""
     from ._train import train_classifier
 
     p, spec, prep = ens.params, ens.spec, ens.preprocessing
@@ -299,5 +301,5 @@ def _train_more(adata: AnnData, ens, key: str, n_models: int) -> None:
         batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"], balance=p["balance"],
         validation=p["validation"], split=p.get("split", "shared"), patience=p["patience"], random_state=p["random_state"],
         gene_order="random_per_model" if p.get("gene_order") == "random_per_model" else (p.get("gene_order") if spec["type"] == "cnn" and p.get("gene_order") in ("variance", "correlation", "random") else "variance"),
-        key_added=key,
+        key_added=key, extend=True,
     )

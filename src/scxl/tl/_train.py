@@ -66,6 +66,7 @@ def train_classifier(
     random_state: int = 0,
     device: str | None = None,
     key_added: str = "xl",
+    extend: bool = False,
     copy: bool = False,
 ) -> AnnData | None:
     """Train an ensemble of neural-network classifiers to predict ``obs[groupby]`` from expression.
@@ -150,6 +151,12 @@ def train_classifier(
     {device}
     key_added
         Key of the ensemble in ``adata.uns``.
+    extend
+        Grow the ensemble already stored under ``key_added`` to ``n_models`` members: its
+        members are kept and only the missing ones are trained. Member seeds (and splits) depend
+        only on ``random_state`` and the member's index, so the result is identical to training
+        all ``n_models`` at once; every other setting must therefore equal the stored one (an
+        error lists the differences). Not with ``cv``.
     {copy}
 
     Returns
@@ -256,10 +263,24 @@ def train_classifier(
         return [stratified_split(yy, validation, _member_seed(random_state, salt, i)[1]) for i in range(n_models)]
 
     member_splits = splits(y, 0)
+    settings = {
+        "groupby": groupby, "model": model_name, "validation": float(validation), "random_state": int(random_state),
+        **config.asdict(), "gene_order": gene_order if isinstance(gene_order, str) else "explicit" if model == "cnn" else "none",
+        "split": split,
+    }
+    kept: list[torch.nn.Module] = []
+    kept_history: list[pd.DataFrame] = []
+    if extend:
+        if cv:
+            raise ValueError("extend=True cannot be combined with cv; estimate accuracy with cv on a full training run")
+        kept, kept_history = _stored_members(adata, key_added, n_models=n_models, settings=settings, spec=spec,
+                                             classes=classes, features=features, orders=orders,
+                                             factory=model if callable(model) else None)
+        kept = [m.to(dev).eval() for m in kept]
 
-    def train_ensemble(parts: list, desc: str, fold: int = 0) -> tuple[list, list]:
+    def train_ensemble(parts: list, desc: str, fold: int = 0, start: int = 0) -> tuple[list, list]:
         modules, histories = [], []
-        for i in progress(range(n_models), desc=desc, leave=True):
+        for i in progress(range(start, n_models), desc=desc, leave=True):
             tr, va = parts[i]
             seed, rng = _member_seed(random_state, 2 + fold, i)
             with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
@@ -272,7 +293,9 @@ def train_classifier(
             histories.append(hist)
         return modules, histories
 
-    modules, histories = train_ensemble(member_splits, f"training {n_models} {model_name.upper()}")
+    modules, histories = train_ensemble(
+        member_splits, f"training {n_models - len(kept)} {model_name.upper()}", start=len(kept))
+    modules, histories = kept + modules, kept_history + histories
     history = pd.concat(histories, ignore_index=True)
 
     # evaluation: each member on its own validation cells; the ensemble on every held-out cell,
@@ -311,10 +334,8 @@ def train_classifier(
     metrics = pd.DataFrame.from_dict(rows, orient="index") if rows else None
     recall = pd.DataFrame(recalls, index=pd.Index(classes, name="class")) if recalls else None
     params = {
-        "groupby": groupby, "model": model_name, "n_models": int(n_models), "validation": float(validation),
-        "cv": int(cv) if cv else 0, "random_state": int(random_state), "device": str(dev), **config.asdict(),
-        "gene_order": gene_order if isinstance(gene_order, str) else "explicit" if model == "cnn" else "none",
-        "split": split, "n_train": int(member_splits[0][0].size), "n_validation": int(member_splits[0][1].size),
+        **settings, "n_models": int(n_models), "cv": int(cv) if cv else 0, "device": str(dev),
+        "n_train": int(member_splits[0][0].size), "n_validation": int(member_splits[0][1].size),
         "class_counts": [int(v) for v in counts.to_numpy()],
         "training_seconds": round(time.perf_counter() - t0, 2),
     }
@@ -332,6 +353,32 @@ def train_classifier(
         summary = f"; validation accuracy {metrics.loc['ensemble', 'accuracy']:.3f}, balanced {metrics.loc['ensemble', 'balanced_accuracy']:.3f}"
     logger.info("finished training (%.1fs): added uns[%r] (%r)%s", time.perf_counter() - t0, key_added, ens, summary)
     return adata if copy else None
+
+
+def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dict, classes, features, orders,
+                    factory) -> tuple[list, list]:
+    """The members (and histories) of the ensemble in ``uns[key]`` that ``extend=True`` keeps."""
+    from ..get import ensemble as get_ensemble
+
+    if key not in adata.uns:
+        raise ValueError(f"extend=True needs an ensemble in uns[{key!r}]; train one first (extend=False)")
+    ens = get_ensemble(adata, key, factory=factory)
+    if ens.n_models >= n_models:
+        raise ValueError(f"uns[{key!r}] already has {ens.n_models} members; ask for n_models > {ens.n_models}")
+    p = ens.params
+    diff = [f"{k}: stored {p.get(k)!r}, now {v!r}" for k, v in settings.items() if p.get(k, "shared" if k == "split" else None) != v]
+    if {k: v for k, v in ens.spec.items()} != spec:
+        diff.append(f"architecture: stored {ens.spec}, now {spec}")
+    if list(ens.classes) != list(classes):
+        diff.append("classes differ")
+    if list(ens.var_names) != list(features):
+        diff.append("features differ")
+    if orders is not None and not all(np.array_equal(a, b) for a, b in zip(ens.orders, orders, strict=False)):
+        diff.append("CNN gene orders differ")
+    if diff:
+        raise ValueError(f"extend=True needs the settings of the ensemble in uns[{key!r}]; they differ: " + "; ".join(diff))
+    history = ens.history if ens.history is not None else pd.DataFrame({"model": []})
+    return list(ens.modules), [history[history["model"] == f"model_{i}"].reset_index(drop=True) for i in range(ens.n_models)]
 
 
 class _ColumnView:
