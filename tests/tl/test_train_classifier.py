@@ -63,13 +63,21 @@ def test_split_per_model_and_shared(synth):
     assert n_val < len(held_per) <= 3 * n_val  # three different splits
     m = xl.get.training_metrics(per)
     assert m.loc["ensemble", "evaluated_on"] == "out-of-bag validation"
-    assert 1 <= m.loc["ensemble", "n_members"] < 3
-    assert xl.get.training_metrics(shared).loc["ensemble", "n_members"] == 3
     assert per.uns["xl"]["params"]["split"] == "per_model"
     members = per.uns["xl"]["extra"]["validation_members"]
     assert members.shape == (3, len(held_per)) and members.dtype == bool
     assert (members.sum(1) == n_val).all() and members.any(0).all()
     assert shared.uns["xl"]["extra"]["validation_members"].all()
+    # n_members: how many members predict each held-out cell, on average
+    assert m.loc["ensemble", "n_members"] == pytest.approx(members.sum(0).mean())
+    assert xl.get.training_metrics(shared).loc["ensemble", "n_members"] == 3
+    # the out-of-bag accuracy, recomputed from the members that held each cell out
+    ens = xl.get.ensemble(per)
+    cells = per[np.asarray(held_per).astype(str)]
+    proba = np.stack([ens.predict_proba(cells.X, members=[i]) for i in range(3)])
+    oob = (proba * members[..., None]).sum(0) / members.sum(0)[:, None]
+    truth = cells.obs["group"].astype(str).to_numpy()
+    assert m.loc["ensemble", "accuracy"] == pytest.approx((ens.classes[oob.argmax(1)] == truth).mean())
     with pytest.raises(ValueError, match="split='bagging' is not valid"):
         xl.tl.train_classifier(synth, "group", split="bagging")
 

@@ -367,7 +367,7 @@ def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dic
         raise ValueError(f"uns[{key!r}] already has {ens.n_models} members; ask for n_models > {ens.n_models}")
     p = ens.params
     diff = [f"{k}: stored {p.get(k)!r}, now {v!r}" for k, v in settings.items() if p.get(k, "shared" if k == "split" else None) != v]
-    if {k: v for k, v in ens.spec.items()} != spec:
+    if ens.spec != spec:
         diff.append(f"architecture: stored {ens.spec}, now {spec}")
     if list(ens.classes) != list(classes):
         diff.append("classes differ")
