@@ -41,5 +41,19 @@ copy
     Return a modified copy instead of writing into ``adata``."""
 
 doc_key = """\
-key
-    Key of the ensemble in ``adata.uns`` (``key_added`` of :func:`scxl.tl.train_classifier`)."""
+ensemble_key
+    Key of the ensemble in ``adata.uns`` (``key_added`` of :func:`scxl.tl.train_classifier`).
+    (Formerly ``key=``, still accepted with a ``FutureWarning``: in scxl ``key`` always names a
+    ranking or attribution, as in Scanpy's ``rank_genes_groups`` functions.)"""
+
+doc_ensemble_key = doc_key
+
+doc_ax = """\
+ax
+    Axes to draw into (a single panel); by default a new figure is created."""
+
+doc_return_fig = """\
+return_fig
+    Return the :class:`~matplotlib.figure.Figure` instead of the Axes."""
+
+doc_plot = doc_ax + "\n" + doc_return_fig

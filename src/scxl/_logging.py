@@ -52,3 +52,26 @@ class _NoBar:
 
     def close(self):
         pass
+
+
+def renamed_kwarg(old: str, new: str, *, since: str = "0.2"):
+    """Decorator: accept the keyword ``old`` for ``new`` with a :class:`FutureWarning` (a deprecation path)."""
+    import functools
+    import warnings
+
+    def dec(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            if old in kwargs:
+                if new in kwargs:
+                    raise TypeError(f"{func.__name__}() got both {old}= (deprecated) and {new}=; pass {new}= only")
+                warnings.warn(
+                    f"{func.__name__}({old}=...) is deprecated since scxl {since}: it is called {new}= now "
+                    f"(in scxl, key= always names a ranking or attribution)", FutureWarning, stacklevel=2,
+                )
+                kwargs[new] = kwargs.pop(old)
+            return func(*args, **kwargs)
+
+        return wrapper
+
+    return dec

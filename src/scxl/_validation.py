@@ -1,19 +1,18 @@
-"""Input checks and matrix extraction shared by every AnnData-facing function.
+"""Input checks shared by every AnnData-facing function (reading matrices: :mod:`scxl._inputs`).
 
 Everything here raises real exceptions with messages that say what was found and what to do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy import sparse
 
+from ._device import resolve_device  # noqa: F401  (re-exported: the AnnData glue imports it from here)
 from ._logging import logger, warn
 
 
@@ -76,92 +75,11 @@ def check_unique_var_names(var_names: pd.Index, *, where: str = "adata") -> None
         )
 
 
-class RowChunks:
-    """Mixin: ``chunks`` for any row reader with ``rows(idx)`` and ``n_obs``."""
+def check_values(matrix: Any, *, expect_nonnegative: bool = True, chunk_size: int = 8192) -> None:
+    """Raise on NaN/inf; warn on negative values when log-expression is expected. Streams chunks.
 
-    def chunks(self, chunk_size: int = 4096) -> Iterator[tuple[slice, np.ndarray]]:
-        """Iterate over ``(slice, dense float32 block)`` in row order."""
-        for start in range(0, self.n_obs, chunk_size):
-            sl = slice(start, min(start + chunk_size, self.n_obs))
-            yield sl, self.rows(sl)
-
-
-@dataclass
-class Matrix(RowChunks):
-    """A row-readable expression matrix (dense, sparse or backed) with its feature names.
-
-    Kernels read rows through :meth:`rows` and :meth:`chunks`, so a backed or sparse matrix is
-    never densified as a whole.
+    ``matrix`` is any reader of :mod:`scxl._inputs` (``chunks``, ``var_names``, ``source``).
     """
-
-    data: Any
-    var_names: pd.Index
-    source: str
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.data.shape)
-
-    @property
-    def n_obs(self) -> int:
-        return self.data.shape[0]
-
-    @property
-    def n_vars(self) -> int:
-        return self.data.shape[1]
-
-    def rows(self, idx: np.ndarray | slice, cols: np.ndarray | None = None) -> np.ndarray:
-        """Dense float32 rows ``idx`` (optionally only columns ``cols``)."""
-        data = self.data
-        if isinstance(idx, slice):
-            block = data[idx]
-        elif _is_backed(data):
-            idx = np.asarray(idx)
-            order = np.argsort(idx, kind="stable")
-            sorted_idx = idx[order]
-            uniq, inverse = np.unique(sorted_idx, return_inverse=True)
-            block = data[uniq]
-            block = block[inverse] if uniq.size != sorted_idx.size else block
-            undo = np.empty_like(order)
-            undo[order] = np.arange(order.size)
-            block = block[undo]
-        else:
-            block = data[idx]
-        if sparse.issparse(block):
-            if cols is not None:
-                block = block[:, cols]
-            return np.asarray(block.toarray(), dtype=np.float32)
-        block = np.asarray(block, dtype=np.float32)
-        return block[:, cols] if cols is not None else block
-
-
-def _is_backed(data: Any) -> bool:
-    mod = type(data).__module__
-    return mod.startswith("h5py") or "backed" in mod or "_core.sparse_dataset" in mod or type(
-        data
-    ).__name__ in ("Dataset", "_CSRDataset", "_CSCDataset", "CSRDataset", "CSCDataset")
-
-
-def get_matrix(adata: AnnData, *, layer: str | None = None, use_raw: bool = False) -> Matrix:
-    """Return the matrix a tool works on: ``X``, ``layers[layer]`` or ``raw.X`` (never inferred)."""
-    if use_raw and layer is not None:
-        raise ValueError("use_raw=True and layer are mutually exclusive: choose one")
-    if use_raw:
-        if adata.raw is None:
-            raise ValueError("use_raw=True but adata.raw is None; use adata.X or a layer instead")
-        return Matrix(adata.raw.X, adata.raw.var_names, "raw.X")
-    if layer is not None:
-        if layer not in adata.layers:
-            avail = ", ".join(map(repr, adata.layers.keys())) or "none"
-            raise KeyError(f"layer={layer!r} is not in adata.layers (available: {avail})")
-        return Matrix(adata.layers[layer], adata.var_names, f"layers[{layer!r}]")
-    if adata.X is None:
-        raise ValueError("adata.X is None; pass layer= to use a layer")
-    return Matrix(adata.X, adata.var_names, "X")
-
-
-def check_values(matrix: Matrix, *, expect_nonnegative: bool = True, chunk_size: int = 8192) -> None:
-    """Raise on NaN/inf; warn on negative values when log-expression is expected. Streams chunks."""
     negative = False
     for sl, block in matrix.chunks(chunk_size):
         if not np.isfinite(block).all():
@@ -217,24 +135,3 @@ def check_in(value: Any, options: Sequence[Any], name: str) -> None:
     """Raise a ValueError listing the valid options."""
     if value not in options:
         raise ValueError(f"{name}={value!r} is not valid; choose one of {list(options)}")
-
-
-def resolve_device(device: str | None):
-    """Return a ``torch.device``; ``"auto"`` picks CUDA when available."""
-    import torch
-
-    from ._settings import settings
-
-    device = settings.device if device is None else device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, str) and not isinstance(device, torch.device):
-        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {device!r}")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was requested but CUDA is not available; use device='cpu' or 'auto'")
-    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise RuntimeError("device='mps' was requested but MPS is not available; use device='cpu' or 'auto'")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
-    return dev

@@ -91,11 +91,11 @@ def test_consistency_and_selection(explained):
     t = a.uns["xl_deeplift_consistency"]
     assert list(t.index) == [f"model_{i}" for i in range(6)] + ["ensemble"]
     assert (t["consistency"] > 0).all()
-    xl.tl.select_models(a, attribution_key="xl_deeplift", key_added="xl_best")
+    xl.tl.select_models(a, "xl_deeplift", key_added="xl_best")
     sel = a.uns["xl"]["selection"]
     assert len(sel["members"]) >= 1 and sel["table"]["pareto"].sum() == len(sel["members"])
     assert xl.get.ensemble(a, "xl_best").n_models == len(sel["members"])
-    xl.tl.select_models(a, attribution_key="xl_deeplift", n_models=3)
+    xl.tl.select_models(a, "xl_deeplift", n_models=3)
     assert len(a.uns["xl"]["selection"]["members"]) == 3
     with pytest.raises(KeyError, match="criteria \\['f1'\\]"):
-        xl.tl.select_models(a, attribution_key="xl_deeplift", by=("f1",))
+        xl.tl.select_models(a, "xl_deeplift", by=("f1",))

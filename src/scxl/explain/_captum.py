@@ -1,18 +1,24 @@
-"""General attribution path through Captum, for models without an exact fast kernel.
+"""General attribution routes, for models without an exact fast kernel.
 
 Deeper MLPs, CNNs and custom modules go through :mod:`captum.attr`. Several references per cell
 are batched by expanding the inputs (cell ``i`` is repeated once per reference, as Captum's own
 :class:`~captum.attr.DeepLiftShap` does) and the attributions are averaged over references.
-Captum is imported inside the functions, never at module import.
+Every route has the registry's signature ``route(module, x, targets, refs, opts) -> (n, G)``
+(:data:`scxl.explain.GeneralKernel`). Captum is imported inside the functions, never at module
+import.
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._registry import KernelOptions
 
 # Informational warnings Captum emits on every call; silenced locally, never globally.
 _CAPTUM_NOISE = (
@@ -42,20 +48,24 @@ def _expand(x: torch.Tensor, targets: torch.Tensor, refs: torch.Tensor):
     return x.repeat_interleave(b, 0), targets.repeat_interleave(b), r.contiguous(), b
 
 
-def captum_attribute(
-    module: nn.Module,
-    x: torch.Tensor,
-    targets: torch.Tensor,
-    method: str,
-    refs: torch.Tensor | None = None,
-    *,
-    abs: bool = True,
-    n_steps: int = 50,
-    ig_method: str = "gausslegendre",
-    internal_batch_size: int | None = None,
-    perturbations_per_eval: int = 1,
-) -> torch.Tensor:
-    """Attributions of one module through Captum.
+def _attr(cls_name: str, module: nn.Module, x: torch.Tensor, **kwargs) -> torch.Tensor:
+    from captum import attr as ca
+
+    with quiet_captum():
+        return getattr(ca, cls_name)(module).attribute(x.detach(), **kwargs).detach()
+
+
+def _over_references(cls_name: str, module, x, targets, refs, **kwargs) -> torch.Tensor:
+    """Captum attribution of every (cell, reference) pair, averaged over references."""
+    if refs is None:
+        raise ValueError(f"{cls_name} needs references")
+    n = x.shape[0]
+    xe, te, re, b = _expand(x.detach(), targets, refs)
+    return _attr(cls_name, module, xe, baselines=re, target=te, **kwargs).reshape(n, b, -1).mean(1)
+
+
+def gradient(module: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Signed input gradient of the target logit (Captum's Saliency with ``abs=False``).
 
     Parameters
     ----------
@@ -65,52 +75,54 @@ def captum_attribute(
         Inputs, ``(n, G)`` (same dtype and device as the module).
     targets
         Target class per cell, ``(n,)`` int64.
-    method
-        ``"gradient"`` (raw gradient) or one of ``"saliency"``, ``"input_x_gradient"``,
-        ``"guided_backprop"``, ``"integrated_gradients"``, ``"deeplift"``, ``"deeplift_shap"``,
-        ``"feature_ablation"``.
-    refs
-        References for reference-based methods: shared ``(B, G)`` or per cell ``(n, B, G)``.
-    abs
-        Absolute value for saliency (Captum's default).
-    n_steps
-        Integration steps of Integrated Gradients.
-    ig_method
-        Integration rule of Integrated Gradients (Captum's ``method``).
-    internal_batch_size
-        Rows per forward pass inside Integrated Gradients (Captum's argument).
-    perturbations_per_eval
-        Ablated copies per forward pass in FeatureAblation.
 
     Returns
     -------
-    ``(n, G)`` attributions, averaged over references.
+    ``(n, G)`` gradients.
     """
-    from captum import attr as ca
+    return _attr("Saliency", module, x, target=targets, abs=False)
 
-    x = x.detach()
-    with quiet_captum():
-        if method in ("gradient", "saliency"):
-            return ca.Saliency(module).attribute(x, target=targets, abs=abs and method == "saliency").detach()
-        if method == "input_x_gradient":
-            return ca.InputXGradient(module).attribute(x, target=targets).detach()
-        if method == "guided_backprop":
-            return ca.GuidedBackprop(module).attribute(x, target=targets).detach()
-        if refs is None:
-            raise ValueError(f"method={method!r} needs references")
-        n = x.shape[0]
-        xe, te, re, b = _expand(x, targets, refs)
-        if method == "integrated_gradients":
-            out = ca.IntegratedGradients(module).attribute(
-                xe, baselines=re, target=te, n_steps=n_steps, method=ig_method,
-                internal_batch_size=internal_batch_size,
-            )
-        elif method in ("deeplift", "deeplift_shap"):
-            out = ca.DeepLift(module).attribute(xe, baselines=re, target=te)
-        elif method == "feature_ablation":
-            out = ca.FeatureAblation(module).attribute(
-                xe, baselines=re, target=te, perturbations_per_eval=perturbations_per_eval
-            )
-        else:
-            raise ValueError(f"method={method!r} has no Captum path")
-        return out.detach().reshape(n, b, -1).mean(1)
+
+def saliency(module: nn.Module, x, targets, refs, opts: KernelOptions) -> torch.Tensor:
+    """:class:`captum.attr.Saliency` (absolute value with ``opts.absolute``)."""
+    return _attr("Saliency", module, x, target=targets, abs=opts.absolute)
+
+
+def input_x_gradient(module: nn.Module, x, targets, refs, opts: KernelOptions) -> torch.Tensor:
+    """:class:`captum.attr.InputXGradient`."""
+    return _attr("InputXGradient", module, x, target=targets)
+
+
+def guided_backprop(module: nn.Module, x, targets, refs, opts: KernelOptions) -> torch.Tensor:
+    """:class:`captum.attr.GuidedBackprop`."""
+    return _attr("GuidedBackprop", module, x, target=targets)
+
+
+def deeplift(module: nn.Module, x, targets, refs, opts: KernelOptions) -> torch.Tensor:
+    """:class:`captum.attr.DeepLift` against every reference, averaged (DeepLiftShap for a distribution)."""
+    return _over_references("DeepLift", module, x, targets, refs)
+
+
+def integrated_gradients(module: nn.Module, x, targets, refs, opts: KernelOptions) -> torch.Tensor:
+    """:class:`captum.attr.IntegratedGradients` (Gauss–Legendre, ``opts.n_steps``) per reference, averaged."""
+    return _over_references("IntegratedGradients", module, x, targets, refs, n_steps=opts.n_steps,
+                            method="gausslegendre", internal_batch_size=opts.rows_per_pass)
+
+
+def feature_ablation(module: nn.Module, x, targets, refs, opts: KernelOptions) -> torch.Tensor:
+    """:class:`captum.attr.FeatureAblation` (one gene at a time) per reference, averaged."""
+    return _over_references("FeatureAblation", module, x, targets, refs, perturbations_per_eval=1)
+
+
+def guided_gradcam(module: nn.Module, x, targets, refs, opts: KernelOptions) -> torch.Tensor:
+    """Guided Grad-CAM of a grid CNN, mapped to genes (:func:`scxl.explain.guided_gradcam`)."""
+    from ._gradcam import guided_gradcam as run
+
+    return run(module, x, targets)
+
+
+def guided_gradcam_pp(module: nn.Module, x, targets, refs, opts: KernelOptions) -> torch.Tensor:
+    """Guided Grad-CAM++ of a grid CNN, mapped to genes (:func:`scxl.explain.guided_gradcam_pp`)."""
+    from ._gradcam import guided_gradcam_pp as run
+
+    return run(module, x, targets)

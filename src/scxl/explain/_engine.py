@@ -2,12 +2,13 @@
 
 :func:`attribute_modules` is the one entry point the AnnData glue (``xl.tl.attribute``) calls.
 It takes arrays (or a row reader) and modules and returns an :class:`AttributionResult`; it
-knows nothing of AnnData.
+knows nothing of AnnData. Everything explainer- or reference-specific comes from the registries
+(:data:`~scxl.explain.EXPLAINERS`, :data:`~scxl.explain.REFERENCE_KINDS`): the engine is one
+generic loop, ``chunks of cells → members → draws (repeats × SmoothGrad samples)``.
 
-Loop structure: ``chunks of cells → members → repeats → SmoothGrad samples``. Per chunk, the
-per-member attributions (averaged over repeats and noise samples) are reduced to per-member
-per-group sums and aggregated over members (mean or median), so neither the per-member per-cell
-values nor the ``cells × references × genes`` products ever exist for more than one chunk.
+Per chunk, the per-member attributions (averaged over draws) are reduced to per-member per-group
+sums and aggregated over members (mean or median), so neither the per-member per-cell values nor
+the ``cells × references × genes`` products ever exist for more than one chunk.
 
 Randomness comes from one entropy value (``random_state``) through
 :class:`numpy.random.SeedSequence` keys that do not depend on the chunking:
@@ -27,35 +28,40 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from .._device import resolve_device
 from .._logging import logger, warn
 from .._logging import progress as _progress_bar
-from ._captum import captum_attribute
+from .._types import Aggregate, Precision
 from ._correction import BlockIndex, correct_gradients
-from ._fast import FAST_KERNELS, FoldedMLP, fold_mlp, gradient, is_foldable
+from ._fast import FoldedMLP, fold_mlp, gradient, is_foldable
 from ._references import (
-    GROUPED_KINDS,
     GeneStats,
+    ReferenceSampler,
     ReferenceSet,
     compute_gene_stats,
     make_reference_sampler,
 )
-from ._registry import get_explainer
+from ._registry import (
+    ExplainerSpec,
+    KernelOptions,
+    get_explainer,
+    is_stochastic,
+    resolve_n_baselines,
+    resolve_reference,
+)
 
 DEFAULT_MEMORY_LIMIT = 2**30
 """Default memory bound of one chunk (bytes)."""
 
 NOISE_BLOCK = 64
 """Cells per SmoothGrad noise block (the unit of noise seeding)."""
-
-DEFAULT_SHAP_BASELINES = 20
-"""Default number of references of ``deeplift_shap``."""
 
 
 @dataclass
@@ -107,8 +113,70 @@ class AttributionResult:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AttributionConfig:
+    """Settings of one attribution run (what :func:`attribute_modules` accepts as keywords).
+
+    Attributes
+    ----------
+    references
+        Reference kind (a name in :data:`~scxl.explain.REFERENCE_KINDS`, e.g. ``"zero"``,
+        ``"universal"``, ``"sample"``, ``"rest"``) or an array ``(n_baselines, G)``; default: the
+        explainer's (``"zero"``; ``"sample"`` for ``deeplift_shap``). Must be ``None`` for
+        explainers that take no reference.
+    n_baselines
+        References per cell and draw; default: the explainer's, else the kind's (20 for random
+        kinds, 1 for ``"zero"``; an array is used as given).
+    smoothgrad
+        ``(n_samples, noise_frac)``: average over ``n_samples`` noisy copies of each cell with
+        Gaussian noise of sd ``noise_frac × sd`` of each gene (SmoothGrad, as Captum's
+        ``NoiseTunnel(..., nt_type="smoothgrad")``).
+    n_repeats
+        Independent repeats (new references and noise) averaged per member. Only stochastic
+        settings are repeated: a deterministic setting asked for ``n_repeats > 1`` is computed
+        once, with a warning.
+    aggregate
+        ``"mean"`` or ``"median"`` over members, per cell and gene.
+    absolute
+        Absolute value of the saliency map (Captum's default).
+    n_steps
+        Integration steps of Captum's Integrated Gradients (models without the exact kernel).
+    batch_size
+        Cells per chunk; default: the largest chunk within ``memory_limit_bytes``.
+    memory_limit_bytes
+        Memory bound of one chunk (see :func:`chunk_bytes_per_cell`).
+    device
+        ``"cpu"``, ``"cuda"``, ``"auto"`` (CUDA when available) or ``None`` (``xl.settings.device``,
+        ``"auto"`` by default).
+    precision
+        ``"single"`` (float32) or ``"double"`` (float64) computation; results are float32.
+    use_fast
+        Use the exact fast kernels where they apply (``False`` forces the general route).
+    random_state
+        Seed (or Generator) of all randomness.
+    """
+
+    references: str | np.ndarray | None = None
+    n_baselines: int | None = None
+    smoothgrad: tuple[int, float] | None = None
+    n_repeats: int = 1
+    aggregate: Aggregate = "mean"
+    absolute: bool = True
+    n_steps: int = 50
+    batch_size: int | None = None
+    memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT
+    device: str | torch.device | None = None
+    precision: Precision = "single"
+    use_fast: bool = True
+    random_state: int | np.random.Generator | None = 0
+
+    def replace(self, **changes: Any) -> AttributionConfig:
+        """A copy with some fields changed."""
+        return AttributionConfig(**{**asdict(self), **changes})
+
+
 # --------------------------------------------------------------------------------------------
-# input adapters
+# input adapter
 
 
 class _Rows:
@@ -186,6 +254,10 @@ def chunk_bytes_per_cell(
 ) -> int:
     """Estimated peak bytes per cell of one chunk (the engine's memory model).
 
+    The engine's own buffers (input, noisy input, accumulators, per-member values for the
+    median) plus the explainer's kernel temporaries from its registry entry
+    (:attr:`ExplainerSpec.cost <scxl.explain.ExplainerSpec>`).
+
     Parameters
     ----------
     method
@@ -199,13 +271,14 @@ def chunk_bytes_per_cell(
     n_members
         Ensemble size (per-member values are held for one chunk).
     fast
-        Whether the fast kernel runs (else Captum).
+        Whether the fast kernel runs (else the general route).
     activation_bytes
-        Bytes of one sample's activations (Captum path).
+        Bytes of one sample's activations (general route).
     itemsize
         Bytes per value of the computation dtype.
     n_steps
-        Integration steps (Captum Integrated Gradients).
+        Integration steps (Captum Integrated Gradients; kept for the signature, the cost model
+        runs one step at a time).
     aggregate
         ``"mean"`` or ``"median"``.
     gene_block
@@ -215,28 +288,12 @@ def chunk_bytes_per_cell(
     -------
     Bytes per cell.
     """
+    cost = get_explainer(method).cost
     g, h, b, d = n_features, max(n_hidden, 1), max(n_baselines, 1), itemsize
     # input, noisy input, output accumulators and engine buffers (float32 + float64 sums)
     base = g * d * 6 + g * 4 * 2
     base += g * 4 * n_members if aggregate == "median" else g * 4 * 2
-    if fast:
-        if method == "feature_ablation":
-            kern = min(g, gene_block) * h * d * 3 + h * d * 4
-        elif method in ("deeplift", "deeplift_shap", "integrated_gradients"):
-            kern = b * h * d * 6 + h * d * 4 + g * d * 3
-        else:
-            kern = h * d * 4 + g * d * 2
-    else:
-        act = max(activation_bytes, g * d)
-        if method in ("deeplift", "deeplift_shap"):
-            kern = b * (2 * act * 3 + g * d * 8)
-        elif method == "integrated_gradients":
-            # expanded inputs/baselines/sums + one integration step of all rows at a time
-            kern = b * (g * d * 8 + act * 3)
-        elif method == "feature_ablation":
-            kern = b * (g * d * 6 + act * 3)
-        else:
-            kern = act * 4 + g * d * 4
+    kern = cost.fast_bytes(g, h, b, d) if fast else cost.general_bytes(g, max(activation_bytes, g * d), b, d)
     return int(base + kern)
 
 
@@ -267,13 +324,13 @@ def choose_batch_size(bytes_per_cell: int, memory_limit_bytes: int, *, fixed_byt
 
 
 # --------------------------------------------------------------------------------------------
-# members
+# members and seeding
 
 
 class _Member:
     """One ensemble member prepared for attribution (folded weights or an eval-mode module)."""
 
-    def __init__(self, module: nn.Module, spec, *, device, dtype, use_fast: bool) -> None:
+    def __init__(self, module: nn.Module, spec: ExplainerSpec, *, device, dtype, use_fast: bool) -> None:
         self.original = module
         self.was_training = module.training
         self.fast = bool(use_fast and spec.fast_kernel and is_foldable(module))
@@ -300,6 +357,13 @@ class _Member:
     def restore(self) -> None:
         self.original.train(self.was_training)
 
+    def n_features_and_classes(self, n_features: int, device, dtype) -> tuple[int, int]:
+        if self.fast:
+            return self.folded.n_features, self.folded.n_classes
+        with torch.no_grad():
+            c = self.module(torch.zeros(2, n_features, device=device, dtype=dtype)).shape[1]
+        return getattr(self.module, "n_features", n_features), c
+
 
 def _is_grid_cnn(module: nn.Module) -> bool:
     return hasattr(module, "index") and hasattr(module, "side") and hasattr(module, "last_conv")
@@ -319,422 +383,6 @@ def _entropy(random_state) -> int:
 
 def _rng(entropy: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=tuple(int(k) for k in key)))
-
-
-# --------------------------------------------------------------------------------------------
-# the engine
-
-
-def attribute_modules(
-    modules: Sequence[nn.Module] | nn.Module,
-    X: Any,
-    targets: np.ndarray | Sequence[int],
-    method: str = "deeplift",
-    *,
-    groups: np.ndarray | None = None,
-    n_groups: int | None = None,
-    references: str | np.ndarray | None = None,
-    n_baselines: int | None = None,
-    stats: GeneStats | None = None,
-    smoothgrad: tuple[int, float] | None = None,
-    gene_sd: np.ndarray | None = None,
-    n_repeats: int = 1,
-    aggregate: str = "mean",
-    absolute: bool = True,
-    blocks: np.ndarray | None = None,
-    n_steps: int = 50,
-    store_cells: bool = True,
-    on_chunk: Callable[[slice, np.ndarray], None] | None = None,
-    batch_size: int | None = None,
-    memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT,
-    device: str | torch.device | None = None,
-    precision: str = "single",
-    use_fast: bool = True,
-    random_state: int | np.random.Generator | None = 0,
-    progress: bool = True,
-) -> AttributionResult:
-    """Attributions of every ensemble member for every cell, aggregated and summarised by group.
-
-    Parameters
-    ----------
-    modules
-        Trained ensemble members (an :class:`scxl.models.MLP`/:class:`~scxl.models.GridCNN` or
-        any module mapping ``(n, G)`` to logits). They are put in eval mode for the call and
-        their training flag is restored afterwards; they are never modified otherwise.
-    X
-        Cells × genes expression: a dense array, a SciPy sparse matrix, an object with
-        ``rows(idx)`` and ``shape`` (:class:`scxl._validation.Matrix`, backed data) or a callable
-        ``read(idx) -> dense rows`` taking a slice or an integer array. Only chunks are read.
-    targets
-        Target class (logit index) of every cell.
-    method
-        Explainer name, see :func:`scxl.explain.explainers_table`.
-    groups
-        Group code of every cell (``-1``: in no group) for the per-group summaries and for
-        ``references="specific"``/``"rest"``. Defaults to ``targets``.
-    n_groups
-        Number of groups (default: ``groups.max() + 1``, or the number of classes when
-        ``groups`` defaults to ``targets``).
-    references
-        Reference kind (``"zero"``, ``"normal"``, ``"universal"``, ``"specific"``,
-        ``"sample"``, ``"rest"``) or an array ``(n_baselines, G)``; default: the explainer's
-        (``"zero"``; ``"sample"`` for ``deeplift_shap``). Must be ``None`` for explainers that
-        take no reference.
-    n_baselines
-        References per cell and draw (default 1; 20 for ``deeplift_shap``). Ignored for
-        ``"zero"`` and arrays.
-    stats
-        Precomputed :class:`~scxl.explain.GeneStats` (with per-group statistics for
-        ``"specific"``); computed by streaming over ``X`` when needed and not given.
-    smoothgrad
-        ``(n_samples, noise_frac)``: average over ``n_samples`` noisy copies of each cell with
-        Gaussian noise of sd ``noise_frac × sd`` of each gene (SmoothGrad, as Captum's
-        ``NoiseTunnel(..., nt_type="smoothgrad")``).
-    gene_sd
-        Per-gene sd for SmoothGrad (default: from ``stats`` or streamed over ``X``).
-    n_repeats
-        Independent repeats (new references and noise) averaged per member. Only stochastic
-        settings are repeated: a deterministic setting asked for ``n_repeats > 1`` is computed
-        once, with a warning.
-    aggregate
-        ``"mean"`` or ``"median"`` over members, per cell and gene.
-    absolute
-        Absolute value of the saliency map (Captum's default).
-    blocks
-        Gradient correction for one-hot features: block id of every gene (``-1``: none). Only
-        for ``"saliency"`` and ``"input_x_gradient"``.
-    n_steps
-        Integration steps of Captum's Integrated Gradients (models without the exact kernel).
-    store_cells
-        Keep the ``(n_cells, G)`` per-cell attributions; with ``False`` only the group
-        summaries (and ``on_chunk``) are produced, so memory does not grow with the cells.
-    on_chunk
-        Called as ``on_chunk(slice_of_cells, aggregated_float32_chunk)`` after every chunk.
-    batch_size
-        Cells per chunk; default: the largest chunk within ``memory_limit_bytes``.
-    memory_limit_bytes
-        Memory bound of one chunk (see :func:`chunk_bytes_per_cell`).
-    device
-        ``"cpu"``, ``"cuda"``, ``"auto"`` (CUDA when available) or ``None`` (``xl.settings.device``,
-        ``"auto"`` by default).
-    precision
-        ``"single"`` (float32) or ``"double"`` (float64) computation; results are float32.
-    use_fast
-        Use the exact fast kernels where they apply (``False`` forces Captum).
-    random_state
-        Seed (or Generator) of all randomness.
-    progress
-        Show a progress bar (also subject to ``xl.settings.progress``).
-
-    Returns
-    -------
-    :class:`AttributionResult`.
-
-    Examples
-    --------
-    >>> import numpy as np, torch
-    >>> from scxl.models import MLP
-    >>> from scxl.explain import attribute_modules
-    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-    <torch._C.Generator object at ...>
-    >>> X = np.random.default_rng(0).random((30, 8), dtype=np.float32)
-    >>> res = attribute_modules([MLP(8, 3, [16]), MLP(8, 3, [16])], X, np.arange(30) % 3,
-    ...                         "deeplift", progress=False)
-    >>> res.attributions.shape, res.member_group_means.shape
-    ((30, 8), (2, 3, 8))
-    """
-    from .._validation import resolve_device
-
-    t_start = time.perf_counter()
-    spec = get_explainer(method)
-    if isinstance(modules, nn.Module):
-        modules = [modules]
-    modules = list(modules)
-    if not modules:
-        raise ValueError("modules is empty: pass at least one trained module")
-    for m in modules:
-        if not isinstance(m, nn.Module):
-            raise TypeError(f"modules must be torch.nn.Module objects, got {type(m).__name__}")
-    if aggregate not in ("mean", "median"):
-        raise ValueError(f"aggregate={aggregate!r} is not valid; choose one of ['mean', 'median']")
-    if precision not in ("single", "double"):
-        raise ValueError(f"precision={precision!r} is not valid; choose one of ['single', 'double']")
-    if int(n_repeats) < 1:
-        raise ValueError(f"n_repeats must be at least 1, got {n_repeats}")
-    n_repeats = int(n_repeats)
-    dtype = torch.float32 if precision == "single" else torch.float64
-    dev = resolve_device(device)
-
-    targets = np.asarray(targets)
-    if targets.ndim != 1 or not (np.issubdtype(targets.dtype, np.integer)):
-        raise TypeError("targets must be a 1-D integer array (class index per cell)")
-    rows = _Rows(X, len(targets))
-    n_obs, n_features = rows.n_obs, rows.n_features
-    if targets.shape[0] != n_obs:
-        raise ValueError(f"targets has {targets.shape[0]} entries but X has {n_obs} cells")
-
-    if spec.model_types == ("cnn",):
-        for m in modules:
-            if not _is_grid_cnn(m):
-                raise ValueError(f"method={method!r} applies to grid CNN models only (scxl.models.GridCNN), got {type(m).__name__}")
-
-    # ---- members
-    members: list[_Member] = []
-    try:
-        for m in modules:
-            members.append(_Member(m, spec, device=dev, dtype=dtype, use_fast=use_fast))
-        n_classes = None
-        act_bytes = 0
-        for mem in members:
-            if mem.fast:
-                if mem.folded.n_features != n_features:
-                    raise ValueError(f"a module takes {mem.folded.n_features} genes but X has {n_features}")
-                c = mem.folded.n_classes
-            else:
-                nf = getattr(mem.module, "n_features", n_features)
-                if nf != n_features:
-                    raise ValueError(f"a module takes {nf} genes but X has {n_features}")
-                with torch.no_grad():
-                    c = mem.module(torch.zeros(2, n_features, device=dev, dtype=dtype)).shape[1]
-                act_bytes = max(act_bytes, _activation_bytes(mem.module, n_features, dev, dtype))
-            if n_classes is not None and c != n_classes:
-                raise ValueError("all modules must have the same number of classes")
-            n_classes = c
-        if targets.size and (targets.min() < 0 or targets.max() >= n_classes):
-            raise ValueError(f"targets must be class indices in [0, {n_classes}); got values in [{targets.min()}, {targets.max()}]")
-
-        # ---- groups
-        if groups is None:
-            groups = targets.astype(np.int64)
-            n_groups = n_classes if n_groups is None else n_groups
-        groups = np.asarray(groups)
-        if groups.shape != (n_obs,) or not np.issubdtype(groups.dtype, np.integer):
-            raise ValueError(f"groups must be an integer array of length {n_obs}")
-        groups = groups.astype(np.int64)
-        if n_groups is None:
-            n_groups = int(groups.max()) + 1 if groups.size else 0
-        if groups.size and (groups.min() < -1 or groups.max() >= n_groups):
-            raise ValueError(f"groups must be in [-1, {n_groups})")
-
-        # ---- references and statistics (streamed in row blocks within the memory bound)
-        stat_rows = int(max(1, min(4096, memory_limit_bytes // (n_features * 8 * 4))))
-        sampler = None
-        kind = None
-        if spec.needs_reference:
-            kind = spec.default_reference if references is None else references
-            if n_baselines is None:
-                n_baselines = DEFAULT_SHAP_BASELINES if method == "deeplift_shap" else 1
-            if isinstance(kind, str) and kind in GROUPED_KINDS and (groups < 0).any():
-                raise ValueError(f"references={kind!r} needs a group for every cell; some groups are -1")
-            need_stats = isinstance(kind, str) and kind in ("universal", "specific")
-            if need_stats and (stats is None or (kind == "specific" and stats.group_mean is None)):
-                stats = compute_gene_stats(rows.chunks(stat_rows), groups if kind == "specific" else None, n_groups=n_groups)
-            sampler = make_reference_sampler(
-                kind, n_features=n_features, n_baselines=int(n_baselines), stats=stats,
-                read_rows=rows, n_obs=n_obs, groups=groups, n_groups=n_groups,
-            )
-        elif references is not None:
-            raise ValueError(f"method={method!r} takes no reference; pass references=None")
-
-        noise_sd = None
-        if smoothgrad is not None:
-            try:
-                n_samples, noise_frac = int(smoothgrad[0]), float(smoothgrad[1])
-            except (TypeError, ValueError, IndexError):
-                raise ValueError("smoothgrad must be (n_samples, noise_frac)") from None
-            if n_samples < 1 or noise_frac < 0:
-                raise ValueError(f"smoothgrad needs n_samples >= 1 and noise_frac >= 0, got {smoothgrad}")
-            if gene_sd is None:
-                if stats is None:
-                    stats = compute_gene_stats(rows.chunks(stat_rows))
-                gene_sd = stats.sd
-            gene_sd = np.asarray(gene_sd, dtype=np.float64)
-            if gene_sd.shape != (n_features,):
-                raise ValueError(f"gene_sd must have shape ({n_features},)")
-            noise_sd = torch.as_tensor(noise_frac * gene_sd, dtype=dtype, device=dev)
-            smoothgrad = (n_samples, noise_frac)
-        n_noise = smoothgrad[0] if smoothgrad is not None else 1
-
-        block_index = None
-        if blocks is not None:
-            if not spec.gradient_based:
-                raise ValueError(
-                    f"gradient correction (blocks=) applies to gradient-based explainers "
-                    f"('saliency', 'input_x_gradient'), not {method!r}"
-                )
-            blocks = np.asarray(blocks)
-            if blocks.shape != (n_features,):
-                raise ValueError(f"blocks must have one entry per gene ({n_features}), got shape {blocks.shape}")
-            block_index = BlockIndex(blocks, device=dev)
-
-        stochastic = smoothgrad is not None or (sampler is not None and sampler.random)
-        if n_repeats > 1 and not stochastic:
-            warn(
-                f"method={method!r} with references={getattr(sampler, 'kind', None)!r} and no SmoothGrad "
-                f"is deterministic: n_repeats={n_repeats} would repeat the same computation; computing it once"
-            )
-            n_repeats = 1
-
-        # ---- memory model
-        itemsize = torch.tensor([], dtype=dtype).element_size()
-        n_b = sampler.n_baselines if sampler is not None else 1
-        n_hidden = max([mem.n_hidden for mem in members] + [1])
-        k_block = 0
-        fixed = 0
-        if any(mem.fast for mem in members) and method in ("deeplift", "deeplift_shap", "integrated_gradients") and n_b > 2:
-            # K workspace of k_block references: at most a quarter of the budget
-            per_ref = n_hidden * n_features * itemsize
-            k_block = int(min(n_b, max(1, (memory_limit_bytes // 4) // per_ref)))
-            fixed = k_block * per_ref
-        per_cell = chunk_bytes_per_cell(
-            method, n_features, n_hidden=n_hidden, n_baselines=n_b, n_members=len(members),
-            fast=all(mem.fast for mem in members), activation_bytes=act_bytes, itemsize=itemsize,
-            n_steps=n_steps, aggregate=aggregate,
-        )
-        if batch_size is None:
-            batch_size = choose_batch_size(per_cell, memory_limit_bytes, fixed_bytes=fixed, n_cells=n_obs)
-            if smoothgrad is not None and batch_size > NOISE_BLOCK:
-                batch_size -= batch_size % NOISE_BLOCK
-        batch_size = int(batch_size)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        workspace = torch.empty(k_block * n_hidden * n_features, dtype=dtype, device=dev) if k_block else None
-        # genes ablated at once by the fast feature ablation: at most the 256 the estimate assumed
-        gene_block = int(max(1, min(n_features, 256, (memory_limit_bytes // 2) // max(batch_size * n_hidden * itemsize * 3, 1))))
-        ig_rows = None
-        if method == "integrated_gradients":
-            ig_rows = batch_size * n_b  # one integration step of all expanded rows per pass
-
-        entropy = _entropy(random_state)
-
-        # ---- references: one draw per (member, repeat), cached when small
-        ref_cache: dict[tuple[int, int], ReferenceSet] = {}
-        if sampler is not None:
-            one = sampler.n_baselines * n_features * 4 * (1 if sampler.shared else n_groups)
-            cache_refs = one * len(members) * n_repeats <= memory_limit_bytes // 4
-        else:
-            cache_refs = False
-
-        def refset(m: int, r: int) -> ReferenceSet:
-            key = (m, r) if sampler.random else (0, 0)
-            if key in ref_cache:
-                return ref_cache[key]
-            rs = sampler.draw(_rng(entropy, 0, *key))
-            if cache_refs or not sampler.random:
-                ref_cache[key] = rs
-            return rs
-
-        # ---- accumulators
-        n_members = len(members)
-        member_sums = np.zeros((n_members, n_groups, n_features), dtype=np.float64)
-        agg_sums = np.zeros((n_groups, n_features), dtype=np.float64)
-        counts = np.bincount(groups[groups >= 0], minlength=n_groups).astype(np.int64)
-        out = np.empty((n_obs, n_features), dtype=np.float32) if store_cells else None
-        angles = np.zeros((n_obs, block_index.n_blocks), dtype=np.float32) if block_index is not None else None
-        member_seconds = np.zeros(n_members)
-
-        ctx = dict(
-            method=method, spec=spec, dev=dev, dtype=dtype, absolute=absolute, n_steps=n_steps,
-            block_index=block_index, workspace=workspace, k_block=k_block, gene_block=gene_block,
-            ig_rows=ig_rows,
-        )
-
-        n_chunks = math.ceil(n_obs / batch_size) if n_obs else 0
-        logger.info(
-            "attributing %d cells with %r on %d member(s): %d chunk(s) of %d cells, device %s",
-            n_obs, method, n_members, n_chunks, batch_size, dev,
-        )
-        bar = _progress_bar(range(n_chunks), total=n_chunks, desc=f"xl {method}") if progress else range(n_chunks)
-        for ci in bar:
-            start, stop = ci * batch_size, min((ci + 1) * batch_size, n_obs)
-            sl = slice(start, stop)
-            x_np = rows(sl)
-            x = torch.as_tensor(x_np, device=dev).to(dtype)
-            t = torch.as_tensor(targets[sl], dtype=torch.int64, device=dev)
-            g_chunk = groups[sl]
-            per_member = []
-            ang_acc = None
-            for mi, mem in enumerate(members):
-                t0 = time.perf_counter()
-                acc = None
-                for r in range(n_repeats):
-                    rs = refset(mi, r) if sampler is not None else None
-                    for s in range(n_noise):
-                        xs = x
-                        if noise_sd is not None:
-                            xs = x + _noise(entropy, mi, r, s, start, stop, n_obs, n_features, dev, dtype) * noise_sd
-                        a, ang = _attribute_one(mem, xs, t, g_chunk, rs, ctx)
-                        acc = a if acc is None else acc.add_(a)
-                        if ang is not None:
-                            ang_acc = ang if ang_acc is None else ang_acc + ang
-                if n_repeats * n_noise > 1:
-                    acc /= n_repeats * n_noise
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                member_seconds[mi] += time.perf_counter() - t0
-                per_member.append(acc)
-            if aggregate == "mean":
-                agg = per_member[0]
-                if n_members > 1:
-                    agg = per_member[0] + per_member[1]
-                    for a in per_member[2:]:
-                        agg += a
-                    agg /= n_members
-            else:
-                agg = _median(torch.stack(per_member))
-            _group_sums(per_member, agg, g_chunk, n_groups, member_sums, agg_sums, dev)
-            agg_np = agg.to(torch.float32).cpu().numpy()
-            if out is not None:
-                out[sl] = agg_np
-            if angles is not None:
-                angles[sl] = (ang_acc / (n_members * n_repeats * n_noise)).to(torch.float32).cpu().numpy()
-            if on_chunk is not None:
-                on_chunk(sl, agg_np)
-        if hasattr(bar, "close"):
-            bar.close()
-    finally:
-        for mem in members:
-            mem.restore()
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        denom = np.where(counts > 0, counts, np.nan)[:, None]
-        group_means = (agg_sums / denom).astype(np.float32)
-        member_group_means = (member_sums / denom[None]).astype(np.float32)
-    seconds = time.perf_counter() - t_start
-    params = dict(
-        method=method,
-        references=(sampler.kind if sampler is not None else None),
-        n_baselines=(sampler.n_baselines if sampler is not None else 0),
-        n_repeats=n_repeats,
-        stochastic=bool(stochastic),
-        smoothgrad=list(smoothgrad) if smoothgrad is not None else None,
-        aggregate=aggregate,
-        absolute=bool(absolute),
-        gradient_correction=block_index is not None,
-        n_steps=int(n_steps),
-        exact_integrated_gradients=bool(method == "integrated_gradients" and all(mem.fast for mem in members)),
-        batch_size=batch_size,
-        memory_limit_bytes=int(memory_limit_bytes),
-        device=str(dev),
-        precision=precision,
-        random_state=entropy,
-        n_members=n_members,
-        n_groups=int(n_groups),
-    )
-    logger.info("finished %r attribution in %.2f s", method, seconds)
-    return AttributionResult(
-        method=method,
-        attributions=out,
-        group_means=group_means,
-        member_group_means=member_group_means,
-        group_counts=counts,
-        angles=angles,
-        block_ids=block_index.block_ids if block_index is not None else None,
-        fast=np.array([mem.fast for mem in members]),
-        seconds=seconds,
-        member_seconds=member_seconds,
-        params=params,
-    )
 
 
 def _noise(entropy, m, r, s, start, stop, n_obs, n_features, dev, dtype) -> torch.Tensor:
@@ -759,78 +407,572 @@ def _median(stack: torch.Tensor) -> torch.Tensor:
     return (srt[k // 2 - 1] + srt[k // 2]) / 2
 
 
-def _group_sums(per_member, agg, g_chunk, n_groups, member_sums, agg_sums, dev) -> None:
-    """Add per-group column sums, accumulated over chunks in float64.
+# --------------------------------------------------------------------------------------------
+# the plan: everything validated and resolved before the loop
 
-    On CUDA a one-hot matmul per chunk keeps this deterministic (unlike atomic scatter-adds).
+
+@dataclass
+class _Plan:
+    spec: ExplainerSpec
+    members: list[_Member]
+    rows: _Rows
+    targets: np.ndarray
+    groups: np.ndarray
+    n_groups: int
+    sampler: ReferenceSampler | None
+    noise_sd: torch.Tensor | None
+    n_noise: int
+    n_repeats: int
+    block_index: BlockIndex | None
+    batch_size: int
+    opts: KernelOptions
+    entropy: int
+    device: torch.device
+    dtype: torch.dtype
+    cfg: AttributionConfig
+    ref_cache: dict = field(default_factory=dict)
+    cache_refs: bool = False
+
+    @property
+    def n_obs(self) -> int:
+        return self.rows.n_obs
+
+    @property
+    def n_features(self) -> int:
+        return self.rows.n_features
+
+    def references(self, m: int, r: int) -> ReferenceSet | None:
+        """References of member ``m``, repeat ``r`` (one draw, cached when small or fixed)."""
+        if self.sampler is None:
+            return None
+        key = (m, r) if self.sampler.random else (0, 0)
+        if key not in self.ref_cache:
+            rs = self.sampler.draw(_rng(self.entropy, 0, *key))
+            if not (self.cache_refs or not self.sampler.random):
+                return rs
+            self.ref_cache[key] = rs
+        return self.ref_cache[key]
+
+
+def _prepare_members(modules, spec, cfg, n_features, dev, dtype) -> tuple[list[_Member], int, int]:
+    """Members in eval mode (folded where a fast kernel applies); their classes and activation bytes."""
+    if isinstance(modules, nn.Module):
+        modules = [modules]
+    modules = list(modules)
+    if not modules:
+        raise ValueError("modules is empty: pass at least one trained module")
+    for m in modules:
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"modules must be torch.nn.Module objects, got {type(m).__name__}")
+    if spec.model_types == ("cnn",):
+        for m in modules:
+            if not _is_grid_cnn(m):
+                raise ValueError(f"method={spec.name!r} applies to grid CNN models only (scxl.models.GridCNN), got {type(m).__name__}")
+    members: list[_Member] = []
+    try:
+        n_classes, act_bytes = None, 0
+        for m in modules:
+            mem = _Member(m, spec, device=dev, dtype=dtype, use_fast=cfg.use_fast)
+            members.append(mem)
+            nf, c = mem.n_features_and_classes(n_features, dev, dtype)
+            if nf != n_features:
+                raise ValueError(f"a module takes {nf} genes but X has {n_features}")
+            if not mem.fast:
+                act_bytes = max(act_bytes, _activation_bytes(mem.module, n_features, dev, dtype))
+            if n_classes is not None and c != n_classes:
+                raise ValueError("all modules must have the same number of classes")
+            n_classes = c
+    except Exception:
+        for mem in members:
+            mem.restore()
+        raise
+    return members, n_classes, act_bytes
+
+
+def _prepare_groups(targets, groups, n_groups, n_obs, n_classes) -> tuple[np.ndarray, int]:
+    if targets.size and (targets.min() < 0 or targets.max() >= n_classes):
+        raise ValueError(f"targets must be class indices in [0, {n_classes}); got values in [{targets.min()}, {targets.max()}]")
+    if groups is None:
+        groups = targets.astype(np.int64)
+        n_groups = n_classes if n_groups is None else n_groups
+    groups = np.asarray(groups)
+    if groups.shape != (n_obs,) or not np.issubdtype(groups.dtype, np.integer):
+        raise ValueError(f"groups must be an integer array of length {n_obs}")
+    groups = groups.astype(np.int64)
+    if n_groups is None:
+        n_groups = int(groups.max()) + 1 if groups.size else 0
+    if groups.size and (groups.min() < -1 or groups.max() >= n_groups):
+        raise ValueError(f"groups must be in [-1, {n_groups})")
+    return groups, int(n_groups)
+
+
+def _prepare_sampler(spec, cfg, rows, groups, n_groups, stats, stat_rows) -> tuple[ReferenceSampler | None, GeneStats | None]:
+    """The reference sampler of the run (statistics streamed over the rows when the kind needs them)."""
+    from ._references import get_reference_kind
+
+    kind = resolve_reference(spec, cfg.references)
+    if kind is None:
+        return None, stats
+    n_baselines = resolve_n_baselines(spec, kind, cfg.n_baselines)
+    if isinstance(kind, str):
+        ref_kind = get_reference_kind(kind)
+        if ref_kind.per_group and (groups < 0).any():
+            raise ValueError(f"references={kind!r} needs a group for every cell; some groups are -1")
+        needs = set(ref_kind.needs)
+        if needs & {"stats", "group_stats"} and (stats is None or ("group_stats" in needs and stats.group_mean is None)):
+            stats = compute_gene_stats(rows.chunks(stat_rows), groups if "group_stats" in needs else None, n_groups=n_groups)
+    sampler = make_reference_sampler(
+        kind, n_features=rows.n_features, n_baselines=n_baselines, stats=stats, read_rows=rows,
+        n_obs=rows.n_obs, groups=groups, n_groups=n_groups,
+    )
+    return sampler, stats
+
+
+def _prepare_noise(smoothgrad, gene_sd, stats, rows, stat_rows, dev, dtype):
+    if smoothgrad is None:
+        return None, 1, None
+    try:
+        n_samples, noise_frac = int(smoothgrad[0]), float(smoothgrad[1])
+    except (TypeError, ValueError, IndexError):
+        raise ValueError("smoothgrad must be (n_samples, noise_frac)") from None
+    if n_samples < 1 or noise_frac < 0:
+        raise ValueError(f"smoothgrad needs n_samples >= 1 and noise_frac >= 0, got {smoothgrad}")
+    if gene_sd is None:
+        gene_sd = (stats if stats is not None else compute_gene_stats(rows.chunks(stat_rows))).sd
+    gene_sd = np.asarray(gene_sd, dtype=np.float64)
+    if gene_sd.shape != (rows.n_features,):
+        raise ValueError(f"gene_sd must have shape ({rows.n_features},)")
+    return torch.as_tensor(noise_frac * gene_sd, dtype=dtype, device=dev), n_samples, (n_samples, noise_frac)
+
+
+def _prepare_blocks(spec, blocks, n_features, dev) -> BlockIndex | None:
+    if blocks is None:
+        return None
+    if not spec.gradient_based:
+        raise ValueError(
+            f"gradient correction (blocks=) applies to gradient-based explainers "
+            f"('saliency', 'input_x_gradient'), not {spec.name!r}"
+        )
+    blocks = np.asarray(blocks)
+    if blocks.shape != (n_features,):
+        raise ValueError(f"blocks must have one entry per gene ({n_features}), got shape {blocks.shape}")
+    return BlockIndex(blocks, device=dev)
+
+
+def _memory(spec, cfg, members, sampler, n_features, n_obs, act_bytes, dev, dtype, smoothgrad) -> tuple[int, KernelOptions]:
+    """Chunk size and kernel options (workspace, gene block) within ``cfg.memory_limit_bytes``."""
+    limit = cfg.memory_limit_bytes
+    itemsize = torch.tensor([], dtype=dtype).element_size()
+    n_b = sampler.n_baselines if sampler is not None else 1
+    n_hidden = max([mem.n_hidden for mem in members] + [1])
+    k_block = fixed = 0
+    if any(mem.fast for mem in members) and spec.cost.k_workspace and n_b > 2:
+        per_ref = n_hidden * n_features * itemsize  # K workspace of k_block references: <= 1/4 of the budget
+        k_block = int(min(n_b, max(1, (limit // 4) // per_ref)))
+        fixed = k_block * per_ref
+    per_cell = chunk_bytes_per_cell(
+        spec.name, n_features, n_hidden=n_hidden, n_baselines=n_b, n_members=len(members),
+        fast=all(mem.fast for mem in members), activation_bytes=act_bytes, itemsize=itemsize,
+        n_steps=cfg.n_steps, aggregate=cfg.aggregate,
+    )
+    batch_size = cfg.batch_size
+    if batch_size is None:
+        batch_size = choose_batch_size(per_cell, limit, fixed_bytes=fixed, n_cells=n_obs)
+        if smoothgrad is not None and batch_size > NOISE_BLOCK:
+            batch_size -= batch_size % NOISE_BLOCK
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    opts = KernelOptions(
+        absolute=bool(cfg.absolute), n_steps=int(cfg.n_steps), rows_per_pass=batch_size * n_b, k_block=k_block,
+        workspace=torch.empty(k_block * n_hidden * n_features, dtype=dtype, device=dev) if k_block else None,
+        # genes ablated at once by the fast feature ablation: at most the 256 the estimate assumed
+        gene_block=int(max(1, min(n_features, 256, (limit // 2) // max(batch_size * n_hidden * itemsize * 3, 1)))),
+    )
+    return batch_size, opts
+
+
+def _plan(modules, X, targets, method, cfg: AttributionConfig, *, groups, n_groups, stats, gene_sd, blocks) -> _Plan:
+    """Validate the inputs and resolve every setting (members are put in eval mode)."""
+    spec = get_explainer(method)
+    if cfg.aggregate not in ("mean", "median"):
+        raise ValueError(f"aggregate={cfg.aggregate!r} is not valid; choose one of ['mean', 'median']")
+    if cfg.precision not in ("single", "double"):
+        raise ValueError(f"precision={cfg.precision!r} is not valid; choose one of ['single', 'double']")
+    if int(cfg.n_repeats) < 1:
+        raise ValueError(f"n_repeats must be at least 1, got {cfg.n_repeats}")
+    dtype = torch.float32 if cfg.precision == "single" else torch.float64
+    dev = resolve_device(cfg.device)
+    targets = np.asarray(targets)
+    if targets.ndim != 1 or not (np.issubdtype(targets.dtype, np.integer)):
+        raise TypeError("targets must be a 1-D integer array (class index per cell)")
+    rows = _Rows(X, len(targets))
+    if targets.shape[0] != rows.n_obs:
+        raise ValueError(f"targets has {targets.shape[0]} entries but X has {rows.n_obs} cells")
+    members, n_classes, act_bytes = _prepare_members(modules, spec, cfg, rows.n_features, dev, dtype)
+    try:
+        groups, n_groups = _prepare_groups(targets, groups, n_groups, rows.n_obs, n_classes)
+        stat_rows = int(max(1, min(4096, cfg.memory_limit_bytes // (rows.n_features * 8 * 4))))
+        sampler, stats = _prepare_sampler(spec, cfg, rows, groups, n_groups, stats, stat_rows)
+        noise_sd, n_noise, smoothgrad = _prepare_noise(cfg.smoothgrad, gene_sd, stats, rows, stat_rows, dev, dtype)
+        block_index = _prepare_blocks(spec, blocks, rows.n_features, dev)
+        n_repeats = int(cfg.n_repeats)
+        if n_repeats > 1 and not is_stochastic(spec, resolve_reference(spec, cfg.references), smoothgrad):
+            warn(
+                f"method={method!r} with references={getattr(sampler, 'kind', None)!r} and no SmoothGrad "
+                f"is deterministic: n_repeats={n_repeats} would repeat the same computation; computing it once"
+            )
+            n_repeats = 1
+        batch_size, opts = _memory(spec, cfg, members, sampler, rows.n_features, rows.n_obs, act_bytes, dev, dtype, smoothgrad)
+    except Exception:
+        for mem in members:
+            mem.restore()
+        raise
+    cache = False
+    if sampler is not None:
+        one = sampler.n_baselines * rows.n_features * 4 * (1 if sampler.shared else n_groups)
+        cache = one * len(members) * n_repeats <= cfg.memory_limit_bytes // 4
+    return _Plan(spec, members, rows, targets, groups, n_groups, sampler, noise_sd, n_noise, n_repeats, block_index,
+                 batch_size, opts, _entropy(cfg.random_state), dev, dtype, cfg.replace(smoothgrad=smoothgrad),
+                 cache_refs=cache)
+
+
+# --------------------------------------------------------------------------------------------
+# the loop
+
+
+def _kernel(plan: _Plan, mem: _Member, x, t, g_chunk, rs: ReferenceSet | None):
+    """One member, one chunk, one draw: ``(attributions, off-simplex angles or None)``."""
+    spec, opts = plan.spec, plan.opts
+
+    def call(xx, tt, refs):
+        if mem.fast:
+            return spec.fast(mem.folded, xx, tt, refs, opts)
+        return spec.general(mem.module, xx, tt, refs, opts)
+
+    if rs is not None and rs.per_group is not None:
+        out = torch.empty_like(x)
+        for k in np.unique(g_chunk):
+            idx = torch.as_tensor(np.flatnonzero(g_chunk == k), device=plan.device)
+            out[idx] = call(x[idx], t[idx], torch.as_tensor(rs.per_group[k], device=plan.device).to(plan.dtype))
+        return out, None
+    refs = None if rs is None else torch.as_tensor(rs.shared, device=plan.device).to(plan.dtype)
+    if plan.block_index is not None:  # gradient correction: correct the plain gradient, then build
+        from ._captum import gradient as module_gradient
+
+        grad = gradient(mem.folded, x, t) if mem.fast else module_gradient(mem.module, x, t)
+        grad, ang = correct_gradients(grad, plan.block_index)
+        return spec.from_gradient(grad, x, opts), ang
+    return call(x, t, refs), None
+
+
+def _member_attribution(plan: _Plan, mi: int, x, t, g_chunk, sl: slice):
+    """Attributions of member ``mi`` for a chunk, averaged over repeats and SmoothGrad samples."""
+    mem = plan.members[mi]
+    acc = ang_acc = None
+    for r in range(plan.n_repeats):
+        rs = plan.references(mi, r)
+        for s in range(plan.n_noise):
+            xs = x
+            if plan.noise_sd is not None:
+                noise = _noise(plan.entropy, mi, r, s, sl.start, sl.stop, plan.n_obs, plan.n_features, plan.device, plan.dtype)
+                xs = x + noise * plan.noise_sd
+            a, ang = _kernel(plan, mem, xs, t, g_chunk, rs)
+            acc = a if acc is None else acc.add_(a)
+            if ang is not None:
+                ang_acc = ang if ang_acc is None else ang_acc + ang
+    n_draws = plan.n_repeats * plan.n_noise
+    if n_draws > 1:
+        acc /= n_draws
+    return acc, ang_acc
+
+
+class _Sums:
+    """Per-member and aggregated per-group sums (float64), the per-cell output and angles."""
+
+    def __init__(self, plan: _Plan, *, store_cells: bool) -> None:
+        n_members, g, k = len(plan.members), plan.n_features, plan.n_groups
+        self.plan = plan
+        self.member = np.zeros((n_members, k, g), dtype=np.float64)
+        self.agg = np.zeros((k, g), dtype=np.float64)
+        self.counts = np.bincount(plan.groups[plan.groups >= 0], minlength=k).astype(np.int64)
+        self.cells = np.empty((plan.n_obs, g), dtype=np.float32) if store_cells else None
+        nb = plan.block_index.n_blocks if plan.block_index is not None else 0
+        self.angles = np.zeros((plan.n_obs, nb), dtype=np.float32) if nb else None
+        self.seconds = np.zeros(n_members)
+
+    def add(self, sl: slice, per_member: list[torch.Tensor], ang_sum, g_chunk: np.ndarray) -> np.ndarray:
+        if self.plan.cfg.aggregate == "mean":
+            agg = per_member[0]
+            if len(per_member) > 1:
+                agg = per_member[0] + per_member[1]
+                for a in per_member[2:]:
+                    agg += a
+                agg /= len(per_member)
+        else:
+            agg = _median(torch.stack(per_member))
+        codes = torch.as_tensor(g_chunk, device=agg.device)
+        self.agg += group_sums(agg, codes, self.plan.n_groups)
+        for mi, a in enumerate(per_member):
+            self.member[mi] += group_sums(a, codes, self.plan.n_groups)
+        agg_np = agg.to(torch.float32).cpu().numpy()
+        if self.cells is not None:
+            self.cells[sl] = agg_np
+        if self.angles is not None:
+            n = len(per_member) * self.plan.n_repeats * self.plan.n_noise
+            self.angles[sl] = (ang_sum / n).to(torch.float32).cpu().numpy()
+        return agg_np
+
+    def means(self) -> tuple[np.ndarray, np.ndarray]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            denom = np.where(self.counts > 0, self.counts, np.nan)[:, None]
+            return (self.agg / denom).astype(np.float32), (self.member / denom[None]).astype(np.float32)
+
+
+def _loop(plan: _Plan, sums: _Sums, on_chunk, *, progress: bool) -> None:
+    """Chunks of cells × members × draws: the one loop of the engine."""
+    n_chunks = math.ceil(plan.n_obs / plan.batch_size) if plan.n_obs else 0
+    logger.debug("attributing %d cells with %r on %d member(s): %d chunk(s) of %d cells, device %s",
+                 plan.n_obs, plan.spec.name, len(plan.members), n_chunks, plan.batch_size, plan.device)
+    bar = _progress_bar(range(n_chunks), total=n_chunks, desc=f"xl {plan.spec.name}") if progress else range(n_chunks)
+    for ci in bar:
+        sl = slice(ci * plan.batch_size, min((ci + 1) * plan.batch_size, plan.n_obs))
+        x = torch.as_tensor(plan.rows(sl), device=plan.device).to(plan.dtype)
+        t = torch.as_tensor(plan.targets[sl], dtype=torch.int64, device=plan.device)
+        g_chunk = plan.groups[sl]
+        per_member, ang_sum = [], None
+        for mi in range(len(plan.members)):
+            t0 = time.perf_counter()
+            a, ang = _member_attribution(plan, mi, x, t, g_chunk, sl)
+            if plan.device.type == "cuda":
+                torch.cuda.synchronize(plan.device)
+            sums.seconds[mi] += time.perf_counter() - t0
+            per_member.append(a)
+            if ang is not None:
+                ang_sum = ang if ang_sum is None else ang_sum + ang
+        agg_np = sums.add(sl, per_member, ang_sum, g_chunk)
+        if on_chunk is not None:
+            on_chunk(sl, agg_np)
+    if hasattr(bar, "close"):
+        bar.close()
+
+
+def group_sums(values, codes, n_groups: int):
+    """Column sums of ``values`` per group: the group-sum kernel of the package.
+
+    Rows with code ``-1`` are ignored. Works on NumPy arrays and torch tensors (any device). A
+    one-hot product keeps it deterministic on CUDA (unlike atomic scatter-adds); on the CPU a
+    sequential scatter-add is used.
+
+    Parameters
+    ----------
+    values
+        ``(n, G)`` array or tensor.
+    codes
+        ``(n,)`` integer group codes (``-1``: none).
+    n_groups
+        Number of groups.
+
+    Returns
+    -------
+    ``(n_groups, G)`` float64 NumPy array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scxl.explain import group_sums
+    >>> group_sums(np.eye(3), np.array([0, 1, 0]), 2).tolist()
+    [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
     """
-    present = np.unique(g_chunk[g_chunk >= 0])
+    if not isinstance(values, torch.Tensor):
+        values = torch.as_tensor(np.asarray(values))
+    codes_np = codes.cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
+    out = np.zeros((n_groups, values.shape[1]), dtype=np.float64)
+    present = np.unique(codes_np[codes_np >= 0])
     if present.size == 0:
-        return
-    if dev.type == "cpu":  # sequential scatter-add: deterministic on CPU
-        keep = np.flatnonzero(g_chunk >= 0)
-        pos = torch.as_tensor(np.searchsorted(present, g_chunk[keep]))
-        keep_t = torch.as_tensor(keep)
-
-        def sums(a):
-            return torch.zeros(present.size, a.shape[1], dtype=a.dtype).index_add_(0, pos, a[keep_t]).numpy()
+        return out
+    if values.device.type == "cpu":  # sequential scatter-add: deterministic on CPU
+        keep = np.flatnonzero(codes_np >= 0)
+        pos = torch.as_tensor(np.searchsorted(present, codes_np[keep]))
+        part = torch.zeros(present.size, values.shape[1], dtype=values.dtype).index_add_(0, pos, values[torch.as_tensor(keep)])
     else:
-        onehot = torch.as_tensor(g_chunk[None, :] == present[:, None], dtype=agg.dtype, device=dev)
-
-        def sums(a):
-            return (onehot @ a).cpu().numpy()
-
-    agg_sums[present] += sums(agg)
-    for mi, a in enumerate(per_member):
-        member_sums[mi, present] += sums(a)
+        onehot = torch.as_tensor(codes_np[None, :] == present[:, None], dtype=values.dtype, device=values.device)
+        part = onehot @ values
+    out[present] = part.cpu().numpy()
+    return out
 
 
-def _attribute_one(mem: _Member, x, t, g_chunk, rs: ReferenceSet | None, ctx) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Attributions of one member for one chunk, one repeat and one noise sample."""
-    dev, dtype = ctx["dev"], ctx["dtype"]
-    if rs is None:
-        return _no_reference(mem, x, t, ctx)
-    if rs.shared is not None:
-        refs = torch.as_tensor(rs.shared, device=dev).to(dtype)
-        return _with_reference(mem, x, t, refs, ctx), None
-    out = torch.empty_like(x)
-    for k in np.unique(g_chunk):
-        idx = torch.as_tensor(np.flatnonzero(g_chunk == k), device=dev)
-        refs = torch.as_tensor(rs.per_group[k], device=dev).to(dtype)
-        out[idx] = _with_reference(mem, x[idx], t[idx], refs, ctx)
-    return out, None
+def group_means(chunks, codes: np.ndarray, n_groups: int, *, transform: Callable | None = None) -> np.ndarray:
+    """Per-group mean of every column over row chunks (rows with code ``-1`` ignored).
+
+    Parameters
+    ----------
+    chunks
+        An array, or an iterable of dense row blocks (or ``(slice, block)`` pairs) in row order.
+    codes
+        Group code of every row.
+    n_groups
+        Number of groups.
+    transform
+        Applied to every block (as float64) before averaging, e.g. ``np.expm1``.
+
+    Returns
+    -------
+    ``(n_groups, G)`` float64 means (NaN for empty groups).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scxl.explain import group_means
+    >>> group_means(np.arange(6.0).reshape(3, 2), np.array([0, 0, 1]), 2).tolist()
+    [[1.0, 2.0], [4.0, 5.0]]
+    """
+    from ._references import _iter_blocks
+
+    codes = np.asarray(codes)
+    blocks = [chunks] if isinstance(chunks, np.ndarray) else _iter_blocks(chunks)
+    sums, offset = None, 0
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float64)
+        if transform is not None:
+            block = transform(block)
+        part = group_sums(block, codes[offset : offset + block.shape[0]], n_groups)
+        sums = part if sums is None else sums + part
+        offset += block.shape[0]
+    counts = np.bincount(codes[codes >= 0], minlength=n_groups).astype(np.float64)
+    if sums is None:
+        return np.full((n_groups, 0), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts[:, None]
 
 
-def _no_reference(mem: _Member, x, t, ctx):
-    method = ctx["method"]
-    bi = ctx["block_index"]
-    if method in ("guided_gradcam", "guided_gradcam_pp"):
-        from ._gradcam import guided_gradcam, guided_gradcam_pp
-
-        fn = guided_gradcam if method == "guided_gradcam" else guided_gradcam_pp
-        return fn(mem.module, x, t), None
-    if bi is not None:
-        grad = gradient(mem.folded, x, t) if mem.fast else captum_attribute(mem.module, x, t, "gradient")
-        grad, ang = correct_gradients(grad, bi)
-        if method == "saliency":
-            return (grad.abs() if ctx["absolute"] else grad), ang
-        return x * grad, ang
-    if mem.fast:
-        if method == "saliency":
-            return FAST_KERNELS[method](mem.folded, x, t, abs=ctx["absolute"]), None
-        return FAST_KERNELS[method](mem.folded, x, t), None
-    return captum_attribute(mem.module, x, t, method, abs=ctx["absolute"]), None
+# --------------------------------------------------------------------------------------------
+# the entry point
 
 
-def _with_reference(mem: _Member, x, t, refs, ctx):
-    method = ctx["method"]
-    if mem.fast:
-        from ._fast import deeplift, feature_ablation
+def attribute_modules(
+    modules: Sequence[nn.Module] | nn.Module,
+    X: Any,
+    targets: np.ndarray | Sequence[int],
+    method: str = "deeplift",
+    *,
+    groups: np.ndarray | None = None,
+    n_groups: int | None = None,
+    stats: GeneStats | None = None,
+    gene_sd: np.ndarray | None = None,
+    blocks: np.ndarray | None = None,
+    store_cells: bool = True,
+    on_chunk: Callable[[slice, np.ndarray], None] | None = None,
+    progress: bool = True,
+    config: AttributionConfig | None = None,
+    **settings: Any,
+) -> AttributionResult:
+    """Attributions of every ensemble member for every cell, aggregated and summarised by group.
 
-        if method == "feature_ablation":
-            return feature_ablation(mem.folded, x, t, refs, gene_block=ctx["gene_block"])
-        return deeplift(mem.folded, x, t, refs, k_block=ctx["k_block"], workspace=ctx["workspace"])
-    return captum_attribute(
-        mem.module, x, t, method, refs, n_steps=ctx["n_steps"], internal_batch_size=ctx["ig_rows"],
-        perturbations_per_eval=1,
+    Parameters
+    ----------
+    modules
+        Trained ensemble members (an :class:`scxl.models.MLP`/:class:`~scxl.models.GridCNN` or
+        any module mapping ``(n, G)`` to logits). They are put in eval mode for the call and
+        their training flag is restored afterwards; they are never modified otherwise.
+    X
+        Cells × genes expression: a dense array, a SciPy sparse matrix, an object with
+        ``rows(idx)`` and ``shape`` (:class:`scxl._validation.Matrix`, backed data) or a callable
+        ``read(idx) -> dense rows`` taking a slice or an integer array. Only chunks are read.
+    targets
+        Target class (logit index) of every cell.
+    method
+        Explainer name, see :func:`scxl.explain.explainers_table`.
+    groups
+        Group code of every cell (``-1``: in no group) for the per-group summaries and for
+        per-group references (``"specific"``, ``"rest"``). Defaults to ``targets``.
+    n_groups
+        Number of groups (default: ``groups.max() + 1``, or the number of classes when
+        ``groups`` defaults to ``targets``).
+    stats
+        Precomputed :class:`~scxl.explain.GeneStats` (with per-group statistics for
+        ``"specific"``); computed by streaming over ``X`` when needed and not given.
+    gene_sd
+        Per-gene sd for SmoothGrad (default: from ``stats`` or streamed over ``X``).
+    blocks
+        Gradient correction for one-hot features: block id of every gene (``-1``: none). Only
+        for gradient-based explainers (``"saliency"``, ``"input_x_gradient"``).
+    store_cells
+        Keep the ``(n_cells, G)`` per-cell attributions; with ``False`` only the group
+        summaries (and ``on_chunk``) are produced, so memory does not grow with the cells.
+    on_chunk
+        Called as ``on_chunk(slice_of_cells, aggregated_float32_chunk)`` after every chunk.
+    progress
+        Show a progress bar (also subject to ``xl.settings.progress``).
+    config
+        An :class:`AttributionConfig`; keyword ``settings`` override its fields.
+    **settings
+        Fields of :class:`AttributionConfig`: ``references``, ``n_baselines``, ``smoothgrad``,
+        ``n_repeats``, ``aggregate``, ``absolute``, ``n_steps``, ``batch_size``,
+        ``memory_limit_bytes``, ``device``, ``precision``, ``use_fast``, ``random_state``.
+
+    Returns
+    -------
+    :class:`AttributionResult`.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from scxl.models import MLP
+    >>> from scxl.explain import attribute_modules
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> X = np.random.default_rng(0).random((30, 8), dtype=np.float32)
+    >>> res = attribute_modules([MLP(8, 3, [16]), MLP(8, 3, [16])], X, np.arange(30) % 3,
+    ...                         "deeplift", progress=False)
+    >>> res.attributions.shape, res.member_group_means.shape
+    ((30, 8), (2, 3, 8))
+    """
+    t_start = time.perf_counter()
+    unknown = sorted(set(settings) - set(AttributionConfig.__dataclass_fields__))
+    if unknown:
+        raise TypeError(f"attribute_modules got unknown settings {unknown}; see AttributionConfig")
+    cfg = (config or AttributionConfig()).replace(**settings) if settings else (config or AttributionConfig())
+    plan = _plan(modules, X, targets, method, cfg, groups=groups, n_groups=n_groups, stats=stats, gene_sd=gene_sd,
+                 blocks=blocks)
+    sums = _Sums(plan, store_cells=store_cells)
+    try:
+        _loop(plan, sums, on_chunk, progress=progress)
+    finally:
+        for mem in plan.members:
+            mem.restore()
+    group_mean, member_group_means = sums.means()
+    seconds = time.perf_counter() - t_start
+    logger.debug("finished %r attribution in %.2f s", method, seconds)
+    return AttributionResult(
+        method=method, attributions=sums.cells, group_means=group_mean, member_group_means=member_group_means,
+        group_counts=sums.counts, angles=sums.angles,
+        block_ids=plan.block_index.block_ids if plan.block_index is not None else None,
+        fast=np.array([mem.fast for mem in plan.members]), seconds=seconds, member_seconds=sums.seconds,
+        params=_params(plan),
+    )
+
+
+def _params(plan: _Plan) -> dict[str, Any]:
+    """The effective settings of a run, for ``AttributionResult.params``."""
+    cfg, sampler = plan.cfg, plan.sampler
+    return dict(
+        method=plan.spec.name,
+        references=(sampler.kind if sampler is not None else None),
+        n_baselines=(sampler.n_baselines if sampler is not None else 0),
+        n_repeats=plan.n_repeats,
+        stochastic=bool(cfg.smoothgrad is not None or (sampler is not None and sampler.random)),
+        smoothgrad=list(cfg.smoothgrad) if cfg.smoothgrad is not None else None,
+        aggregate=cfg.aggregate,
+        absolute=bool(cfg.absolute),
+        gradient_correction=plan.block_index is not None,
+        n_steps=int(cfg.n_steps),
+        exact_integrated_gradients=bool(plan.spec.name == "integrated_gradients" and all(m.fast for m in plan.members)),
+        batch_size=plan.batch_size,
+        memory_limit_bytes=int(cfg.memory_limit_bytes),
+        device=str(plan.device),
+        precision=cfg.precision,
+        random_state=plan.entropy,
+        n_members=len(plan.members),
+        n_groups=int(plan.n_groups),
     )

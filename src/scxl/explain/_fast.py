@@ -524,13 +524,30 @@ def feature_ablation(
     return out / n_refs
 
 
-FAST_KERNELS = {
-    "saliency": saliency,
-    "input_x_gradient": input_x_gradient,
-    "guided_backprop": guided_backprop,
-    "integrated_gradients": integrated_gradients,
-    "deeplift": deeplift,
-    "deeplift_shap": deeplift,
-    "feature_ablation": feature_ablation,
-}
-"""Fast kernel of every explainer that has one."""
+# --------------------------------------------------------------------------------------------
+# registry signature: kernel(folded, x, targets, refs, opts) -> (n, G)
+
+
+def saliency_kernel(f: FoldedMLP, x, targets, refs, opts) -> torch.Tensor:
+    """:func:`saliency` with the registry's signature (``opts.absolute``)."""
+    return saliency(f, x, targets, abs=opts.absolute)
+
+
+def input_x_gradient_kernel(f: FoldedMLP, x, targets, refs, opts) -> torch.Tensor:
+    """:func:`input_x_gradient` with the registry's signature."""
+    return input_x_gradient(f, x, targets)
+
+
+def guided_backprop_kernel(f: FoldedMLP, x, targets, refs, opts) -> torch.Tensor:
+    """:func:`guided_backprop` with the registry's signature."""
+    return guided_backprop(f, x, targets)
+
+
+def deeplift_kernel(f: FoldedMLP, x, targets, refs, opts) -> torch.Tensor:
+    """:func:`deeplift` (= DeepLiftShap, = exact Integrated Gradients) with the registry's signature."""
+    return deeplift(f, x, targets, refs, k_block=opts.k_block, workspace=opts.workspace)
+
+
+def feature_ablation_kernel(f: FoldedMLP, x, targets, refs, opts) -> torch.Tensor:
+    """:func:`feature_ablation` with the registry's signature (``opts.gene_block``)."""
+    return feature_ablation(f, x, targets, refs, gene_block=opts.gene_block)

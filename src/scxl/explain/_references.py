@@ -33,6 +33,10 @@ array
 Shared references (``zero``, ``normal``, ``universal``, ``sample``, user arrays) are one
 ``(n_baselines, n_genes)`` array for all cells, which the fast kernels exploit (each reference is
 forwarded once, not once per cell). ``specific`` and ``rest`` are one such array per group.
+
+Every kind is a :class:`ReferenceKind` entry of :data:`REFERENCE_KINDS`: how it is drawn, which
+statistics it needs, whether it is per group and whether it is random. Adding a kind is adding one
+entry with :func:`register_reference` (the methods page has a worked example).
 """
 
 from __future__ import annotations
@@ -42,12 +46,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-REFERENCE_KINDS = ("zero", "normal", "universal", "specific", "sample", "rest")
-"""Named reference kinds (a user array is also accepted)."""
-
-RANDOM_KINDS = ("normal", "universal", "specific", "sample", "rest")
-GROUPED_KINDS = ("specific", "rest")
 
 
 @dataclass
@@ -277,6 +275,156 @@ class ReferenceSet:
         return self.per_group[np.asarray(groups, dtype=np.int64)]
 
 
+
+
+@dataclass
+class ReferenceSource:
+    """What a reference kind may draw from (filled by :func:`make_reference_sampler`).
+
+    Attributes
+    ----------
+    n_features
+        Number of genes.
+    stats
+        Per-gene (and per-group) statistics, or ``None``.
+    read_rows
+        ``read_rows(sorted_unique_int_indices) -> dense rows``, or ``None``.
+    groups
+        Group code of every cell (``-1``: none), or ``None``.
+    n_groups
+        Number of groups, or ``None``.
+    n_obs
+        Number of cells to draw from, or ``None``.
+    """
+
+    n_features: int
+    stats: GeneStats | None = None
+    read_rows: Callable[[np.ndarray], np.ndarray] | None = None
+    groups: np.ndarray | None = None
+    n_groups: int | None = None
+    n_obs: int | None = None
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """Dense float32 rows ``idx`` (any order, repeats allowed), each distinct row read once."""
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        rows = np.asarray(self.read_rows(uniq), dtype=np.float32)
+        if rows.shape != (uniq.size, self.n_features):
+            raise ValueError(f"read_rows returned shape {rows.shape}, expected {(uniq.size, self.n_features)}")
+        return np.ascontiguousarray(rows[inverse.ravel()])
+
+
+#: ``draw(source, n_baselines, rng) -> shared (B, G) array`` or ``per_group (n_groups, B, G)`` array.
+DrawFn = Callable[[ReferenceSource, int, np.random.Generator], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ReferenceKind:
+    """A named kind of reference: how it is drawn and what it needs.
+
+    Attributes
+    ----------
+    name
+        Registry key, e.g. ``"universal"``.
+    description
+        One line for tables and docs.
+    draw
+        ``draw(source, n_baselines, rng)`` returning a float array ``(B, G)`` shared by all cells,
+        or ``(n_groups, B, G)`` for per-group kinds (see :class:`ReferenceSource`).
+    needs
+        What ``draw`` reads from the source: ``"stats"`` (overall per-gene mean/sd),
+        ``"group_stats"`` (per-group mean/sd), ``"rows"`` (real cells through ``read_rows``),
+        ``"groups"`` (the group of every cell).
+    per_group
+        Whether every group gets its own references (``draw`` returns ``(n_groups, B, G)``).
+    random
+        Whether two draws differ; a deterministic kind is computed once and never repeated.
+    default_n_baselines
+        References per cell when none is requested (1 for deterministic kinds).
+    """
+
+    name: str
+    description: str
+    draw: DrawFn
+    needs: tuple[str, ...] = ()
+    per_group: bool = False
+    random: bool = True
+    default_n_baselines: int = 20
+
+    def __post_init__(self) -> None:
+        unknown = set(self.needs) - {"stats", "group_stats", "rows", "groups"}
+        if unknown:
+            raise ValueError(f"reference kind {self.name!r}: unknown needs {sorted(unknown)}")
+
+
+REFERENCE_KINDS: dict[str, ReferenceKind] = {}
+"""Named reference kinds (a user array is also accepted), filled by :func:`register_reference`."""
+
+
+def register_reference(kind: ReferenceKind, *, replace: bool = False) -> ReferenceKind:
+    """Add a reference kind; :func:`scxl.tl.attribute` then accepts ``baseline=kind.name``.
+
+    Parameters
+    ----------
+    kind
+        The reference kind.
+    replace
+        Allow replacing an entry of the same name.
+
+    Returns
+    -------
+    ``kind``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scxl.explain import ReferenceKind, register_reference, unregister_reference, make_reference_sampler
+    >>> half = ReferenceKind("half_mean", "Half of every gene's mean.", needs=("stats",), random=False,
+    ...                      default_n_baselines=1, draw=lambda src, b, rng: 0.5 * src.stats.mean[None])
+    >>> _ = register_reference(half)
+    >>> from scxl.explain import compute_gene_stats
+    >>> stats = compute_gene_stats([np.ones((4, 3))])
+    >>> make_reference_sampler("half_mean", n_features=3, stats=stats).draw(0).shared.tolist()
+    [[0.5, 0.5, 0.5]]
+    >>> unregister_reference("half_mean")
+    """
+    if not isinstance(kind, ReferenceKind):
+        raise TypeError(f"kind must be a ReferenceKind, got {type(kind).__name__}")
+    if kind.name in REFERENCE_KINDS and not replace:
+        raise ValueError(f"a reference kind named {kind.name!r} is already registered; pass replace=True")
+    if kind.name == "user":
+        raise ValueError("'user' is reserved for reference arrays")
+    REFERENCE_KINDS[kind.name] = kind
+    return kind
+
+
+def unregister_reference(name: str) -> None:
+    """Remove a reference kind from the registry (e.g. one registered for a test).
+
+    Parameters
+    ----------
+    name
+        Registry name.
+    """
+    REFERENCE_KINDS.pop(name, None)
+
+
+def get_reference_kind(name: str) -> ReferenceKind:
+    """The registered kind ``name``, or a ValueError listing the valid names.
+
+    Parameters
+    ----------
+    name
+        Registry name, e.g. ``"universal"``.
+
+    Returns
+    -------
+    The :class:`ReferenceKind`.
+    """
+    if not isinstance(name, str) or name not in REFERENCE_KINDS:
+        raise ValueError(f"references={name!r} is not valid; choose one of {list(REFERENCE_KINDS)} or pass an array")
+    return REFERENCE_KINDS[name]
+
+
 class ReferenceSampler:
     """Draws :class:`ReferenceSet` objects; build it with :func:`make_reference_sampler`.
 
@@ -292,19 +440,16 @@ class ReferenceSampler:
         Whether all cells share the same references (``False`` for ``"specific"``, ``"rest"``).
     """
 
-    def __init__(self, kind, n_baselines, n_features, *, array=None, stats=None, read_rows=None,
-                 groups=None, n_groups=None, n_obs=None):
+    def __init__(self, kind: str, n_baselines: int, source: ReferenceSource, *, spec: ReferenceKind | None = None,
+                 array: np.ndarray | None = None) -> None:
         self.kind = kind
         self.n_baselines = int(n_baselines)
-        self.n_features = int(n_features)
-        self.random = kind in RANDOM_KINDS
-        self.shared = kind not in GROUPED_KINDS
+        self.n_features = int(source.n_features)
+        self.spec = spec
+        self.random = bool(spec.random) if spec is not None else False
+        self.shared = not (spec is not None and spec.per_group)
+        self.source = source
         self._array = array
-        self._stats = stats
-        self._read_rows = read_rows
-        self._groups = groups
-        self._n_groups = n_groups
-        self._n_obs = n_obs
 
     def __repr__(self) -> str:
         return f"ReferenceSampler(kind={self.kind!r}, n_baselines={self.n_baselines}, n_features={self.n_features})"
@@ -321,45 +466,17 @@ class ReferenceSampler:
         -------
         :class:`ReferenceSet` (float32).
         """
-        rng = np.random.default_rng(rng)
-        b, g = self.n_baselines, self.n_features
-        kind = self.kind
-        if kind == "zero":
-            return ReferenceSet(kind, shared=np.zeros((1, g), dtype=np.float32))
-        if kind == "user":
-            return ReferenceSet(kind, shared=self._array)
-        if kind == "normal":
-            arr = truncated_normal(np.zeros(g), np.ones(g), (b, g), rng, low=0.0, high=1.0)
-            return ReferenceSet(kind, shared=arr.astype(np.float32))
-        if kind == "universal":
-            arr = truncated_normal(self._stats.mean, self._stats.sd, (b, g), rng)
-            return ReferenceSet(kind, shared=arr.astype(np.float32))
-        if kind == "specific":
-            out = np.zeros((self._n_groups, b, g), dtype=np.float32)
-            for k in range(self._n_groups):
-                if self._stats.group_n[k] > 0:
-                    out[k] = truncated_normal(self._stats.group_mean[k], self._stats.group_sd[k], (b, g), rng)
-            return ReferenceSet(kind, per_group=out)
-        if kind == "sample":
-            idx = rng.choice(self._n_obs, size=b, replace=b > self._n_obs)
-            return ReferenceSet(kind, shared=self._read(idx))
-        if kind == "rest":
-            picks = np.zeros((self._n_groups, b), dtype=np.int64)
-            for k in range(self._n_groups):
-                pool = np.flatnonzero((self._groups != k) & (self._groups >= 0))
-                if pool.size == 0:
-                    raise ValueError(f"references='rest': group {k} has no cells in other groups to draw from")
-                picks[k] = pool[rng.choice(pool.size, size=b, replace=b > pool.size)]
-            rows = self._read(picks.ravel())
-            return ReferenceSet(kind, per_group=rows.reshape(self._n_groups, b, g))
-        raise AssertionError(kind)  # pragma: no cover
-
-    def _read(self, idx: np.ndarray) -> np.ndarray:
-        uniq, inverse = np.unique(idx, return_inverse=True)
-        rows = np.asarray(self._read_rows(uniq), dtype=np.float32)
-        if rows.shape != (uniq.size, self.n_features):
-            raise ValueError(f"read_rows returned shape {rows.shape}, expected {(uniq.size, self.n_features)}")
-        return np.ascontiguousarray(rows[inverse.ravel()])
+        if self.spec is None:
+            return ReferenceSet(self.kind, shared=self._array)
+        arr = np.asarray(self.spec.draw(self.source, self.n_baselines, np.random.default_rng(rng)), dtype=np.float32)
+        want = (self.n_baselines, self.n_features)
+        if self.spec.per_group:
+            want = (self.source.n_groups, *want)
+        if arr.shape[-1] != self.n_features or arr.ndim != len(want) or (self.spec.random and arr.shape != want):
+            raise ValueError(f"reference kind {self.kind!r} drew shape {arr.shape}, expected {want}")
+        if self.spec.per_group:
+            return ReferenceSet(self.kind, per_group=np.ascontiguousarray(arr))
+        return ReferenceSet(self.kind, shared=np.ascontiguousarray(arr))
 
 
 def make_reference_sampler(
@@ -378,23 +495,23 @@ def make_reference_sampler(
     Parameters
     ----------
     kind
-        One of :data:`REFERENCE_KINDS` or an array (see the module docstring).
+        A name in :data:`REFERENCE_KINDS` or an array (see the module docstring).
     n_features
         Number of genes.
     n_baselines
-        References per cell (ignored for ``"zero"`` and arrays).
+        References per cell (ignored by deterministic kinds such as ``"zero"`` and by arrays).
     stats
-        Per-gene statistics (:func:`compute_gene_stats`); needed for ``"universal"`` and, with
-        per-group statistics, for ``"specific"``.
+        Per-gene statistics (:func:`compute_gene_stats`); needed by kinds that list ``"stats"``
+        (``"universal"``) or, with per-group statistics, ``"group_stats"`` (``"specific"``).
     read_rows
-        ``read_rows(sorted_unique_int_indices) -> dense (k, n_features) rows``; needed for
-        ``"sample"`` and ``"rest"``.
+        ``read_rows(sorted_unique_int_indices) -> dense (k, n_features) rows``; needed for kinds
+        that draw real cells (``"sample"``, ``"rest"``).
     n_obs
         Number of cells to draw from (``"sample"``); defaults to ``len(groups)``.
     groups
         Integer group code of every cell (``-1``: none); needed for ``"rest"``.
     n_groups
-        Number of groups; needed for ``"specific"`` and ``"rest"``.
+        Number of groups; needed for per-group kinds.
 
     Returns
     -------
@@ -410,6 +527,7 @@ def make_reference_sampler(
     >>> s.draw(np.random.default_rng(0)).for_cells().shape
     (3, 5)
     """
+    source = ReferenceSource(int(n_features))
     if not isinstance(kind, str):
         arr = np.asarray(kind, dtype=np.float32)
         if arr.ndim == 1:
@@ -421,40 +539,96 @@ def make_reference_sampler(
             )
         if not np.isfinite(arr).all():
             raise ValueError("the reference array contains NaN or infinite values")
-        return ReferenceSampler("user", arr.shape[0], n_features, array=np.ascontiguousarray(arr))
-    if kind not in REFERENCE_KINDS:
-        raise ValueError(f"references={kind!r} is not valid; choose one of {list(REFERENCE_KINDS)} or pass an array")
+        return ReferenceSampler("user", arr.shape[0], source, array=np.ascontiguousarray(arr))
+    spec = get_reference_kind(kind)
     if int(n_baselines) < 1:
         raise ValueError(f"n_baselines must be at least 1, got {n_baselines}")
-    if kind == "zero":
-        return ReferenceSampler("zero", 1, n_features)
-    if kind in ("universal", "specific"):
+    if not spec.random:
+        n_baselines = spec.default_n_baselines
+    needs = set(spec.needs)
+    if needs & {"stats", "group_stats"}:
         if stats is None:
             raise ValueError(f"references={kind!r} needs per-gene statistics (stats=compute_gene_stats(...))")
         if stats.n_genes != n_features:
             raise ValueError(f"stats cover {stats.n_genes} genes, expected {n_features}")
-        if kind == "specific" and stats.group_mean is None:
-            raise ValueError("references='specific' needs per-group statistics: pass groups to compute_gene_stats")
-    if kind in GROUPED_KINDS:
-        if n_groups is None:
-            if stats is not None and stats.group_n is not None:
-                n_groups = stats.group_n.shape[0]
-            elif groups is not None:
-                n_groups = int(np.max(groups)) + 1
-            else:
-                raise ValueError(f"references={kind!r} needs the groups of the cells")
-        if kind == "specific" and stats.group_n.shape[0] != n_groups:
-            raise ValueError(f"stats have {stats.group_n.shape[0]} groups, expected {n_groups}")
-    if kind in ("sample", "rest"):
+        if "group_stats" in needs and stats.group_mean is None:
+            raise ValueError(f"references={kind!r} needs per-group statistics: pass groups to compute_gene_stats")
+    if "groups" in needs:
+        if groups is None:
+            raise ValueError(f"references={kind!r} needs the group of every cell (groups=)")
+        groups = np.asarray(groups, dtype=np.int64)
+    if spec.per_group and n_groups is None:
+        if stats is not None and stats.group_n is not None:
+            n_groups = stats.group_n.shape[0]
+        elif groups is not None:
+            n_groups = int(np.max(groups)) + 1
+        else:
+            raise ValueError(f"references={kind!r} needs the groups of the cells")
+    if "group_stats" in needs and stats.group_n.shape[0] != n_groups:
+        raise ValueError(f"stats have {stats.group_n.shape[0]} groups, expected {n_groups}")
+    if "rows" in needs:
         if read_rows is None:
             raise ValueError(f"references={kind!r} draws real cells: pass read_rows")
-        if kind == "rest":
-            if groups is None:
-                raise ValueError("references='rest' needs the group of every cell (groups=)")
-            groups = np.asarray(groups, dtype=np.int64)
         if n_obs is None:
             if groups is None:
-                raise ValueError("references='sample' needs n_obs (the number of cells to draw from)")
+                raise ValueError(f"references={kind!r} needs n_obs (the number of cells to draw from)")
             n_obs = len(groups)
-    return ReferenceSampler(kind, n_baselines, n_features, stats=stats, read_rows=read_rows,
-                            groups=groups, n_groups=n_groups, n_obs=n_obs)
+    source = ReferenceSource(int(n_features), stats, read_rows, groups, n_groups, n_obs)
+    return ReferenceSampler(kind, n_baselines, source, spec=spec)
+
+
+# --------------------------------------------------------------------------------------------
+# the built-in kinds
+
+
+def _zero(src: ReferenceSource, b: int, rng: np.random.Generator) -> np.ndarray:
+    return np.zeros((1, src.n_features))
+
+
+def _normal(src: ReferenceSource, b: int, rng: np.random.Generator) -> np.ndarray:
+    g = src.n_features
+    return truncated_normal(np.zeros(g), np.ones(g), (b, g), rng, low=0.0, high=1.0)
+
+
+def _universal(src: ReferenceSource, b: int, rng: np.random.Generator) -> np.ndarray:
+    return truncated_normal(src.stats.mean, src.stats.sd, (b, src.n_features), rng)
+
+
+def _specific(src: ReferenceSource, b: int, rng: np.random.Generator) -> np.ndarray:
+    st = src.stats
+    out = np.zeros((src.n_groups, b, src.n_features))
+    for k in range(src.n_groups):
+        if st.group_n[k] > 0:
+            out[k] = truncated_normal(st.group_mean[k], st.group_sd[k], (b, src.n_features), rng)
+    return out
+
+
+def _sample(src: ReferenceSource, b: int, rng: np.random.Generator) -> np.ndarray:
+    return src.rows(rng.choice(src.n_obs, size=b, replace=b > src.n_obs))
+
+
+def _rest(src: ReferenceSource, b: int, rng: np.random.Generator) -> np.ndarray:
+    picks = np.zeros((src.n_groups, b), dtype=np.int64)
+    for k in range(src.n_groups):
+        pool = np.flatnonzero((src.groups != k) & (src.groups >= 0))
+        if pool.size == 0:
+            raise ValueError(f"references='rest': group {k} has no cells in other groups to draw from")
+        picks[k] = pool[rng.choice(pool.size, size=b, replace=b > pool.size)]
+    return src.rows(picks.ravel()).reshape(src.n_groups, b, src.n_features)
+
+
+for _kind in (
+    ReferenceKind("zero", "The all-zero expression profile (one reference).", _zero, random=False,
+                  default_n_baselines=1),
+    ReferenceKind("normal", "Every entry from N(0, 1) truncated to [0, 1] (the paper's 'normal').", _normal),
+    ReferenceKind("universal", "Per gene, N(mean, sd) over all cells truncated to [0, inf) (the paper's).",
+                  _universal, needs=("stats",)),
+    ReferenceKind("specific", "As 'universal' with the mean and sd of the cell's own group (the paper's).",
+                  _specific, needs=("group_stats",), per_group=True),
+    ReferenceKind("sample", "Real cells drawn uniformly from the data (expected gradients).", _sample,
+                  needs=("rows",)),
+    ReferenceKind("rest", "Real cells drawn from the other groups than the cell's own.", _rest,
+                  needs=("rows", "groups"), per_group=True),
+):
+    register_reference(_kind)
+del _kind

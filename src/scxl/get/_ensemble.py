@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from torch import nn
 
 from .._keys import Key
+from .._logging import renamed_kwarg
 from .._validation import check_adata
 
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
 
-def ensemble(adata: Any, key: str = Key.ENSEMBLE, *, factory: Callable[[int, int], nn.Module] | None = None):
-    """The ensemble stored in ``adata.uns[key]`` as an :class:`~scxl.models.Ensemble`.
+    from ..models import Ensemble
+
+
+@renamed_kwarg("key", "ensemble_key")
+def ensemble(adata: Any, ensemble_key: str = Key.uns.ensemble, *, factory: Callable[[int, int], nn.Module] | None = None) -> Ensemble:
+    """The ensemble stored in ``adata.uns[ensemble_key]`` as an :class:`~scxl.models.Ensemble`.
 
     Parameters
     ----------
     adata
         AnnData or MuData with a trained ensemble.
-    key
-        Key of the ensemble in ``adata.uns`` (``key_added`` of :func:`scxl.tl.train_classifier`).
+    ensemble_key
+        Key of the ensemble in ``adata.uns`` (``key_added`` of :func:`scxl.tl.train_classifier`;
+        formerly ``key=``).
     factory
         The module factory, for an ensemble trained with a custom ``model=`` callable.
 
@@ -41,23 +48,24 @@ def ensemble(adata: Any, key: str = Key.ENSEMBLE, *, factory: Callable[[int, int
     from ..models import Ensemble
 
     check_adata(adata)
-    if key not in adata.uns:
-        raise KeyError(f"no ensemble under uns[{key!r}]: run xl.tl.train_classifier first (or pass key= of a trained one)")
-    stored = adata.uns[key]
+    if ensemble_key not in adata.uns:
+        raise KeyError(f"no ensemble under uns[{ensemble_key!r}]: run xl.tl.train_classifier first (or pass ensemble_key= of a trained one)")
+    stored = adata.uns[ensemble_key]
     if not isinstance(stored, dict) or "weights" not in stored:
-        raise ValueError(f"uns[{key!r}] is not an scxl ensemble (written by xl.tl.train_classifier)")
+        raise ValueError(f"uns[{ensemble_key!r}] is not an scxl ensemble (written by xl.tl.train_classifier)")
     return Ensemble.from_dict(stored, factory=factory)
 
 
-def training_metrics(adata: Any, key: str = Key.ENSEMBLE) -> pd.DataFrame:
+@renamed_kwarg("key", "ensemble_key")
+def training_metrics(adata: Any, ensemble_key: str = Key.uns.ensemble) -> pd.DataFrame:
     """Validation (and cross-validation) metrics of a stored ensemble, one row per member.
 
     Parameters
     ----------
     adata
         AnnData or MuData with a trained ensemble.
-    key
-        Key of the ensemble in ``adata.uns``.
+    ensemble_key
+        Key of the ensemble in ``adata.uns`` (formerly ``key=``).
 
     Returns
     -------
@@ -74,9 +82,9 @@ def training_metrics(adata: Any, key: str = Key.ENSEMBLE) -> pd.DataFrame:
     ['model_0', 'model_1', 'ensemble']
     """
     check_adata(adata)
-    if key not in adata.uns or "weights" not in adata.uns[key]:
-        raise KeyError(f"no ensemble under uns[{key!r}]: run xl.tl.train_classifier first")
-    metrics = adata.uns[key].get("metrics")
+    if ensemble_key not in adata.uns or "weights" not in adata.uns[ensemble_key]:
+        raise KeyError(f"no ensemble under uns[{ensemble_key!r}]: run xl.tl.train_classifier first")
+    metrics = adata.uns[ensemble_key].get("metrics")
     if metrics is None:
-        raise ValueError(f"the ensemble under uns[{key!r}] was trained without validation (validation=0, no cv)")
+        raise ValueError(f"the ensemble under uns[{ensemble_key!r}] was trained without validation (validation=0, no cv)")
     return metrics.copy()

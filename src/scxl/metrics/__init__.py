@@ -13,6 +13,8 @@ Consistency and model selection
     :func:`selection_frequency`, :func:`consistency_kld`, :func:`pareto_front`
 Faithfulness
     :func:`deletion_curve`, :func:`insertion_curve`, :func:`curve_auc`
+Rankings over ensemble members
+    :func:`rank_groups` (a :class:`GroupRanking`)
 """
 
 from ._agreement import (
@@ -26,10 +28,13 @@ from ._agreement import (
 from ._consistency import consistency_kld, pareto_front, selection_frequency
 from ._enrichment import OverlapResult, bh_adjust, enrichment_table, overlap_enrichment, read_gmt
 from ._faithfulness import curve_auc, deletion_curve, insertion_curve
+from ._ranking import RANKING_FIELDS, GroupRanking, rank_groups
 from ._specificity import HPA_CATEGORIES, housekeeping, hpa_categories, tau
 
 __all__ = [
     "HPA_CATEGORIES",
+    "RANKING_FIELDS",
+    "GroupRanking",
     "OverlapResult",
     "agreement_summary",
     "bh_adjust",
@@ -44,6 +49,7 @@ __all__ = [
     "pairwise_spearman",
     "pairwise_topk_overlap",
     "pareto_front",
+    "rank_groups",
     "read_gmt",
     "replicate_agreement",
     "selection_frequency",

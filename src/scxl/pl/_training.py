@@ -7,12 +7,14 @@ from typing import Any
 import numpy as np
 
 from .._keys import Key
+from .._logging import renamed_kwarg
 from ._utils import OKABE_ITO, style
 
 
+@renamed_kwarg("key", "ensemble_key")
 def training(
     adata: Any,
-    key: str = Key.ENSEMBLE,
+    ensemble_key: str = Key.uns.ensemble,
     *,
     normalize: bool = True,
     ax: Any = None,
@@ -29,8 +31,8 @@ def training(
     ----------
     adata
         AnnData or MuData with a trained ensemble.
-    key
-        Key of the ensemble in ``adata.uns``.
+    ensemble_key
+        Key of the ensemble in ``adata.uns`` (formerly ``key=``).
     normalize
         Show recall (row-normalised) instead of counts in the confusion matrix.
     ax
@@ -54,10 +56,10 @@ def training(
 
     from ..get import ensemble as get_ensemble
 
-    ens = get_ensemble(adata, key)
+    ens = get_ensemble(adata, ensemble_key)
     hist = ens.history
     if hist is None:
-        raise ValueError(f"uns[{key!r}] has no training history")
+        raise ValueError(f"uns[{ensemble_key!r}] has no training history")
     if ax is None:
         fig, axes = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.3, 1]})
     else:

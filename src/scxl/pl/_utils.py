@@ -94,15 +94,16 @@ def _none(value: Any) -> Any:
 def input_matrix(adata: Any, key: str):
     """The matrix a ranking's ensemble was trained on (``X``, a layer or ``raw``).
 
-    ``uns[key]["params"]["key"]`` names the ensemble, whose ``preprocessing`` says the layer; a
+    ``uns[key]["params"]["ensemble_key"]`` names the ensemble, whose ``preprocessing`` says the layer; a
     ranking without an ensemble (e.g. ``sc.tl.rank_genes_groups``) uses its own ``layer`` and
     ``use_raw`` parameters; otherwise ``X``.
     """
-    from .._validation import get_matrix
+    from .._inputs import get_matrix
+    from .._keys import ensemble_key_of
 
     params = dict(adata.uns[key].get("params", {}))
     prep: dict = {}
-    ens_key = _none(params.get("key"))
+    ens_key = ensemble_key_of(params) if _none(params.get("ensemble_key", params.get("key"))) is not None else None
     if ens_key is not None and ens_key in adata.uns and isinstance(adata.uns[ens_key], dict):
         prep = dict(adata.uns[ens_key].get("preprocessing", {}) or {})
     source = prep if prep else params
@@ -118,7 +119,7 @@ def group_expression(adata: Any, key: str, groups: Sequence[str], groupby: str |
 
     ``groupby`` defaults to the ranking's ``params["groupby"]``.
     """
-    from ..tl._data import group_means
+    from ..explain import group_means
 
     params = dict(adata.uns[key].get("params", {}))
     groupby = groupby or _none(params.get("groupby"))
@@ -131,7 +132,7 @@ def group_expression(adata: Any, key: str, groups: Sequence[str], groupby: str |
     labels = adata.obs[groupby].astype(str).to_numpy()
     index = {g: i for i, g in enumerate(groups)}
     codes = np.array([index.get(v, -1) for v in labels], dtype=np.int64)
-    means = group_means(matrix, codes, len(groups))
+    means = group_means(matrix.chunks(4096), codes, len(groups))
     return pd.DataFrame(means, index=list(groups), columns=matrix.var_names)
 
 

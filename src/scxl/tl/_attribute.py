@@ -1,4 +1,9 @@
-"""``xl.tl.attribute``: per-cell, per-gene contributions of an ensemble, and per-group rankings."""
+"""``xl.tl.attribute``: per-cell, per-gene contributions of an ensemble, and per-group rankings.
+
+Thin glue: read the inputs aligned to the ensemble (:mod:`scxl._inputs`), run the engine
+(:func:`scxl.explain.attribute_modules`), assemble the ranking (:func:`scxl.metrics.rank_groups`)
+and write everything in one place (:func:`_write`), only after the whole computation succeeded.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +16,14 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_copy, doc_device, doc_key, doc_params, doc_random_state
+from .._inputs import Aligned, aligned
 from .._keys import Key
-from .._logging import logger
+from .._logging import logger, renamed_kwarg
+from .._types import Aggregate, LayerDtype, Method
 from .._validation import check_groupby, check_in, is_mudata, resolve_device, view_to_actual
-from ._data import group_means
-from ._predict import Aligned, aligned_inputs, resolve_ensemble
+from ._predict import resolve_ensemble
 
 TARGETS = ("label", "prediction")
-
-#: References per cell used by default with random reference kinds.
-DEFAULT_RANDOM_BASELINES = 20
 LAYER_DTYPES = ("float32", "float16")
 
 
@@ -35,20 +38,25 @@ class _Destination:
     label: str  # for messages: "adata" or "mdata['rna']"
 
 
-def _destinations(container: Any, inputs, ens, col: np.ndarray, present: np.ndarray) -> list[_Destination]:
-    feats = np.flatnonzero(present)
-    if not is_mudata(container):
-        return [_Destination(container, inputs.rows, feats, col[feats], "adata")]
-    out = []
+def _destinations(container: Any, X: Aligned, ens) -> list[_Destination]:
+    """Targets of the layers and rankings; features are matched to each target's ``var_names`` by name.
+
+    With ``use_raw`` the ensemble's genes come from ``raw`` while layers live on ``X``'s genes: only
+    the features present in ``var_names`` get a layer column (all of them are ranked).
+    """
     names = ens.var_names.to_numpy()
+    feats = np.flatnonzero(X.present)
+    if not is_mudata(container):
+        pos = pd.Index(container.var_names).get_indexer(names[feats])
+        return [_Destination(container, X.inputs.rows, feats[pos >= 0], pos[pos >= 0], "adata")]
+    out = []
     for mod in ens.preprocessing.get("mods") or list(container.mod):
         sub = container.mod[mod]
         mine = np.array([j for j in feats if names[j].startswith(f"{mod}:")], dtype=np.int64)
         if mine.size == 0:
             continue
-        genes = pd.Index([names[j].split(":", 1)[1] for j in mine])
-        var_pos = sub.var_names.get_indexer(genes)
-        rows = pd.Index(sub.obs_names).get_indexer(container.obs_names[inputs.rows])
+        var_pos = sub.var_names.get_indexer(pd.Index([names[j].split(":", 1)[1] for j in mine]))
+        rows = pd.Index(sub.obs_names).get_indexer(container.obs_names[X.inputs.rows])
         out.append(_Destination(sub, rows, mine[var_pos >= 0], var_pos[var_pos >= 0], f"mdata[{mod!r}]"))
     return out
 
@@ -57,23 +65,23 @@ def _destinations(container: Any, inputs, ens, col: np.ndarray, present: np.ndar
 class Prepared:
     """Inputs aligned to an ensemble, with the target class and group of every cell."""
 
-    inputs: Any
-    col: np.ndarray
-    present: np.ndarray
     X: Aligned
     targets: np.ndarray
     group_codes: np.ndarray
     group_names: list[str]
     groupby: str
 
+    @property
+    def col(self) -> np.ndarray:
+        return self.X.col
+
 
 def prepare_targets(adata: Any, ens, *, target: str = "label", groupby: str | None = None) -> Prepared:
     """Align ``adata`` to the ensemble and resolve targets and groups (see :func:`attribute`)."""
-    inputs, col, present = aligned_inputs(adata, ens)
-    X = Aligned(inputs, col, present)
+    X = aligned(adata, ens)
     classes = list(ens.classes)
     groupby = groupby or ens.params.get("groupby")
-    obs = adata.obs.iloc[inputs.rows] if is_mudata(adata) else inputs.obs
+    obs = adata.obs.iloc[X.inputs.rows] if is_mudata(adata) else X.obs
     labels = check_groupby(obs, groupby, where="mdata.obs" if is_mudata(adata) else "adata.obs")
     group_names = [str(c) for c in labels.cat.categories]
     group_codes = labels.cat.codes.to_numpy().astype(np.int64)
@@ -94,33 +102,72 @@ def prepare_targets(adata: Any, ens, *, target: str = "label", groupby: str | No
         targets = np.full(X.shape[0], classes.index(target), dtype=np.int64)
     else:
         raise ValueError(f"target={target!r} is not valid; choose 'label', 'prediction' or one of the classes {classes}")
-    return Prepared(inputs, col, present, X, targets.astype(np.int64), group_codes, group_names, groupby)
+    return Prepared(X, targets.astype(np.int64), group_codes, group_names, groupby)
 
 
-def _recarray(columns: dict[str, np.ndarray], dtype: str) -> np.recarray:
-    return np.rec.fromarrays([np.asarray(v) for v in columns.values()], dtype=[(str(k), dtype) for k in columns])
+def _references(baseline: Any, ens, explain) -> Any:
+    """``baseline`` as the engine takes it: a kind name, ``None`` or an array in ensemble gene order."""
+    if isinstance(baseline, AnnData):
+        return aligned(baseline, ens).rows(slice(None))
+    if isinstance(baseline, np.ndarray):
+        arr = np.atleast_2d(np.asarray(baseline, dtype=np.float32))
+        if arr.ndim != 2 or arr.shape[1] != len(ens.var_names):
+            raise ValueError(
+                f"baseline array has shape {arr.shape}; expected (n_references, {len(ens.var_names)}) "
+                "with columns in the ensemble's gene order (xl.get.ensemble(adata).var_names)"
+            )
+        return arr
+    if baseline is not None and not isinstance(baseline, str):
+        raise TypeError(f"baseline must be a reference kind, an array or an AnnData, got {type(baseline).__name__}")
+    if isinstance(baseline, str):
+        check_in(baseline, list(explain.REFERENCE_KINDS), "baseline")
+    return baseline
 
 
+def _blocks(X: Aligned, ens, block_key: str) -> np.ndarray:
+    var = X.inputs.var.reindex(ens.var_names)
+    if block_key not in var.columns:
+        raise KeyError(f"gradient_correction needs var[{block_key!r}] naming the one-hot block of each feature: use xl.pp.append_covariates")
+    names = var[block_key].fillna("").astype(str).to_numpy()
+    uniq = sorted(set(names) - {""})
+    if not uniq:
+        raise ValueError(f"var[{block_key!r}] names no block")
+    return np.array([uniq.index(n) if n else -1 for n in names], dtype=np.int64)
+
+
+def expression_logfoldchanges(X: Aligned, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """log2 fold change of mean expression, each group vs the rest, as Scanpy computes it for log1p data."""
+    from ..explain import group_means
+
+    expr = group_means(X.chunks(4096), np.where(codes >= 0, codes, -1), n_groups)
+    counts = np.bincount(codes[codes >= 0], minlength=n_groups).astype(float)
+    total = np.nansum(expr * counts[:, None], axis=0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        rest = (total[None, :] - expr * counts[:, None]) / (counts.sum() - counts)[:, None]
+        return np.log2((np.expm1(expr) + 1e-9) / (np.expm1(rest) + 1e-9))
+
+
+@renamed_kwarg("key", "ensemble_key")
 @doc_params(key=doc_key, random_state=doc_random_state, device=doc_device, copy=doc_copy)
 def attribute(
     adata: AnnData,
     *,
-    method: str = "deeplift",
-    key: str = Key.ENSEMBLE,
+    method: Method | str = "deeplift",
+    ensemble_key: str = Key.uns.ensemble,
     ensemble: Any = None,
     baseline: str | np.ndarray | AnnData | None = None,
     n_baselines: int | None = None,
     smoothgrad: tuple[int, float] | None = None,
     n_repeats: int = 1,
     models: list[int] | None = None,
-    aggregate: str = "mean",
+    aggregate: Aggregate = "mean",
     target: str = "label",
     groupby: str | None = None,
     top_k: int = 100,
     gradient_correction: bool = False,
-    block_key: str = "xl_block",
+    block_key: str = Key.var.block,
     store_layer: bool = True,
-    layer_dtype: str = "float32",
+    layer_dtype: LayerDtype = "float32",
     batch_size: int | None = None,
     random_state: int = 0,
     device: str | None = None,
@@ -152,10 +199,11 @@ def attribute(
         ``"guided_gradcam"`` and ``"guided_gradcam_pp"`` (CNN only), ``"feature_ablation"``.
     {key}
     ensemble
-        Use this :class:`~scxl.models.Ensemble` (or saved ``.npz`` path) instead of ``uns[key]``.
+        Use this :class:`~scxl.models.Ensemble` (or saved ``.npz`` path) instead of ``uns[ensemble_key]``.
     baseline
         Reference of the explainers that compare with one (IntegratedGradients, DeepLift,
-        DeepLiftShap, FeatureAblation). ``"zero"``: all genes 0. ``"normal"``: every gene drawn
+        DeepLiftShap, FeatureAblation): a kind of :data:`scxl.explain.REFERENCE_KINDS`.
+        ``"zero"``: all genes 0. ``"normal"``: every gene drawn
         from N(0, 1) truncated to [0, 1]. ``"universal"``: every gene drawn from a normal with the
         gene's mean and sd over all cells, truncated to [0, ∞) (never negative). ``"specific"``:
         the same with the mean and sd of the cell's own group. ``"sample"``: real cells drawn
@@ -164,8 +212,8 @@ def attribute(
         shape ``(n, n_features)`` or an AnnData gives explicit references. Default: the
         explainer's own (``"zero"``; ``"sample"`` for DeepLiftShap).
     n_baselines
-        References per cell. Default: 1 for a fixed reference (``"zero"``, an array) and
-        :data:`DEFAULT_RANDOM_BASELINES` (20) for random kinds and DeepLiftShap: a draw is shared
+        References per cell. Default: 1 for a fixed reference (``"zero"``, an array) and 20 for
+        random kinds and DeepLiftShap (:func:`scxl.explain.resolve_n_baselines`): a draw is shared
         by the cells of a chunk, so one random reference would shift every cell's contributions
         the same way and dominate the group scores. Random references are redrawn for every
         member and repeat.
@@ -247,171 +295,91 @@ def attribute(
     check_in(layer_dtype, LAYER_DTYPES, "layer_dtype")
     if n_baselines is not None and (not isinstance(n_baselines, int | np.integer) or n_baselines < 1):
         raise ValueError(f"n_baselines must be a positive integer, got {n_baselines!r}")
-    if n_baselines is None and spec.needs_reference and (
-        method == "deeplift_shap" or (isinstance(baseline, str) and baseline != "zero")
-    ):
-        n_baselines = DEFAULT_RANDOM_BASELINES
     if not (isinstance(top_k, int | np.integer) and top_k >= 1):
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-    ens = resolve_ensemble(adata, key, ensemble)
+    ens = resolve_ensemble(adata, ensemble_key, ensemble)
     if ens.model_type not in spec.model_types and not (ens.model_type == "custom" and "mlp" in spec.model_types):
         raise ValueError(
             f"method={method!r} applies to {' and '.join(spec.model_types).upper()} models, but the ensemble under "
-            f"uns[{key!r}] is made of {ens.model_type.upper()} models; choose another method (see xl.tl.explainers())"
+            f"uns[{ensemble_key!r}] is made of {ens.model_type.upper()} models; choose another method (see xl.tl.explainers())"
         )
     members = list(range(ens.n_models)) if models is None else [int(i) for i in models]
-    bad = [i for i in members if not 0 <= i < ens.n_models]
-    if bad or not members:
+    if [i for i in members if not 0 <= i < ens.n_models] or not members:
         raise ValueError(f"models must be member indices in [0, {ens.n_models}), got {models!r}")
-    key_added = Key.attribution(method) if key_added is None else key_added
+    key_added = Key.uns.attribution(method) if key_added is None else key_added
     dev = resolve_device(device)
-
     prep = prepare_targets(adata, ens, target=target, groupby=groupby)
-    inputs, col, present, X = prep.inputs, prep.col, prep.present, prep.X
-    targets, group_codes, group_names, groupby = prep.targets, prep.group_codes, prep.group_names, prep.groupby
+    X, codes, groups = prep.X, prep.group_codes, prep.group_names
+    config = explain.AttributionConfig(
+        references=_references(baseline, ens, explain), n_baselines=n_baselines, smoothgrad=smoothgrad,
+        n_repeats=n_repeats, aggregate=aggregate, batch_size=batch_size, device=dev, random_state=random_state,
+    )
+    blocks = _blocks(X, ens, block_key) if gradient_correction else None
 
-    # references
-    references = baseline
-    if isinstance(baseline, AnnData):
-        b_inputs, b_col, b_present = aligned_inputs(baseline, ens)
-        references = Aligned(b_inputs, b_col, b_present).rows(slice(None))
-    if isinstance(references, np.ndarray):
-        references = np.atleast_2d(np.asarray(references, dtype=np.float32))
-        if references.ndim != 2 or references.shape[1] != len(ens.var_names):
-            raise ValueError(
-                f"baseline array has shape {references.shape}; expected (n_references, {len(ens.var_names)}) "
-                "with columns in the ensemble's gene order (xl.get.ensemble(adata).var_names)"
-            )
-    elif references is not None and not isinstance(references, str):
-        raise TypeError(f"baseline must be a reference kind, an array or an AnnData, got {type(references).__name__}")
-    elif isinstance(references, str):
-        check_in(references, explain.REFERENCE_KINDS, "baseline")
-
-    blocks = None
-    if gradient_correction:
-        var = inputs.var.reindex(ens.var_names)
-        if block_key not in var.columns:
-            raise KeyError(f"gradient_correction needs var[{block_key!r}] naming the one-hot block of each feature: use xl.pp.append_covariates")
-        names = var[block_key].fillna("").astype(str).to_numpy()
-        uniq = sorted(set(names) - {""})
-        if not uniq:
-            raise ValueError(f"var[{block_key!r}] names no block")
-        blocks = np.array([uniq.index(n) if n else -1 for n in names], dtype=np.int64)
-
-    dests = _destinations(adata, inputs, ens, col, present)
+    dests = _destinations(adata, X, ens)
     layers = {id(d): np.zeros((d.adata.n_obs, d.adata.n_vars), dtype=layer_dtype) for d in dests} if store_layer else {}
 
     def on_chunk(sl: slice, chunk: np.ndarray) -> None:
         for d in dests:
             layers[id(d)][np.ix_(d.rows[sl], d.var_pos)] = chunk[:, d.features]
 
-    logger.info("attributing %d cells with %s over %d %s models on %s", X.shape[0], method, len(members),
-                ens.model_type.upper(), dev)
+    logger.info("attributing %d observations with %s over %d %s models on %s", X.shape[0], method,
+                len(members), ens.model_type.upper(), dev)
     res = explain.attribute_modules(
-        [ens.modules[i] for i in members], X, targets, method, groups=group_codes, n_groups=len(group_names),
-        references=references, n_baselines=n_baselines, smoothgrad=smoothgrad, n_repeats=n_repeats,
-        aggregate=aggregate, blocks=blocks, store_cells=False, on_chunk=on_chunk if store_layer else None,
-        batch_size=batch_size, device=dev, random_state=random_state,
+        [ens.modules[i] for i in members], X, prep.targets, method, groups=codes, n_groups=len(groups),
+        blocks=blocks, store_cells=False, on_chunk=on_chunk if store_layer else None, config=config,
     )
-
-    # per-group summaries
-    expr = group_means(X, np.where(group_codes >= 0, group_codes, -1), len(group_names))
-    counts = np.bincount(group_codes[group_codes >= 0], minlength=len(group_names)).astype(float)
-    total = np.nansum(expr * counts[:, None], axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rest = (total[None, :] - expr * counts[:, None]) / (counts.sum() - counts)[:, None]
-        lfc = np.log2((np.expm1(expr) + 1e-9) / (np.expm1(rest) + 1e-9))
-    member = res.member_group_means.astype(np.float64)  # (M, groups, G)
-    scores = res.group_means.astype(np.float64)
-    sd = member.std(axis=0, ddof=1) if len(members) > 1 else np.zeros_like(scores)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tstat = member.mean(0) / (sd / np.sqrt(len(members)))
-    from scipy import stats as st
-
-    pvals = 2 * st.t.sf(np.abs(tstat), df=max(len(members) - 1, 1)) if len(members) > 1 else np.full_like(scores, np.nan)
-    pvals = np.where(sd == 0, np.where(member.mean(0) == 0, 1.0, 0.0), pvals) if len(members) > 1 else pvals
-    k = min(int(top_k), scores.shape[1])
-    topk = np.zeros_like(scores)
-    for m in range(member.shape[0]):
-        for g in range(len(group_names)):
-            topk[g, np.argsort(-member[m, g], kind="stable")[:k]] += 1
-    topk /= member.shape[0]
-    agreement = _member_agreement(member, group_names, k, metrics) if len(members) > 1 else None
-
+    ranking = metrics.rank_groups(res.member_group_means, res.group_means, groups, top_k=int(top_k),
+                                  extra={"logfoldchanges": expression_logfoldchanges(X, codes, len(groups))})
     params = {
-        "groupby": groupby, "reference": str(baseline if isinstance(baseline, str) else res.params.get("references")),
+        "groupby": prep.groupby, "reference": str(baseline if isinstance(baseline, str) else res.params.get("references")),
         "method": key_added, "use_raw": False, "layer": None, "corr_method": "t-test across members, benjamini-hochberg",
-        "explainer": method, "key": key, "target": target, "n_models": len(members), "aggregate": aggregate,
+        "explainer": method, "ensemble_key": ensemble_key, "target": target, "n_models": len(members), "aggregate": aggregate,
         "n_baselines": int(res.params.get("n_baselines") or 0), "n_repeats": int(res.params.get("n_repeats", n_repeats)),
-        "smoothgrad": "None" if smoothgrad is None else list(map(float, smoothgrad)), "top_k": int(k),
+        "smoothgrad": "None" if smoothgrad is None else list(map(float, smoothgrad)), "top_k": int(ranking.top_k),
         "gradient_correction": bool(gradient_correction), "random_state": int(random_state), "device": str(dev),
         "fast_kernel": bool(np.all(res.fast)), "seconds": round(time.perf_counter() - t0, 3),
     }
-
-    # the one write
-    groups_with_cells = [g for g, c in zip(group_names, counts, strict=True) if c > 0]
-    for d in dests:
-        if not is_mudata(adata) or d.adata is not adata:
-            view_to_actual(d.adata)
-    for d in dests:
-        _write_ranking(d.adata, key_added, d.adata.var_names[d.var_pos].to_numpy(), d.features, scores, sd, lfc, pvals, topk,
-                       group_names, groups_with_cells, params, agreement, metrics)
-        if store_layer:
-            d.adata.layers[key_added] = layers[id(d)]
-        if res.angles is not None:
-            full = np.full((d.adata.n_obs, res.angles.shape[1]), np.nan, dtype=np.float32)
-            full[d.rows] = res.angles
-            d.adata.obsm[f"{key_added}_angle"] = pd.DataFrame(full, index=d.adata.obs_names,
-                                                              columns=[f"block_{b}" for b in res.block_ids])
-    if is_mudata(adata):
-        _write_ranking(adata, key_added, ens.var_names.to_numpy()[np.flatnonzero(present)], np.flatnonzero(present),
-                       scores, sd, lfc, pvals, topk, group_names, groups_with_cells, params, agreement, metrics)
+    _write(adata, dests, key_added, ranking, params, layers, res, ens, X)
     logger.info("finished %s (%.1fs): added %s", method, time.perf_counter() - t0,
                 ", ".join(f"{d.label}.uns[{key_added!r}]" + (f", {d.label}.layers[{key_added!r}]" if store_layer else "") for d in dests))
     return None if not copy else adata
 
 
-def _member_agreement(member: np.ndarray, group_names: list[str], k: int, metrics) -> pd.DataFrame:
-    rows = {}
-    for g, name in enumerate(group_names):
-        reps = member[:, g, :]
-        if not np.isfinite(reps).all():
-            continue
-        rho = metrics.pairwise_spearman(reps)
-        ov = metrics.pairwise_topk_overlap(reps, k)
-        iu = np.triu_indices(reps.shape[0], 1)
-        finite = rho[iu][np.isfinite(rho[iu])]  # NaN where a member's scores are constant (e.g. all zero)
-        rows[name] = {"spearman": float(np.median(finite)) if finite.size else np.nan,
-                      "topk_overlap": float(np.median(ov[iu]))}
-    return pd.DataFrame.from_dict(rows, orient="index")
+def _write(adata, dests, key_added, ranking, params, layers, res, ens, X) -> None:
+    """The one write of :func:`attribute`: rankings, layers and angles of every destination."""
+    with_cells = [g for g, c in zip(ranking.groups, res.group_counts, strict=True) if c > 0]
+    for d in dests:
+        if not is_mudata(adata) or d.adata is not adata:
+            view_to_actual(d.adata)
+    for d in dests:
+        ranked = np.flatnonzero(X.present) if not is_mudata(adata) else d.features
+        names = ens.var_names.to_numpy()[ranked]
+        if is_mudata(adata):
+            names = d.adata.var_names[d.var_pos].to_numpy()
+        d.adata.uns[key_added] = _entry(ranking, ranked, names, with_cells, params)
+        if layers:
+            d.adata.layers[key_added] = layers[id(d)]
+        if res.angles is not None:
+            full = np.full((d.adata.n_obs, res.angles.shape[1]), np.nan, dtype=np.float32)
+            full[d.rows] = res.angles
+            d.adata.obsm[Key.obsm.angle(key_added)] = pd.DataFrame(full, index=d.adata.obs_names,
+                                                                   columns=[f"block_{b}" for b in res.block_ids])
+    if is_mudata(adata):
+        feats = np.flatnonzero(X.present)
+        adata.uns[key_added] = _entry(ranking, feats, ens.var_names.to_numpy()[feats], with_cells, params)
 
 
-def _write_ranking(target, key_added, gene_names, features, scores, sd, lfc, pvals, topk, group_names,
-                   groups_with_cells, params, agreement, metrics) -> None:
-    cols: dict[str, dict[str, np.ndarray]] = {f: {} for f in ("names", "scores", "scores_std", "logfoldchanges",
-                                                              "pvals", "pvals_adj", "topk_fraction")}
-    for g, name in enumerate(group_names):
-        if name not in groups_with_cells:
-            continue
-        s = scores[g, features]
-        order = np.argsort(-s, kind="stable")
-        cols["names"][name] = gene_names[order].astype(object)
-        cols["scores"][name] = s[order]
-        cols["scores_std"][name] = sd[g, features][order]
-        cols["logfoldchanges"][name] = lfc[g, features][order]
-        p = pvals[g, features][order]
-        cols["pvals"][name] = p
-        adj = np.full_like(p, np.nan)
-        ok = np.isfinite(p)
-        adj[ok] = metrics.bh_adjust(p[ok]) if ok.any() else adj[ok]
-        cols["pvals_adj"][name] = adj
-        cols["topk_fraction"][name] = topk[g, features][order]
-    entry: dict[str, Any] = {"params": dict(params), "names": _recarray(cols["names"], "O")}
-    for f in ("scores", "scores_std", "logfoldchanges", "pvals", "pvals_adj", "topk_fraction"):
-        entry[f] = _recarray(cols[f], "float32")
-    if agreement is not None:
-        entry["member_agreement"] = agreement
-    target.uns[key_added] = entry
+def _entry(ranking, features, gene_names, groups, params) -> dict[str, Any]:
+    """One ``rank_genes_groups``-format entry (record arrays, one field per group)."""
+    cols = ranking.columns(features, gene_names, groups=groups)
+    entry: dict[str, Any] = {"params": dict(params)}
+    for f, per_group in cols.items():
+        entry[f] = np.rec.fromarrays([np.asarray(v) for v in per_group.values()],
+                                     dtype=[(str(g), "O" if f == "names" else "float32") for g in per_group])
+    if ranking.agreement is not None:
+        entry["member_agreement"] = ranking.agreement
+    return entry
 
 
 def explainers() -> pd.DataFrame:

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._keys import Key
+from .._inputs import Aligned
+from .._keys import Key, ensemble_key_of
 from .._logging import logger
 from .._validation import check_adata, check_in
 from ._attribute import prepare_targets
-from ._data import group_means
 from ._gene_sets import ranking
 from ._reproducibility import _subsample
 
@@ -32,8 +32,9 @@ def _scores_matrix(adata: AnnData, key: str, genes: pd.Index, groups: list[str])
     return out
 
 
-def _layer_rows(adata: AnnData, key: str, col: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """Rows ``cells`` of ``layers[key]`` in ensemble feature order (``col``: var position, -1 = missing)."""
+def _layer_rows(adata: AnnData, key: str, X: Aligned, cells: np.ndarray) -> np.ndarray:
+    """Rows ``cells`` of ``layers[key]`` in ensemble feature order (features without a layer column: 0)."""
+    col = X.var_positions(adata.var_names)
     out = np.zeros((cells.size, col.size), dtype=np.float32)
     ok = col >= 0
     out[:, ok] = np.asarray(adata.layers[key][cells][:, col[ok]], dtype=np.float32)
@@ -41,7 +42,7 @@ def _layer_rows(adata: AnnData, key: str, col: np.ndarray, cells: np.ndarray) ->
 
 
 def _ensemble_key(adata: AnnData, key: str) -> str:
-    return str(adata.uns[key].get("params", {}).get("key", Key.ENSEMBLE))
+    return ensemble_key_of(adata.uns[key].get("params", {}))
 
 
 def compare_explainers(
@@ -50,7 +51,7 @@ def compare_explainers(
     *,
     top_k: int = 100,
     n_clusters: int = 3,
-    key_added: str = "xl_explainers",
+    key_added: str = Key.uns.explainers,
 ) -> None:
     """Compare explainers: top-gene overlap, rank correlation, groups, and relation to expression.
 
@@ -146,7 +147,9 @@ def compare_explainers(
         from ..get import ensemble as get_ensemble
 
         prep = prepare_targets(adata, get_ensemble(adata, ens_key), groupby=adata.uns[keys[0]]["params"].get("groupby"))
-        expr = group_means(prep.X, prep.group_codes, len(prep.group_names))
+        from ..explain import group_means
+
+        expr = group_means(prep.X.chunks(4096), prep.group_codes, len(prep.group_names))
         ens_genes = pd.Index(np.asarray(adata.uns[ens_key]["var_names"]).astype(str))
         E = np.full((len(groups), len(genes)), np.nan)
         pos = ens_genes.get_indexer(genes)
@@ -246,7 +249,7 @@ def faithfulness(
     if key not in adata.layers or key not in adata.uns:
         raise KeyError(f"faithfulness needs layers[{key!r}]: run xl.tl.attribute(adata, ...) with store_layer=True first")
     params = adata.uns[key]["params"]
-    ens = get_ensemble(adata, str(params.get("key", Key.ENSEMBLE)))
+    ens = get_ensemble(adata, ensemble_key_of(params))
     prep = prepare_targets(adata, ens, target=str(params.get("target", "label")), groupby=params.get("groupby"))
     G = len(ens.var_names)
     if steps is None:
@@ -258,7 +261,7 @@ def faithfulness(
     rng = np.random.default_rng(random_state)
     cells = _subsample(prep.group_codes, int(max_cells), rng)
     X = prep.X.rows(cells)
-    A = _layer_rows(adata, key, prep.col, cells)
+    A = _layer_rows(adata, key, prep.X, cells)
     kmax = int(steps.max())
     if key in compare:
         raise ValueError(f"compare must not contain the attribution key itself ({key!r}): it is always included")
@@ -295,7 +298,7 @@ def faithfulness(
             curves.append(pd.DataFrame({"ranking": name, "mode": mode, "k": steps, "probability": vals.mean(1),
                                         "sem": vals.std(1, ddof=1) / np.sqrt(vals.shape[1]) if vals.shape[1] > 1 else 0.0}))
             aucs.append({"ranking": name, "mode": mode, "auc": float(np.mean(auc))})
-    key_added = key_added or f"{key}_faithfulness"
+    key_added = key_added or Key.uns.faithfulness(key)
     adata.uns[key_added] = {
         "params": {"key": key, "replace_with": replace_with, "compare": list(compare), "n_cells": int(cells.size),
                    "random_state": int(random_state)},
@@ -362,7 +365,7 @@ def consistency(
     if key not in adata.uns or "params" not in adata.uns[key]:
         raise KeyError(f"no attribution under uns[{key!r}]: run xl.tl.attribute(adata, ...) first")
     p = adata.uns[key]["params"]
-    ens_key = str(p.get("key", Key.ENSEMBLE))
+    ens_key = ensemble_key_of(p)
     ens = get_ensemble(adata, ens_key)
     prep = prepare_targets(adata, ens, target=str(p.get("target", "label")), groupby=p.get("groupby"))
     cells = _subsample(prep.group_codes, int(max_cells), np.random.default_rng(random_state))
@@ -381,23 +384,24 @@ def consistency(
                                         random_state=random_state + i, **kw)
         rows[f"model_{i}"] = metrics.consistency_kld(res.attributions, X, top_frac=top_frac)
     if key in adata.layers:
-        rows["ensemble"] = metrics.consistency_kld(_layer_rows(adata, key, prep.col, cells), X, top_frac=top_frac)
+        rows["ensemble"] = metrics.consistency_kld(_layer_rows(adata, key, prep.X, cells), X, top_frac=top_frac)
     table = pd.DataFrame({"consistency": pd.Series(rows)})
     if ens.metrics is not None:
         table = table.join(ens.metrics[["accuracy", "balanced_accuracy"]], how="left")
-    key_added = key_added or f"{key}_consistency"
+    key_added = key_added or Key.uns.consistency(key)
     adata.uns[key_added] = table
     logger.info("finished consistency: added uns[%r]", key_added)
 
 
 def select_models(
     adata: AnnData,
+    key: str = Key.uns.attribution("deeplift"),
     *,
-    key: str = Key.ENSEMBLE,
-    attribution_key: str = "xl_deeplift",
+    ensemble_key: str = Key.uns.ensemble,
     by: Sequence[str] = ("accuracy", "consistency"),
     n_models: int | None = None,
     key_added: str | None = None,
+    attribution_key: str | None = None,
 ) -> None:
     """Rank ensemble members by accuracy and attribution consistency; keep the best.
 
@@ -416,21 +420,23 @@ def select_models(
     adata
         Annotated data matrix with an ensemble and a consistency table (computed here if missing).
     key
+        Attribution whose consistency is used (``key_added`` of :func:`scxl.tl.attribute`).
+    ensemble_key
         Key of the ensemble.
-    attribution_key
-        Attribution whose consistency is used.
     by
         Criteria (columns of the consistency table), all maximised.
     n_models
         Keep this many members instead of the Pareto front.
     key_added
         If given, also store the selected members as a new ensemble under ``uns[key_added]``.
+    attribution_key
+        Deprecated name of ``key`` (before scxl 0.2, ``key`` named the ensemble).
 
     Returns
     -------
-    ``None``. Writes ``uns[key]["selection"]`` (``members``: the kept member indices, ``by``,
-    ``table`` with ranks and the Pareto flag) and, with ``key_added``, the sub-ensemble. Use
-    ``xl.tl.attribute(adata, models=adata.uns[key]["selection"]["members"])``.
+    ``None``. Writes ``uns[ensemble_key]["selection"]`` (``members``: the kept member indices,
+    ``by``, ``table`` with ranks and the Pareto flag) and, with ``key_added``, the sub-ensemble.
+    Use ``xl.tl.attribute(adata, models=adata.uns[ensemble_key]["selection"]["members"])``.
 
     Examples
     --------
@@ -443,21 +449,37 @@ def select_models(
     >>> len(adata.uns["xl"]["selection"]["members"])
     2
     """
+    import warnings
+
     from .. import metrics
     from ..get import ensemble as get_ensemble
 
     check_adata(adata, allow_mudata=False)
-    ens = get_ensemble(adata, key)
-    ckey = f"{attribution_key}_consistency"
+    if attribution_key is not None:
+        warnings.warn("select_models(attribution_key=...) is deprecated since scxl 0.2: pass the attribution as key=",
+                      FutureWarning, stacklevel=2)
+        if isinstance(adata.uns.get(key), dict) and "weights" in adata.uns[key]:
+            ensemble_key = key  # the old meaning of key=
+        key = attribution_key
+    elif isinstance(adata.uns.get(key), dict) and "weights" in adata.uns[key]:
+        warnings.warn(f"select_models(key={key!r}) names an ensemble: since scxl 0.2 key= is the attribution and "
+                      "the ensemble is ensemble_key=; using the default attribution 'xl_deeplift'", FutureWarning, stacklevel=2)
+        ensemble_key, key = key, Key.uns.attribution("deeplift")
+    ens = get_ensemble(adata, ensemble_key)
+    known = {"consistency", "accuracy", "balanced_accuracy"}
+    missing = [b for b in by if b not in known]
+    if missing or not len(by):
+        raise KeyError(f"criteria {missing or list(by)} are not available; choose from {sorted(known)}")
+    if n_models is not None and not 1 <= int(n_models) <= ens.n_models:
+        raise ValueError(f"n_models must be between 1 and {ens.n_models}, got {n_models}")
+    ckey = Key.uns.consistency(key)
     if ckey not in adata.uns:
-        consistency(adata, attribution_key)
+        consistency(adata, key)
     table = adata.uns[ckey].copy()
     table = table.loc[[i for i in table.index if str(i).startswith("model_")]]
     missing = [b for b in by if b not in table.columns]
     if missing:
-        raise KeyError(f"criteria {missing} are not available; choose from {list(table.columns)}")
-    if n_models is not None and not 1 <= int(n_models) <= len(table):
-        raise ValueError(f"n_models must be between 1 and {len(table)}, got {n_models}")
+        raise KeyError(f"criteria {missing} are not available (the ensemble has no validation metrics); choose from {list(table.columns)}")
     table["pareto"] = metrics.pareto_front(table, list(by))
     table["mean_rank"] = table[list(by)].rank(ascending=False).mean(1)
     if n_models is None:
@@ -466,15 +488,15 @@ def select_models(
         chosen = table.sort_values(["mean_rank"]).index[: int(n_models)]
     members = sorted(int(str(i).split("_")[1]) for i in chosen)
     table["selected"] = table.index.isin(chosen)
-    adata.uns[key]["selection"] = {"members": np.asarray(members), "by": list(by), "attribution_key": attribution_key,
-                                   "table": table}
+    adata.uns[ensemble_key][Key.uns.selection] = {"members": np.asarray(members), "by": list(by), "attribution_key": key,
+                                                  "table": table}
     if key_added is not None:
         from ..models import Ensemble
 
         sub = Ensemble([ens.modules[i] for i in members], classes=ens.classes, var_names=ens.var_names, spec=ens.spec,
                        orders=None if ens.orders is None else ens.orders[members],
-                       params=ens.params | {"n_models": len(members), "selected_from": key, "selected_members": members},
+                       params=ens.params | {"n_models": len(members), "selected_from": ensemble_key, "selected_members": members},
                        preprocessing=ens.preprocessing, history=ens.history, metrics=ens.metrics, recall=ens.recall,
                        confusion=ens.confusion)
         adata.uns[key_added] = sub.to_dict()
-    logger.info("selected members %s of uns[%r] by %s", members, key, list(by))
+    logger.info("selected members %s of uns[%r] by %s", members, ensemble_key, list(by))

@@ -9,23 +9,21 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_adata, doc_copy, doc_device, doc_key, doc_params
+from .._inputs import FROM_TRAINING, aligned
 from .._keys import Key
-from .._logging import logger, warn
-from .._validation import RowChunks, check_values, is_mudata, resolve_device, view_to_actual
+from .._logging import logger, renamed_kwarg, warn
+from .._validation import check_values, is_mudata, resolve_device, view_to_actual
 from ..get import ensemble as get_ensemble
-from ._data import Inputs, extract
-
-_FROM_TRAINING = "training"
 
 
-def resolve_ensemble(adata: Any, key: str, ensemble: Any):
-    """The ensemble to use: ``ensemble`` (object or ``.npz`` path) if given, else ``uns[key]``."""
+def resolve_ensemble(adata: Any, ensemble_key: str, ensemble: Any):
+    """The ensemble to use: ``ensemble`` (object or ``.npz`` path) if given, else ``uns[ensemble_key]``."""
     from pathlib import Path
 
     from ..models import Ensemble
 
     if ensemble is None:
-        return get_ensemble(adata, key=key)
+        return get_ensemble(adata, ensemble_key)
     if isinstance(ensemble, Ensemble):
         return ensemble
     if isinstance(ensemble, str | Path):
@@ -33,92 +31,14 @@ def resolve_ensemble(adata: Any, key: str, ensemble: Any):
     raise TypeError(f"ensemble must be an xl.models.Ensemble or a path to a saved one, got {type(ensemble).__name__}")
 
 
-def aligned_inputs(
-    adata: Any,
-    ens,
-    *,
-    layer: str | None = _FROM_TRAINING,
-    use_raw: bool | None = None,
-    min_gene_fraction: float = 0.5,
-) -> tuple[Inputs, np.ndarray, np.ndarray]:
-    """Inputs of ``adata`` matched to the ensemble's features by name.
-
-    Returns the inputs, the column of each ensemble feature in the matrix (``-1`` = missing,
-    filled with zeros), and the boolean mask of present features.
-    """
-    prep = ens.preprocessing
-    if layer == _FROM_TRAINING:
-        layer = prep.get("layer")
-    elif layer == "X":
-        layer = None
-    if use_raw is None:
-        use_raw = bool(prep.get("use_raw", False))
-    mods = prep.get("mods") if is_mudata(adata) else None
-    inputs = extract(adata, layer=layer, use_raw=use_raw, mods=mods)
-    col = inputs.var_names.get_indexer(ens.var_names)
-    present = col >= 0
-    n_present = int(present.sum())
-    if n_present == 0:
-        raise ValueError(
-            f"none of the ensemble's {len(ens.var_names)} features are in this data "
-            f"(e.g. ensemble has {list(ens.var_names[:3])}, data has {list(inputs.var_names[:3])}); "
-            "check that gene identifiers match (symbols vs Ensembl IDs) and that the same layer/raw is used"
-        )
-    frac = n_present / len(ens.var_names)
-    if frac < min_gene_fraction:
-        raise ValueError(
-            f"only {n_present} of the ensemble's {len(ens.var_names)} features ({frac:.0%}) are in this data, "
-            f"below min_gene_fraction={min_gene_fraction}; predictions would be unreliable"
-        )
-    if n_present < len(ens.var_names):
-        missing = ens.var_names[~present]
-        logger.warning(
-            "%d of %d ensemble features (%.1f%%) are missing from the data and set to 0, e.g. %s",
-            missing.size, len(ens.var_names), 100 * (1 - frac), list(missing[:5]),
-        )
-    return inputs, col, present
-
-
-def read_aligned(inputs: Inputs, col: np.ndarray, present: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
-    """Dense float32 rows in the ensemble's feature order, zeros for missing features."""
-    block = inputs.matrix.rows(idx, col[present])
-    if present.all():
-        return block
-    out = np.zeros((block.shape[0], present.size), dtype=np.float32)
-    out[:, present] = block
-    return out
-
-
-class Aligned(RowChunks):
-    """Array-like view of the inputs in ensemble feature order (row slices only)."""
-
-    def __init__(self, inputs: Inputs, col: np.ndarray, present: np.ndarray) -> None:
-        self.inputs, self.col, self.present = inputs, col, present
-        self.shape = (inputs.matrix.n_obs, present.size)
-
-    def __getitem__(self, sl: slice) -> np.ndarray:
-        return read_aligned(self.inputs, self.col, self.present, sl)
-
-    def rows(self, idx: np.ndarray | slice) -> np.ndarray:
-        """Dense float32 rows in ensemble feature order."""
-        return read_aligned(self.inputs, self.col, self.present, idx)
-
-    @property
-    def n_obs(self) -> int:
-        return self.shape[0]
-
-    @property
-    def n_vars(self) -> int:
-        return self.shape[1]
-
-
+@renamed_kwarg("key", "ensemble_key")
 @doc_params(adata=doc_adata, key=doc_key, device=doc_device, copy=doc_copy)
 def predict(
     adata: AnnData,
     *,
-    key: str = Key.ENSEMBLE,
+    ensemble_key: str = Key.uns.ensemble,
     ensemble: Any = None,
-    layer: str | None = _FROM_TRAINING,
+    layer: str | None = FROM_TRAINING,
     use_raw: bool | None = None,
     min_gene_fraction: float = 0.5,
     batch_size: int = 4096,
@@ -137,12 +57,12 @@ def predict(
     {adata}
     {key}
     ensemble
-        Use this ensemble instead of ``uns[key]``: an :class:`~scxl.models.Ensemble` (e.g.
+        Use this ensemble instead of ``uns[ensemble_key]``: an :class:`~scxl.models.Ensemble` (e.g.
         ``xl.get.ensemble(atlas)``) or the path of a file written by ``Ensemble.save``. This is how
         a model trained on one dataset annotates another.
     layer
         Where to read expression. By default the source the ensemble was trained on (recorded in
-        ``uns[key]["preprocessing"]``); ``"X"`` forces ``adata.X``; any other value names a layer.
+        ``uns[ensemble_key]["preprocessing"]``); ``"X"`` forces ``adata.X``; any other value names a layer.
         The values must be on the same scale as the training data.
     use_raw
         Read ``adata.raw``; by default as recorded at training.
@@ -152,7 +72,7 @@ def predict(
         Rows per forward pass.
     {device}
     key_added
-        Prefix of the keys written (default: ``key``).
+        Prefix of the keys written (default: ``ensemble_key``).
     {copy}
 
     Returns
@@ -179,15 +99,13 @@ def predict(
     """
     if copy:
         adata = adata.copy()
-    key_added = key if key_added is None else key_added
-    ens = resolve_ensemble(adata, key, ensemble)
+    key_added = ensemble_key if key_added is None else key_added
+    ens = resolve_ensemble(adata, ensemble_key, ensemble)
     ens.to(resolve_device(device))
-    inputs, col, present = aligned_inputs(adata, ens, layer=layer, use_raw=use_raw, min_gene_fraction=min_gene_fraction)
-    aligned = Aligned(inputs, col, present)
-    from .._validation import Matrix
-
-    check_values(Matrix(aligned, ens.var_names, inputs.matrix.source), expect_nonnegative=False)
-    member = ens.predict_proba(aligned, return_members=True, batch_size=batch_size)
+    X = aligned(adata, ens, layer=layer, use_raw=use_raw, min_gene_fraction=min_gene_fraction)
+    inputs = X.inputs
+    check_values(X, expect_nonnegative=False)
+    member = ens.predict_proba(X, return_members=True, batch_size=batch_size)
     proba = member.mean(0)
     call = proba.argmax(1)
     uncertainty = (member.argmax(2) != call[None, :]).mean(0).astype(np.float32)
@@ -204,15 +122,15 @@ def predict(
 
     if not is_mudata(adata):
         view_to_actual(adata)
-    adata.obs[Key.prediction(key_added)] = pd.Categorical.from_codes(codes, categories=list(ens.classes))
-    adata.obs[Key.confidence(key_added)] = conf
-    adata.obs[Key.uncertainty(key_added)] = unc
-    adata.obsm[Key.proba(key_added)] = pd.DataFrame(full, index=adata.obs_names, columns=list(ens.classes))
+    adata.obs[Key.obs.prediction(key_added)] = pd.Categorical.from_codes(codes, categories=list(ens.classes))
+    adata.obs[Key.obs.confidence(key_added)] = conf
+    adata.obs[Key.obs.uncertainty(key_added)] = unc
+    adata.obsm[Key.obsm.proba(key_added)] = pd.DataFrame(full, index=adata.obs_names, columns=list(ens.classes))
     if inputs.rows.size < n:
         warn(f"{n - inputs.rows.size} observations are missing from a modality the ensemble uses and got no prediction")
     logger.info(
         "finished predicting %d observations: added obs[%r], obs[%r], obs[%r], obsm[%r]",
-        inputs.rows.size, Key.prediction(key_added), Key.confidence(key_added), Key.uncertainty(key_added),
-        Key.proba(key_added),
+        inputs.rows.size, Key.obs.prediction(key_added), Key.obs.confidence(key_added), Key.obs.uncertainty(key_added),
+        Key.obsm.proba(key_added),
     )
     return adata if copy else None

@@ -12,9 +12,9 @@ from anndata import AnnData
 
 from .._docs import doc_device, doc_key, doc_params, doc_random_state
 from .._keys import Key
-from .._logging import logger, progress
+from .._logging import logger, progress, renamed_kwarg
 from .._validation import check_in, is_mudata, resolve_device
-from ._attribute import DEFAULT_RANDOM_BASELINES, prepare_targets
+from ._attribute import prepare_targets
 
 VARY = ("models", "baselines", "repeats", "smoothgrad")
 
@@ -33,15 +33,7 @@ def _subsample(codes: np.ndarray, max_cells: int, rng: np.random.Generator) -> n
     return np.sort(np.concatenate(picked))
 
 
-def _group_means(A: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    out = np.full((n_groups, A.shape[1]), np.nan, dtype=np.float64)
-    for g in range(n_groups):
-        sel = codes == g
-        if sel.any():
-            out[g] = A[sel].mean(0)
-    return out
-
-
+@renamed_kwarg("key", "ensemble_key")
 @doc_params(key=doc_key, random_state=doc_random_state, device=doc_device)
 def reproducibility(
     adata: AnnData,
@@ -51,7 +43,7 @@ def reproducibility(
     n_values: Sequence[int] = (1, 2, 5, 10, 20),
     n_replicates: int = 5,
     top_k: int = 100,
-    key: str = Key.ENSEMBLE,
+    ensemble_key: str = Key.uns.ensemble,
     baseline: str | None = None,
     n_baselines: int | None = None,
     smoothgrad_noise: float = 0.1,
@@ -62,7 +54,7 @@ def reproducibility(
     train_missing: bool = False,
     random_state: int = 0,
     device: str | None = None,
-    key_added: str = "xl_reproducibility",
+    key_added: str = Key.uns.reproducibility,
 ) -> None:
     """Measure how reproducible contributions are as more models, references, repeats or noisy copies are aggregated.
 
@@ -113,7 +105,7 @@ def reproducibility(
         Convergence target: the smallest ``n`` whose median Spearman reaches it is reported.
     train_missing
         Train the members needed for disjoint replicates (``vary="models"``): the ensemble in
-        ``uns[key]`` is grown with :func:`~scxl.tl.train_classifier` (``extend=True``), its
+        ``uns[ensemble_key]`` is grown with :func:`~scxl.tl.train_classifier` (``extend=True``), its
         existing members kept.
     {random_state}
     {device}
@@ -152,7 +144,7 @@ def reproducibility(
     if int(n_replicates) < 2:
         raise ValueError(f"n_replicates must be at least 2 to compare replicates, got {n_replicates}")
     n_rep = int(n_replicates)
-    ens = get_ensemble(adata, key)
+    ens = get_ensemble(adata, ensemble_key)
     dev = resolve_device(device)
     if vary == "models":
         needed = n_values[-1] * n_rep
@@ -160,8 +152,8 @@ def reproducibility(
             if train_missing:
                 if is_mudata(adata):
                     raise ValueError("train_missing is not supported for MuData ensembles; train more members with xl.tl.train_classifier")
-                _train_more(adata, ens, key, needed)
-                ens = get_ensemble(adata, key)
+                _train_more(adata, ens, ensemble_key, needed)
+                ens = get_ensemble(adata, ensemble_key)
             else:
                 logger.warning(
                     "the ensemble has %d members; disjoint replicates for n=%d need %d (n × n_replicates). "
@@ -200,10 +192,13 @@ def reproducibility(
             if ref == "zero":
                 raise ValueError("vary='baselines' needs random references; 'zero' is a single fixed reference")
         kw: dict[str, Any] = {"references": ref if spec.needs_reference else None}
-        random_ref = m == "deeplift_shap" or (isinstance(ref, str) and ref != "zero")
-        n_b = n_baselines if n_baselines is not None else (DEFAULT_RANDOM_BASELINES if random_ref else None)
-        if n_b is not None and spec.needs_reference and vary != "baselines":
-            kw["n_baselines"] = n_b
+        if n_baselines is not None and spec.needs_reference and vary != "baselines":
+            kw["n_baselines"] = n_baselines  # else the engine's default (20 for random kinds)
+        if vary == "repeats" and not explain.is_stochastic(spec, explain.resolve_reference(spec, kw["references"])):
+            raise ValueError(
+                f"{m!r} with these references is deterministic: repeats give identical answers, "
+                "there is nothing to measure. Use a random baseline (e.g. 'universal') or vary='models'"
+            )
         bar = progress(n_values, desc=f"{m}: reproducibility vs {vary}", leave=False)
         if vary == "models":
             per_member = np.stack([run([mod], m, random_state + 7919 * i, **kw) for i, mod in
@@ -225,18 +220,9 @@ def reproducibility(
                         extra["n_repeats"] = n
                     else:
                         extra["smoothgrad"] = (n, smoothgrad_noise)
-                    import warnings
-
-                    with warnings.catch_warnings(record=True) as caught:
-                        warnings.simplefilter("always")
-                        reps.append(run(modules, m, random_state * 1000 + 31 * n + r, **extra))
-                    if vary == "repeats" and any("deterministic" in str(w.message) for w in caught):
-                        raise ValueError(
-                            f"{m!r} with these references is deterministic: repeats give identical answers, "
-                            "there is nothing to measure. Use a random baseline (e.g. 'universal') or vary='models'"
-                        )
+                    reps.append(run(modules, m, random_state * 1000 + 31 * n + r, **extra))
             reps = np.stack(reps)  # (n_rep, cells, G)
-            groups = np.stack([_group_means(rep, g_s, n_groups)[present] for rep in reps])
+            groups = np.stack([explain.group_means(rep, g_s, n_groups)[present] for rep in reps])
             gtab = metrics.replicate_agreement(groups, top_k=top_k, row_names=[prep.group_names[g] for g in present])
             gtab = gtab.rename(columns={"row": "group"}).assign(level="group")
             ctab = metrics.replicate_agreement(reps, top_k=top_k)
@@ -257,7 +243,7 @@ def reproducibility(
         summary = _summarise(curves)
         convergence = _convergence(summary, target_spearman)
     params = {"method": methods, "vary": vary, "n_values": n_values, "n_replicates": n_rep, "top_k": int(top_k),
-              "key": key, "baseline": str(baseline), "target": target, "groupby": prep.groupby,
+              "ensemble_key": ensemble_key, "baseline": str(baseline), "target": target, "groupby": prep.groupby,
               "n_cells": int(cells.size), "target_spearman": float(target_spearman), "random_state": int(random_state)}
     adata.uns[key_added] = {"params": params, "curves": curves, "summary": summary, "convergence": convergence}
     logger.info("finished reproducibility (%.1fs): added uns[%r]\n%s", time.perf_counter() - t0, key_added,

@@ -7,9 +7,11 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_copy, doc_layer, doc_params
+from .._inputs import extract
+from .._keys import PREFIX, Key
 from .._logging import logger
 from .._validation import check_adata, check_groupby, check_in, check_values, view_to_actual
-from ._data import extract, group_means
+from ..explain import group_means
 
 VALUES = ("log1p", "log2p", "linear")
 _TO_LINEAR = {"log1p": np.expm1, "log2p": lambda x: np.exp2(x) - 1.0, "linear": None}
@@ -28,7 +30,7 @@ def specificity(
     max_group_size: int = 7,
     housekeeping_fold: float = 2.0,
     housekeeping_trim: float = 0.1,
-    key_added: str = "xl",
+    key_added: str = PREFIX,
     copy: bool = False,
 ) -> AnnData | None:
     """Tissue/cell-type specificity of every gene: tau, HPA categories, housekeeping genes.
@@ -105,7 +107,7 @@ def specificity(
     if len(groups) < 2:
         raise ValueError(f"specificity needs at least two groups in obs[{groupby!r}], found {len(groups)}")
     check_values(inputs.matrix, expect_nonnegative=True)
-    profile = group_means(inputs.matrix, labels.cat.codes.to_numpy(), len(groups), transform=_TO_LINEAR[values])
+    profile = group_means(inputs.matrix.chunks(4096), labels.cat.codes.to_numpy(), len(groups), transform=_TO_LINEAR[values])
     if (profile < 0).any():
         raise ValueError("negative group means on the linear scale: the data are not log-expression or counts")
     cats = metrics.hpa_categories(profile, list(groups), min_expr=min_expr, fold=fold,
@@ -113,11 +115,11 @@ def specificity(
     hk = metrics.housekeeping(profile, min_expr=min_expr, max_fold=housekeeping_fold, trim=housekeeping_trim,
                               gene_names=adata.var_names)
     view_to_actual(adata)
-    adata.var[f"{key_added}_tau"] = cats["tau"].to_numpy()
-    adata.var[f"{key_added}_specificity"] = cats["category"].to_numpy()
-    adata.var[f"{key_added}_enriched_in"] = cats["groups"].to_numpy()
-    adata.var[f"{key_added}_housekeeping"] = hk["housekeeping"].to_numpy()
-    adata.uns[f"{key_added}_specificity"] = {
+    adata.var[Key.var.tau(key_added)] = cats["tau"].to_numpy()
+    adata.var[Key.var.specificity(key_added)] = cats["category"].to_numpy()
+    adata.var[Key.var.enriched_in(key_added)] = cats["groups"].to_numpy()
+    adata.var[Key.var.housekeeping(key_added)] = hk["housekeeping"].to_numpy()
+    adata.uns[Key.uns.specificity(key_added)] = {
         "params": {"groupby": groupby, "values": values, "min_expr": float(min_expr), "fold": float(fold),
                    "max_group_size": int(max_group_size), "housekeeping_fold": float(housekeeping_fold),
                    "housekeeping_trim": float(housekeeping_trim), "source": inputs.matrix.source},
@@ -126,7 +128,8 @@ def specificity(
     counts = cats["category"].value_counts()
     logger.info(
         "finished specificity: added var[%r], var[%r], var[%r], var[%r]; %s; %d housekeeping",
-        f"{key_added}_tau", f"{key_added}_specificity", f"{key_added}_enriched_in", f"{key_added}_housekeeping",
+        Key.var.tau(key_added), Key.var.specificity(key_added), Key.var.enriched_in(key_added),
+        Key.var.housekeeping(key_added),
         ", ".join(f"{k} {v}" for k, v in counts.items()), int(hk["housekeeping"].sum()),
     )
     return adata if copy else None

@@ -12,6 +12,8 @@ import torch
 from anndata import AnnData
 
 from .._docs import doc_adata, doc_copy, doc_device, doc_layer, doc_params, doc_random_state
+from .._inputs import extract, make_fetch
+from .._keys import Key
 from .._logging import logger, progress
 from .._validation import (
     check_groupby,
@@ -29,7 +31,6 @@ from ..train import (
     stratified_kfold,
     stratified_split,
 )
-from ._data import extract, make_fetch
 
 
 def _member_seed(random_state: int, purpose: int, i: int = 0) -> tuple[int, np.random.Generator]:
@@ -65,7 +66,7 @@ def train_classifier(
     gene_annotation: pd.DataFrame | None = None,
     random_state: int = 0,
     device: str | None = None,
-    key_added: str = "xl",
+    key_added: str = Key.uns.ensemble,
     extend: bool = False,
     copy: bool = False,
 ) -> AnnData | None:
@@ -225,9 +226,7 @@ def train_classifier(
     # features
     cols = resolve_genes(inputs.var, inputs.var_names, genes)
     features = inputs.var_names[cols]
-    from .._validation import Matrix
-
-    check_values(Matrix(_ColumnView(inputs.matrix, cols), features, inputs.matrix.source))
+    check_values(inputs.matrix.select(cols))
 
     n_classes = len(classes)
     y = y_all[labelled]
@@ -379,17 +378,6 @@ def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dic
         raise ValueError(f"extend=True needs the settings of the ensemble in uns[{key!r}]; they differ: " + "; ".join(diff))
     history = ens.history if ens.history is not None else pd.DataFrame({"model": []})
     return list(ens.modules), [history[history["model"] == f"model_{i}"].reset_index(drop=True) for i in range(ens.n_models)]
-
-
-class _ColumnView:
-    """Read-only column subset of a matrix, for streaming value checks."""
-
-    def __init__(self, matrix, cols: np.ndarray) -> None:
-        self.matrix, self.cols = matrix, cols
-        self.shape = (matrix.n_obs, cols.size)
-
-    def __getitem__(self, sl):
-        return self.matrix.rows(sl, self.cols)
 
 
 def _row(met: dict, evaluated_on: str, **extra: Any) -> dict[str, Any]:

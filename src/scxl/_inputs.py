@@ -1,0 +1,383 @@
+"""The one way in: a row-readable matrix out of an AnnData or MuData, aligned to an ensemble.
+
+Every tool reads expression through this module (Scanpy's ``_get_obs_rep`` is the model):
+
+* :func:`get_matrix` — ``X``, ``layers[layer]`` or ``raw.X`` of one AnnData (never inferred);
+* :func:`extract` — the :class:`Inputs` of a tool: that matrix (modalities of a MuData side by
+  side), the observations of its rows and the feature annotations;
+* :func:`aligned` — the inputs of an AnnData in an ensemble's feature order (genes matched by
+  name, missing ones read as zeros and reported), as an :class:`Aligned` reader.
+
+Readers (:class:`Matrix`, :class:`ConcatMatrix`, :class:`Columns`, :class:`Aligned`) share one
+protocol — ``shape``, ``n_obs``, ``n_vars``, ``var_names``, ``source``, ``rows(idx)`` (dense
+float32) and ``chunks(size)`` — so dense, sparse and backed data are read by row blocks and never
+densified as a whole. The attribution kernels only ever see such a reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+from ._logging import logger
+from ._validation import check_adata, check_unique_var_names, is_mudata
+
+
+class RowChunks:
+    """Mixin: ``chunks`` for any row reader with ``rows(idx)`` and ``n_obs``."""
+
+    def chunks(self, chunk_size: int = 4096) -> Iterator[tuple[slice, np.ndarray]]:
+        """Iterate over ``(slice, dense float32 block)`` in row order."""
+        for start in range(0, self.n_obs, chunk_size):
+            sl = slice(start, min(start + chunk_size, self.n_obs))
+            yield sl, self.rows(sl)
+
+    @property
+    def n_vars(self) -> int:
+        return self.shape[1]
+
+    @property
+    def n_obs(self) -> int:
+        return self.shape[0]
+
+
+def _is_backed(data: Any) -> bool:
+    mod = type(data).__module__
+    return mod.startswith("h5py") or "backed" in mod or "_core.sparse_dataset" in mod or type(
+        data
+    ).__name__ in ("Dataset", "_CSRDataset", "_CSCDataset", "CSRDataset", "CSCDataset")
+
+
+@dataclass
+class Matrix(RowChunks):
+    """A row-readable expression matrix (dense, sparse or backed) with its feature names.
+
+    Kernels read rows through :meth:`rows` and :meth:`chunks`, so a backed or sparse matrix is
+    never densified as a whole.
+    """
+
+    data: Any
+    var_names: pd.Index
+    source: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.data.shape)
+
+    def rows(self, idx: np.ndarray | slice, cols: np.ndarray | None = None) -> np.ndarray:
+        """Dense float32 rows ``idx`` (optionally only columns ``cols``)."""
+        data = self.data
+        if isinstance(idx, slice):
+            block = data[idx]
+        elif _is_backed(data):  # h5py wants increasing, unique indices
+            idx = np.asarray(idx)
+            order = np.argsort(idx, kind="stable")
+            uniq, inverse = np.unique(idx[order], return_inverse=True)
+            block = data[uniq]
+            block = block[inverse] if uniq.size != idx.size else block
+            undo = np.empty_like(order)
+            undo[order] = np.arange(order.size)
+            block = block[undo]
+        else:
+            block = data[idx]
+        if sparse.issparse(block):
+            if cols is not None:
+                block = block[:, cols]
+            return np.asarray(block.toarray(), dtype=np.float32)
+        block = np.asarray(block, dtype=np.float32)
+        return block[:, cols] if cols is not None else block
+
+    def select(self, cols: np.ndarray) -> Columns:
+        """A reader of some columns only (``cols``: positions)."""
+        return Columns(self, np.asarray(cols, dtype=np.int64), self.var_names[cols])
+
+
+def get_matrix(adata: AnnData, *, layer: str | None = None, use_raw: bool = False) -> Matrix:
+    """Return the matrix a tool works on: ``X``, ``layers[layer]`` or ``raw.X`` (never inferred).
+
+    Parameters
+    ----------
+    adata
+        The AnnData.
+    layer
+        Layer name, or ``None`` for ``X``.
+    use_raw
+        Read ``adata.raw`` (exclusive with ``layer``).
+
+    Returns
+    -------
+    The :class:`Matrix` with its feature names and a ``source`` label for messages.
+    """
+    if use_raw and layer is not None:
+        raise ValueError("use_raw=True and layer are mutually exclusive: choose one")
+    if use_raw:
+        if adata.raw is None:
+            raise ValueError("use_raw=True but adata.raw is None; use adata.X or a layer instead")
+        return Matrix(adata.raw.X, adata.raw.var_names, "raw.X")
+    if layer is not None:
+        if layer not in adata.layers:
+            avail = ", ".join(map(repr, adata.layers.keys())) or "none"
+            raise KeyError(f"layer={layer!r} is not in adata.layers (available: {avail})")
+        return Matrix(adata.layers[layer], adata.var_names, f"layers[{layer!r}]")
+    if adata.X is None:
+        raise ValueError("adata.X is None; pass layer= to use a layer")
+    return Matrix(adata.X, adata.var_names, "X")
+
+
+@dataclass
+class ConcatMatrix(RowChunks):
+    """Modalities of a MuData side by side, rows restricted to observations present in all."""
+
+    parts: list[Matrix]
+    row_maps: list[np.ndarray]  # for each part: part row of each global row
+    source: str
+
+    @property
+    def var_names(self) -> pd.Index:
+        return pd.Index(np.concatenate([p.var_names.to_numpy() for p in self.parts]))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.row_maps[0].size, sum(p.n_vars for p in self.parts))
+
+    def rows(self, idx: np.ndarray | slice, cols: np.ndarray | None = None) -> np.ndarray:
+        """Dense float32 rows ``idx`` of all modalities side by side (optionally columns ``cols``)."""
+        if isinstance(idx, slice):
+            idx = np.arange(self.n_obs)[idx]
+        blocks = [p.rows(rm[idx]) for p, rm in zip(self.parts, self.row_maps, strict=True)]
+        out = np.concatenate(blocks, axis=1)
+        return out[:, cols] if cols is not None else out
+
+    def select(self, cols: np.ndarray) -> Columns:
+        """A reader of some columns only (``cols``: positions)."""
+        return Columns(self, np.asarray(cols, dtype=np.int64), self.var_names[cols])
+
+
+class Columns(RowChunks):
+    """Some columns of a matrix, in a given order; position ``-1`` reads as zeros (a missing feature)."""
+
+    def __init__(self, base: Matrix | ConcatMatrix, col: np.ndarray, var_names: pd.Index) -> None:
+        self.base, self.col = base, np.asarray(col, dtype=np.int64)
+        self.present = self.col >= 0
+        self.var_names = pd.Index(var_names)
+        self.source = base.source
+        self.shape = (base.n_obs, self.col.size)
+
+    def rows(self, idx: np.ndarray | slice) -> np.ndarray:
+        """Dense float32 rows in this reader's column order, zeros for missing columns."""
+        block = self.base.rows(idx, self.col[self.present])
+        if self.present.all():
+            return block
+        out = np.zeros((block.shape[0], self.present.size), dtype=np.float32)
+        out[:, self.present] = block
+        return out
+
+    def __getitem__(self, sl: slice) -> np.ndarray:
+        return self.rows(sl)
+
+
+@dataclass
+class Inputs:
+    """What a tool reads: the matrix, the observations of its rows, and feature annotations."""
+
+    matrix: Matrix | ConcatMatrix
+    obs: pd.DataFrame
+    var: pd.DataFrame
+    rows: np.ndarray  # position of each matrix row in the container's obs
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def var_names(self) -> pd.Index:
+        return self.matrix.var_names
+
+
+def extract(
+    adata: Any,
+    *,
+    layer: str | dict[str, str] | None = None,
+    use_raw: bool = False,
+    mods: Sequence[str] | None = None,
+) -> Inputs:
+    """Extract the inputs of a tool from an AnnData or a MuData (modalities side by side).
+
+    Parameters
+    ----------
+    adata
+        AnnData or MuData.
+    layer
+        Layer to read (for a MuData, one name for all modalities or a dict per modality).
+    use_raw
+        Read ``raw``.
+    mods
+        MuData only: the modalities, in order (default: all). Features are named ``"mod:gene"``.
+
+    Returns
+    -------
+    The :class:`Inputs`.
+    """
+    check_adata(adata)
+    if not is_mudata(adata):
+        if mods is not None:
+            raise ValueError("mods= is only for MuData objects")
+        matrix = get_matrix(adata, layer=layer, use_raw=use_raw)
+        check_unique_var_names(matrix.var_names, where="adata.raw" if use_raw else "adata")
+        var = adata.raw.var if use_raw else adata.var
+        return Inputs(matrix, adata.obs, var, np.arange(adata.n_obs), {"layer": layer, "use_raw": bool(use_raw), "source": matrix.source})
+    mdata = adata
+    names = list(mdata.mod) if mods is None else list(mods)
+    unknown = [m for m in names if m not in mdata.mod]
+    if unknown or not names:
+        raise KeyError(f"modalities {unknown} are not in the MuData (available: {list(mdata.mod)})")
+    layers = layer if isinstance(layer, dict) else dict.fromkeys(names, layer)
+    parts, vars_ = [], []
+    present = np.ones(mdata.n_obs, dtype=bool)
+    positions = []
+    for m in names:
+        mod = mdata.mod[m]
+        mat = get_matrix(mod, layer=layers.get(m), use_raw=use_raw)
+        check_unique_var_names(mat.var_names, where=f"mdata[{m!r}]")
+        pos = pd.Index(mod.obs_names).get_indexer(mdata.obs_names)
+        present &= pos >= 0
+        positions.append(pos)
+        v = (mod.raw.var if use_raw else mod.var).copy()
+        mat = Matrix(mat.data, pd.Index([f"{m}:{g}" for g in mat.var_names]), f"{m}.{mat.source}")
+        v.index = mat.var_names
+        v["modality"] = m
+        parts.append(mat)
+        vars_.append(v)
+    rows = np.flatnonzero(present)
+    if rows.size == 0:
+        raise ValueError(
+            f"no observation is present in all of the modalities {names}; an ensemble needs every modality it "
+            "uses (train on fewer with train_classifier(..., mods=[...]))"
+        )
+    matrix = ConcatMatrix(parts, [p[rows] for p in positions], "+".join(p.source for p in parts))
+    var = pd.concat(vars_, axis=0, join="outer")
+    obs = mdata.obs.iloc[rows]
+    prep = {"layer": layer if not isinstance(layer, dict) else dict(layer), "use_raw": bool(use_raw), "mods": names, "source": matrix.source}
+    return Inputs(matrix, obs, var, rows, prep)
+
+
+#: ``layer=`` value meaning "where the ensemble was trained" (recorded in its ``preprocessing``).
+FROM_TRAINING = "training"
+
+
+class Aligned(Columns):
+    """The inputs of a dataset in an ensemble's feature order (missing features read as zeros).
+
+    Attributes
+    ----------
+    inputs
+        The :class:`Inputs` read.
+    col
+        Column of every ensemble feature in the input matrix (``-1``: missing).
+    present
+        Boolean mask of the features found.
+    """
+
+    def __init__(self, inputs: Inputs, col: np.ndarray, var_names: pd.Index) -> None:
+        super().__init__(inputs.matrix, col, var_names)
+        self.inputs = inputs
+
+    @property
+    def obs(self) -> pd.DataFrame:
+        """Observations of the rows."""
+        return self.inputs.obs
+
+    def var_positions(self, var_names: pd.Index) -> np.ndarray:
+        """Position of every ensemble feature in ``var_names`` (e.g. of the AnnData a layer is written to), -1 if absent."""
+        return pd.Index(var_names).get_indexer(self.var_names)
+
+
+def aligned(
+    adata: Any,
+    ens,
+    *,
+    layer: str | None = FROM_TRAINING,
+    use_raw: bool | None = None,
+    min_gene_fraction: float = 0.5,
+) -> Aligned:
+    """Inputs of ``adata`` matched to the ensemble's features by name.
+
+    Parameters
+    ----------
+    adata
+        AnnData or MuData.
+    ens
+        The :class:`~scxl.models.Ensemble`.
+    layer
+        Where to read: :data:`FROM_TRAINING` (the default: as recorded when the ensemble was
+        trained), ``"X"``, or a layer name.
+    use_raw
+        Read ``raw``; by default as recorded at training.
+    min_gene_fraction
+        Raise if fewer than this fraction of the ensemble's features are present.
+
+    Returns
+    -------
+    The :class:`Aligned` reader (missing features are filled with 0 and reported in the log).
+    """
+    prep = ens.preprocessing
+    if layer == FROM_TRAINING:
+        layer = prep.get("layer")
+    elif layer == "X":
+        layer = None
+    if use_raw is None:
+        use_raw = bool(prep.get("use_raw", False))
+    mods = prep.get("mods") if is_mudata(adata) else None
+    inputs = extract(adata, layer=layer, use_raw=use_raw, mods=mods)
+    col = inputs.var_names.get_indexer(ens.var_names)
+    present = col >= 0
+    n_present = int(present.sum())
+    if n_present == 0:
+        raise ValueError(
+            f"none of the ensemble's {len(ens.var_names)} features are in this data "
+            f"(e.g. ensemble has {list(ens.var_names[:3])}, data has {list(inputs.var_names[:3])}); "
+            "check that gene identifiers match (symbols vs Ensembl IDs) and that the same layer/raw is used"
+        )
+    frac = n_present / len(ens.var_names)
+    if frac < min_gene_fraction:
+        raise ValueError(
+            f"only {n_present} of the ensemble's {len(ens.var_names)} features ({frac:.0%}) are in this data, "
+            f"below min_gene_fraction={min_gene_fraction}; predictions would be unreliable"
+        )
+    if n_present < len(ens.var_names):
+        missing = ens.var_names[~present]
+        logger.warning(
+            "%d of %d ensemble features (%.1f%%) are missing from the data and set to 0, e.g. %s",
+            missing.size, len(ens.var_names), 100 * (1 - frac), list(missing[:5]),
+        )
+    return Aligned(inputs, col, ens.var_names)
+
+
+def make_fetch(matrix: Matrix | ConcatMatrix, rows: np.ndarray, cols: np.ndarray, device, *, budget_bytes: int = 2**31):
+    """Row fetcher for training: caches the selected block as one dense tensor when it fits.
+
+    ``rows`` are the matrix rows that will be requested (e.g. labelled cells); the fetcher maps
+    positions *within rows* to float32 tensors on ``device``. Backed data and blocks over the
+    budget are read batch by batch instead, so the whole matrix is never densified.
+    """
+    import torch
+
+    backed = any(_is_backed(p.data) for p in getattr(matrix, "parts", [matrix]))
+    if not backed and rows.size * cols.size * 4 <= budget_bytes:
+        dense = np.empty((rows.size, cols.size), dtype=np.float32)
+        for start in range(0, rows.size, 8192):
+            dense[start : start + 8192] = matrix.rows(rows[start : start + 8192], cols)
+        tensor = torch.from_numpy(dense).to(device)
+
+        def fetch(i: np.ndarray) -> torch.Tensor:
+            return tensor[torch.as_tensor(i, device=device)]
+
+        return fetch
+
+    def fetch_stream(i: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(matrix.rows(rows[i], cols)).to(device)
+
+    return fetch_stream
