@@ -56,7 +56,7 @@ def kernel_env(tmp_path, monkeypatch):
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    # conftest.py points xl.settings at the shared data folder; the kernel is another process
+    # conftest.py points xl.settings at the data copies in tests/data; the kernel is another process
     monkeypatch.setenv("SCXL_DATASETDIR", str(xl.settings.datasetdir))
     monkeypatch.setenv("SCXL_PROGRESS", "0")
     # the models are tiny: one thread each avoids oversubscribing small CI machines (2 CPUs)

@@ -1,5 +1,7 @@
+import contextlib
 import hashlib
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,9 +22,79 @@ def _top_group(adata, gene, label):
     return _group_means(adata, gene, label).idxmax()
 
 
+# The real data sets are read from the copies in tests/data (tests/conftest.py). Four of them are
+# trimmed to fewer genes (tests/data/README.md); the tests of those run on the trimmed copies
+# ("trimmed") and, where the full data folder is present, on the full files too ("full"). Only
+# the dimensions differ: the trimmed copies cannot have the full files' numbers of genes.
+DIMS = {
+    "full": {
+        "tcga6": (364, 39021),
+        "tcga6_protein_coding": (364, 17771),
+        "pancreas": (739, 7192),
+        "hpa_consensus": (61, 19366),
+        "eccite_rna": (500, 19521),
+    },
+    "trimmed": {
+        "tcga6": (364, 2500),
+        "tcga6_protein_coding": (364, 2000),
+        "pancreas": (739, 500),
+        "hpa_consensus": (61, 3000),
+        "eccite_rna": (500, 500),
+    },
+}
+TRIMMED = sorted(name for name, info in _real._FILES.items() if info.trimmed_sha256)
+TEST_DATA_FILES = {"README.md", "make_test_data.py", ".gitignore"}  # besides the data files
+
+
+@contextlib.contextmanager
+def _datasetdir(folder):
+    old = xl.settings.datasetdir
+    xl.settings.datasetdir = folder
+    try:
+        yield
+    finally:
+        xl.settings.datasetdir = old
+
+
+@pytest.fixture(scope="module", params=["trimmed", pytest.param("full", marks=pytest.mark.full_data)])
+def kind(request):
+    """Which copy of the real data a test reads: ``tests/data`` or the full data folder."""
+    if request.param == "full":
+        request.getfixturevalue("full_data_dir")  # skips when the full folder is absent
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def tcga():
-    return xl.datasets.tcga6()
+def folder(kind, request):
+    if kind == "full":
+        return request.getfixturevalue("full_data_dir")
+    return xl.settings.datasetdir
+
+
+@pytest.fixture
+def reading(folder):
+    """``xl.settings.datasetdir`` set to the folder of ``kind`` for one test."""
+    with _datasetdir(folder):
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def tcga(folder):
+    with _datasetdir(folder):
+        return xl.datasets.tcga6()
+
+
+def _sha256_of(kind, filename):
+    info = _real._FILES[filename]
+    return info.trimmed_sha256 if kind == "trimmed" else info.sha256
+
+
+def _check_trimmed_record(kind, src, filename):
+    if kind == "trimmed":  # the copy says that it is one, and of which file
+        assert "genes only" in src["trimmed"]
+        assert src["trimmed_from"] == f"{filename} sha256 {_real._FILES[filename].sha256}"
+    else:
+        assert "trimmed" not in src
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,6 +133,7 @@ def test_missing_file_message(loader, kwargs, filename, tmp_path, monkeypatch):
 def test_settings_restored_after_monkeypatch():
     # the missing-file tests above must not leak their temporary folder
     assert (xl.settings.datasetdir / "tcga_6types_counts.h5ad").is_file()
+    assert xl.settings.datasetdir == Path(__file__).resolve().parents[1] / "data"
 
 
 def test_cached_path_unknown_file(tmp_path, monkeypatch):
@@ -71,13 +144,73 @@ def test_cached_path_unknown_file(tmp_path, monkeypatch):
     assert _real._cached_path("nope.h5ad") == tmp_path / "nope.h5ad"
 
 
-def test_registry_covers_shared_files_and_checksums_match():
+def _sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_registry_covers_shipped_files_and_checksums_match():
+    # tests/data: the full file where no trimmed copy is registered, else the trimmed copy
     folder = xl.settings.datasetdir
-    on_disk = {p.name for p in folder.iterdir() if p.name != "SOURCES.md"}
+    on_disk = {p.name for p in folder.iterdir() if p.is_file()} - TEST_DATA_FILES
+    assert on_disk == set(_real._FILES)
+    assert TRIMMED == [
+        "eccite_pbmc_500cells_citefuse.h5mu",
+        "hpa_tissue_consensus_ntpm.h5ad",
+        "pancreas_mouse_739cells_veloviz.h5ad",
+        "tcga_6types_counts.h5ad",
+    ]
+    for name, info in _real._FILES.items():
+        assert _sha256(folder / name) == (info.trimmed_sha256 or info.sha256), name
+    assert sum((folder / name).stat().st_size for name in on_disk) < 12e6  # small enough for git
+
+
+def test_shipped_files_documented():
+    readme = (xl.settings.datasetdir / "README.md").read_text(encoding="utf-8")
+    for name, info in _real._FILES.items():
+        assert f"`{name}`" in readme, name
+        assert info.sha256 in readme, name
+        if info.trimmed_sha256:
+            assert info.trimmed_sha256 in readme, name
+
+
+def test_full_files_checksums_match(full_data_dir):
+    on_disk = {p.name for p in full_data_dir.iterdir() if p.name != "SOURCES.md"}
     assert set(_real._FILES) <= on_disk
     for name, info in _real._FILES.items():
-        digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
-        assert digest == info.sha256, name
+        assert _sha256(full_data_dir / name) == info.sha256, name
+
+
+@pytest.mark.parametrize("filename", TRIMMED)
+def test_trimmed_copies_are_subsets_of_full_files(filename, full_data_dir):
+    """Every value of a trimmed copy is the full file's, for all observations and fewer genes."""
+    import anndata
+    import mudata
+
+    def read(path):
+        if filename.endswith(".h5mu"):
+            with warnings.catch_warnings():  # mudata's notes on the shared var_names: not tested here
+                warnings.simplefilter("ignore")
+                m = mudata.read_h5mu(path)
+            return dict(m.mod)
+        return {"": anndata.read_h5ad(path)}
+
+    small, full = read(xl.settings.datasetdir / filename), read(full_data_dir / filename)
+    assert list(small) == list(full)
+    for key, a in small.items():
+        b = full[key]
+        assert a.var_names.isin(b.var_names).all() and a.var_names.is_unique
+        b = b[:, a.var_names].copy()
+        assert a.n_vars <= b.n_vars and a.obs_names.equals(b.obs_names)
+        pd.testing.assert_frame_equal(a.obs, b.obs)
+        pd.testing.assert_frame_equal(a.var, b.var)
+        for name in ["X", *b.layers]:
+            x, y = (a.X, b.X) if name == "X" else (a.layers[name], b.layers[name])
+            x = x.toarray() if sparse.issparse(x) else np.asarray(x)
+            y = y.toarray() if sparse.issparse(y) else np.asarray(y)
+            np.testing.assert_array_equal(x, y, err_msg=f"{filename} {key} {name}")
+        assert list(a.layers) == list(b.layers) and list(a.obsm) == list(b.obsm)
+        for name in b.obsm:
+            np.testing.assert_array_equal(a.obsm[name], b.obsm[name])
 
 
 def test_bad_options():
@@ -108,9 +241,9 @@ def test_loaders_are_lazy_and_light():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_tcga6(tcga):
+def test_tcga6(tcga, kind):
     a = tcga
-    assert a.shape == (364, 39021)
+    assert a.shape == DIMS[kind]["tcga6"]
     assert sparse.issparse(a.X) and a.X.format == "csr" and a.X.dtype == np.float32
     counts = a.layers["counts"]
     assert sparse.issparse(counts) and counts.dtype == np.float32
@@ -123,7 +256,8 @@ def test_tcga6(tcga):
     }  # fmt: skip
     src = a.uns["source"]
     assert src["repo"] == "umccr/RNAsum.data" and src["loader"] == "scxl.datasets.tcga6"
-    assert src["sha256"] == _real._FILES["tcga_6types_counts.h5ad"].sha256
+    assert src["sha256"] == _sha256_of(kind, "tcga_6types_counts.h5ad")
+    _check_trimmed_record(kind, src, "tcga_6types_counts.h5ad")
     assert all(isinstance(v, str) for v in src.values())
 
 
@@ -136,9 +270,9 @@ def test_tcga6_spot_checks(tcga, gene, cancer_type):
     assert _top_group(tcga, gene, "cancer_type") == cancer_type
 
 
-def test_tcga6_protein_coding_only(tcga):
+def test_tcga6_protein_coding_only(tcga, kind, reading):
     pc = xl.datasets.tcga6(protein_coding_only=True)
-    assert pc.shape == (364, 17771)
+    assert pc.shape == DIMS[kind]["tcga6_protein_coding"]
     assert (pc.var["biotype"] == "protein_coding").all()
     np.testing.assert_allclose(np.expm1(pc.X[:5].toarray()).sum(1), 1e6, rtol=1e-3)
     # counts are the same numbers as in the full table
@@ -199,12 +333,12 @@ def test_brca_multiomics_no_warnings():
     assert m.uns["source"]["repo"] == "mixOmicsTeam/mixOmics"
 
 
-def test_eccite_pbmc():
+def test_eccite_pbmc(kind, reading):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         m = xl.datasets.eccite_pbmc()
     assert {k: v.shape for k, v in m.mod.items()} == {
-        "rna": (500, 19521), "prot": (500, 49), "hto": (500, 4)
+        "rna": DIMS[kind]["eccite_rna"], "prot": (500, 49), "hto": (500, 4)
     }  # fmt: skip
     for mod in m.mod.values():
         assert sparse.issparse(mod.X)
@@ -213,11 +347,13 @@ def test_eccite_pbmc():
     assert m.obs.shape[1] == 0  # no labels ship with it
     assert "CD4" in m["rna"].var_names and "CD4" in m["prot"].var_names
     assert m["rna"].var.loc["CD4", "feature_id"] == "hg19_CD4"
+    assert m.uns["source"]["sha256"] == _sha256_of(kind, "eccite_pbmc_500cells_citefuse.h5mu")
+    _check_trimmed_record(kind, m.uns["source"], "eccite_pbmc_500cells_citefuse.h5mu")
 
 
-def test_pancreas():
+def test_pancreas(kind, reading):
     a = xl.datasets.pancreas()
-    assert a.shape == (739, 7192)
+    assert a.shape == DIMS[kind]["pancreas"]
     assert sparse.issparse(a.X) and a.X.dtype == np.float32
     np.testing.assert_allclose(np.expm1(a.X.toarray()).sum(1), 1e4, rtol=1e-3)
     counts = a.layers["counts"]
@@ -235,6 +371,7 @@ def test_pancreas():
         ("Krt19", "Ductal"),
     ]:
         assert _top_group(a, gene, "clusters") == cluster
+    _check_trimmed_record(kind, a.uns["source"], "pancreas_mouse_739cells_veloviz.h5ad")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,14 +379,15 @@ def test_pancreas():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_hpa_tissue_profiles():
+def test_hpa_tissue_profiles(kind, reading):
     hpa = xl.datasets.hpa_tissue_profiles()
-    assert hpa.shape == (61, 19366)
+    assert hpa.shape == DIMS[kind]["hpa_consensus"]
     assert isinstance(hpa.obs["tissue"].dtype, pd.CategoricalDtype)
     nan = np.isnan(hpa.X)
     assert nan.sum() == 17753
     assert (nan.any(0) == hpa.var["has_nan"].to_numpy()).all()
     assert hpa.obs["tissue"].iloc[int(np.nanargmax(hpa[:, "ALB"].X))] == "liver"
+    _check_trimmed_record(kind, hpa.uns["source"], "hpa_tissue_consensus_ntpm.h5ad")
     v18 = xl.datasets.hpa_tissue_profiles(version="v18")
     assert v18.shape == (35, 19332) and not np.isnan(v18.X).any()
     for gene, tissue in [("INS", "Pancreas"), ("UMOD", "Kidney"), ("SFTPC", "Lung")]:

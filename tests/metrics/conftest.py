@@ -1,22 +1,25 @@
-import os
 from pathlib import Path
 
 import pytest
 
-_REPO = Path(__file__).resolve().parents[2]
+import scxl as xl
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Folder of the staged real data sets (``SCXL_DATASETDIR`` or ``../shared/data``)."""
-    candidates = [os.environ.get("SCXL_DATASETDIR"), _REPO.parent / "shared" / "data"]
-    for c in candidates:
-        if c and (Path(c) / "tissueenrich_hpa_v18_tpm.h5ad").exists():
-            return Path(c)
-    raise FileNotFoundError(
-        "staged real data not found: set SCXL_DATASETDIR to the folder holding "
-        "tissueenrich_hpa_v18_tpm.h5ad (normally ../shared/data)"
-    )
+    """Folder of the real data sets that tests/conftest.py points scxl at (``tests/data``).
+
+    The three files read from it here (HPA v18 TPM, TissueEnrich's groups, Eisenberg's
+    housekeeping list) are the full files, byte for byte (``tests/data/README.md``).
+    """
+    folder = Path(xl.settings.datasetdir)
+    for name in (
+        "tissueenrich_hpa_v18_tpm.h5ad",
+        "tissue_specific_genes_hpa_v18_tissueenrich.tsv.gz",
+        "housekeeping_eisenberg2013_HK_genes.txt",
+    ):
+        assert (folder / name).is_file(), f"{name} is missing from {folder}"
+    return folder
 
 
 @pytest.fixture(scope="session")

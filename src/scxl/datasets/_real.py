@@ -2,6 +2,11 @@
 
 Every file is read only when its loader is called. Provenance, licences and checksums of the
 files are listed in ``SOURCES.md`` next to them; a short record is kept in ``uns["source"]``.
+
+The scxl repository ships small copies of these files in ``tests/data`` for its test suite
+(``tests/data/README.md``): most are the full files, byte for byte; four are trimmed to fewer
+genes, with the same layout, and read by the same loaders. A trimmed copy says so in its own
+``uns["source"]["trimmed"]``, and its checksum is registered separately (``trimmed_sha256``).
 """
 
 from __future__ import annotations
@@ -26,11 +31,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass(frozen=True)
 class _File:
-    """A staged data file: what it is, where it comes from, its sha256."""
+    """A staged data file: what it is, where it comes from, its sha256.
+
+    ``sha256`` is that of the full file (``SOURCES.md``); ``trimmed_sha256`` that of the trimmed
+    copy in the repository's ``tests/data`` (``None``: the repository ships the full file).
+    """
 
     what: str
     source: str
     sha256: str
+    trimmed_sha256: str | None = None
 
 
 _FILES: dict[str, _File] = {
@@ -39,6 +49,7 @@ _FILES: dict[str, _File] = {
         "umccr/RNAsum.data@15bb33cd7f5d241e09bddb8a8311e9638693c4c2:"
         "inst/extdata/ref_data/TCGA_{ACC,CHOL,DLBC,KICH,UCS,UVM}_Counts.exp.gz (NCI GDC / TCGA)",
         "f99df1f64a079c8ad7642937ed9e948300f5ba1cc5cc1d28bedbc7237a98218e",
+        trimmed_sha256="088e516530c796c35a71d2426952a68f5fa9d2290bc40afdaf9c621a59e04794",
     ),
     "gtex_26tissues_467genes_sepira.h5ad": _File(
         "GTEx, 26 tissues x 20 samples, 467 genes",
@@ -55,6 +66,7 @@ _FILES: dict[str, _File] = {
         "kircherlab/cfDNA@8891e408593e9adff52ce90ec0ca63c19aecd833:"
         "resources/protein_atlas/RNAtableTissue.tsv.gz (proteinatlas.org rna_tissue_consensus)",
         "b2f77c4375ff556adab68e082b4624a0454ed7c203a1a580833f334a54ede40c",
+        trimmed_sha256="dfbde445093259bfe6268099884fdd56cb630765c412f62d96e5d227d77378f3",
     ),
     "tissueenrich_hpa_v18_tpm.h5ad": _File(
         "Human Protein Atlas v18 TPM as used by TissueEnrich, 35 tissues x 19,332 genes",
@@ -73,12 +85,14 @@ _FILES: dict[str, _File] = {
         "JEFworks-Lab/veloviz@80e12d498c54e3c3adfe3cffdc9f34af04d51041:data/pancreas.rda "
         "(Bastidas-Ponce et al. 2019, GEO GSE132188)",
         "007b7dd1db4812de8d1b86bd8c6060599cb8e0346bdd61339c794fd3e58167e7",
+        trimmed_sha256="8cb0384300c1166712a19416a43e42f6f31ac73b6622054a655c50327a81f842",
     ),
     "eccite_pbmc_500cells_citefuse.h5mu": _File(
         "ECCITE-seq PBMC, 500 cells, RNA + protein + hashtag counts (MuData)",
         "SydneyBioX/CiteFuse@b6075864d8930967946022fdfbbf57a6a120061f:data/CITEseq_example.rda "
         "(Mimitou et al. 2019, GEO GSE126310)",
         "a595177716676c02dda9341a7f22cf59a1f9ad2a9067385d00e431513a465c7f",
+        trimmed_sha256="95dba4c249359ff444d00f09d9130f40a114cc3bd4476382d2993356935aa610",
     ),
     "tcga_brca_multiomics_mixomics.h5mu": _File(
         "TCGA breast cancer mRNA + miRNA + protein with PAM50 subtype (MuData)",
@@ -133,16 +147,23 @@ def _cached_path(filename: str) -> Path:
 
 
 def _source(adata_or_uns, filename: str, loader: str, **extra: str) -> dict[str, str]:
-    """The file's ``uns["source"]`` record, extended with file, checksum and what the loader did."""
+    """The file's ``uns["source"]`` record, extended with file, checksum and what the loader did.
+
+    ``sha256`` is the registered checksum of the file read: of the trimmed test copy when the
+    file's own record says it is one (``"trimmed"``, kept in the record), else of the full file.
+    """
     uns = adata_or_uns.uns if hasattr(adata_or_uns, "uns") else adata_or_uns
     record = {str(k): str(v) for k, v in dict(uns.get("source", {})).items()}
     info = _FILES[filename]
+    sha256 = info.sha256
+    if "trimmed" in record:
+        sha256 = info.trimmed_sha256 or "unregistered (a trimmed copy)"
     record.setdefault("repo", info.source.split("@")[0])
     record.update(
         {
             "file": filename,
             "origin": info.source,
-            "sha256": info.sha256,
+            "sha256": sha256,
             "loader": f"scxl.datasets.{loader}",
         }
     )
