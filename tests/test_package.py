@@ -67,3 +67,37 @@ def test_ruff_clean():
     cmd = [str(ruff)] if ruff.exists() else [sys.executable, "-m", "ruff"]
     out = subprocess.run([*cmd, "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("module", ["scxl.explain", "scxl.metrics", "scxl.models", "scxl.train"])
+def test_kernels_do_not_import_anndata(module):
+    """Kernels are pure: arrays and tensors in, arrays out; the AnnData glue lives in tl/pp/get."""
+    code = f"import sys, {module}; print(','.join(m for m in ('anndata', 'scanpy', 'captum', 'matplotlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"{module} imports {out.stdout.strip()}"
+
+
+def test_tools_do_not_import_captum_or_matplotlib():
+    code = "import sys, scxl.tl; print(','.join(m for m in ('captum', 'matplotlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("module", ["tl", "get", "pl"])
+def test_key_always_names_a_ranking(module):
+    """One meaning per parameter name: ``key`` is a ranking/attribution, the ensemble is ``ensemble_key``."""
+    for f in _public_functions(getattr(xl, module)):
+        params = inspect.signature(f).parameters
+        if "key" in params:
+            assert params["key"].default != "xl", f"{module}.{f.__name__}: key= must not name the ensemble"
+        if "ensemble_key" in params:
+            assert params["ensemble_key"].default == "xl", f.__name__
+
+
+def test_deprecated_key_for_the_ensemble_still_works(trained):
+    a = trained.copy()
+    with pytest.warns(FutureWarning, match="ensemble_key"):
+        xl.tl.predict(a, key="xl")
+    assert "xl_prediction" in a.obs
+    with pytest.raises(TypeError, match="both key= .* and ensemble_key="):
+        xl.tl.predict(a, key="xl", ensemble_key="xl")

@@ -26,6 +26,29 @@ PREFIX = "xl"
 """Prefix of every default key."""
 
 
+def _suffixed(suffix: str, doc: str, *, default: str | None = None):
+    """A key function ``prefix -> f"{prefix}_{suffix}"`` (a static method of the slot classes)."""
+
+    def key(prefix: str = default) -> str:  # type: ignore[assignment]
+        if prefix is None:
+            raise TypeError("pass the prefix (the key of the ensemble or attribution)")
+        return f"{prefix}_{suffix}"
+
+    key.__doc__ = doc
+    key.__name__ = suffix
+    return staticmethod(key)
+
+
+def _method_key(doc: str):
+    """A key function ``method -> f"xl_{method}"``."""
+
+    def key(method: str) -> str:
+        return f"{PREFIX}_{method}"
+
+    key.__doc__ = doc
+    return staticmethod(key)
+
+
 class Key:
     """Key names, per AnnData slot."""
 
@@ -36,95 +59,38 @@ class Key:
         reproducibility = f"{PREFIX}_reproducibility"
         explainers = f"{PREFIX}_explainers"
         selection = "selection"  # inside the ensemble's entry
-
-        @staticmethod
-        def attribution(method: str) -> str:
-            """Ranking of an attribution (also its ``layers`` key)."""
-            return f"{PREFIX}_{method}"
-
-        @staticmethod
-        def faithfulness(key: str) -> str:
-            """Deletion/insertion curves of the attribution ``key``."""
-            return f"{key}_faithfulness"
-
-        @staticmethod
-        def consistency(key: str) -> str:
-            """Consistency table of the attribution ``key``."""
-            return f"{key}_consistency"
-
-        @staticmethod
-        def overlap(key: str) -> str:
-            """Gene-set overlap of the ranking ``key``."""
-            return f"{key}_overlap"
-
-        @staticmethod
-        def specificity(prefix: str = PREFIX) -> str:
-            """Group profiles and settings of :func:`scxl.tl.specificity`."""
-            return f"{prefix}_specificity"
+        attribution = _method_key("Ranking of an attribution (also its ``layers`` key).")
+        faithfulness = _suffixed("faithfulness", "Deletion/insertion curves of an attribution.")
+        consistency = _suffixed("consistency", "Consistency table of an attribution.")
+        overlap = _suffixed("overlap", "Gene-set overlap of a ranking.")
+        specificity = _suffixed("specificity", "Group profiles and settings of :func:`scxl.tl.specificity`.", default=PREFIX)
 
     class obs:
-        """Columns of ``adata.obs`` written by :func:`scxl.tl.predict` (``e``: the ensemble's key)."""
+        """Columns of ``adata.obs`` written by :func:`scxl.tl.predict` (argument: the ensemble's key)."""
 
-        @staticmethod
-        def prediction(e: str) -> str:
-            """Predicted class."""
-            return f"{e}_prediction"
-
-        @staticmethod
-        def confidence(e: str) -> str:
-            """Ensemble probability of the predicted class."""
-            return f"{e}_confidence"
-
-        @staticmethod
-        def uncertainty(e: str) -> str:
-            """Fraction of members that disagree with the ensemble."""
-            return f"{e}_uncertainty"
+        prediction = _suffixed("prediction", "Predicted class.")
+        confidence = _suffixed("confidence", "Ensemble probability of the predicted class.")
+        uncertainty = _suffixed("uncertainty", "Fraction of members that disagree with the ensemble.")
 
     class obsm:
         """Keys in ``adata.obsm``."""
 
-        @staticmethod
-        def proba(e: str) -> str:
-            """DataFrame of class probabilities of the ensemble ``e``."""
-            return f"{e}_proba"
-
-        @staticmethod
-        def angle(key: str) -> str:
-            """Off-simplex angles of an attribution with gradient correction."""
-            return f"{key}_angle"
+        proba = _suffixed("proba", "DataFrame of class probabilities of an ensemble.")
+        angle = _suffixed("angle", "Off-simplex angles of an attribution with gradient correction.")
 
     class layers:
         """Keys in ``adata.layers``."""
 
-        @staticmethod
-        def attribution(method: str) -> str:
-            """Per-cell contributions of an attribution (same key as its ranking)."""
-            return f"{PREFIX}_{method}"
+        attribution = _method_key("Per-cell contributions of an attribution (same key as its ranking).")
 
     class var:
-        """Columns of ``adata.var`` written by :func:`scxl.tl.specificity` (``p``: its ``key_added``)."""
+        """Columns of ``adata.var`` written by :func:`scxl.tl.specificity` (argument: its ``key_added``)."""
 
         block = f"{PREFIX}_block"
-
-        @staticmethod
-        def tau(p: str = PREFIX) -> str:
-            """Tissue-specificity index tau."""
-            return f"{p}_tau"
-
-        @staticmethod
-        def specificity(p: str = PREFIX) -> str:
-            """HPA/TissueEnrich category."""
-            return f"{p}_specificity"
-
-        @staticmethod
-        def enriched_in(p: str = PREFIX) -> str:
-            """Groups the gene is enriched in."""
-            return f"{p}_enriched_in"
-
-        @staticmethod
-        def housekeeping(p: str = PREFIX) -> str:
-            """Housekeeping call."""
-            return f"{p}_housekeeping"
+        tau = _suffixed("tau", "Tissue-specificity index tau.", default=PREFIX)
+        specificity = _suffixed("specificity", "HPA/TissueEnrich category.", default=PREFIX)
+        enriched_in = _suffixed("enriched_in", "Groups the gene is enriched in.", default=PREFIX)
+        housekeeping = _suffixed("housekeeping", "Housekeeping call.", default=PREFIX)
 
 
 def ensemble_key_of(params: dict) -> str:

@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from ._registry import Registry
+
 
 @dataclass
 class GeneStats:
@@ -356,7 +358,9 @@ class ReferenceKind:
             raise ValueError(f"reference kind {self.name!r}: unknown needs {sorted(unknown)}")
 
 
-REFERENCE_KINDS: dict[str, ReferenceKind] = {}
+REFERENCE_KINDS: Registry = Registry(
+    ReferenceKind, "references={name!r} is not valid; choose one of {names} or pass an array", reserved=("user",)
+)
 """Named reference kinds (a user array is also accepted), filled by :func:`register_reference`."""
 
 
@@ -387,14 +391,7 @@ def register_reference(kind: ReferenceKind, *, replace: bool = False) -> Referen
     [[0.5, 0.5, 0.5]]
     >>> unregister_reference("half_mean")
     """
-    if not isinstance(kind, ReferenceKind):
-        raise TypeError(f"kind must be a ReferenceKind, got {type(kind).__name__}")
-    if kind.name in REFERENCE_KINDS and not replace:
-        raise ValueError(f"a reference kind named {kind.name!r} is already registered; pass replace=True")
-    if kind.name == "user":
-        raise ValueError("'user' is reserved for reference arrays")
-    REFERENCE_KINDS[kind.name] = kind
-    return kind
+    return REFERENCE_KINDS.register(kind, replace=replace)
 
 
 def unregister_reference(name: str) -> None:
@@ -405,7 +402,7 @@ def unregister_reference(name: str) -> None:
     name
         Registry name.
     """
-    REFERENCE_KINDS.pop(name, None)
+    REFERENCE_KINDS.unregister(name)
 
 
 def get_reference_kind(name: str) -> ReferenceKind:
@@ -420,9 +417,7 @@ def get_reference_kind(name: str) -> ReferenceKind:
     -------
     The :class:`ReferenceKind`.
     """
-    if not isinstance(name, str) or name not in REFERENCE_KINDS:
-        raise ValueError(f"references={name!r} is not valid; choose one of {list(REFERENCE_KINDS)} or pass an array")
-    return REFERENCE_KINDS[name]
+    return REFERENCE_KINDS.get_entry(name)
 
 
 class ReferenceSampler:

@@ -30,6 +30,45 @@ FastKernel = Callable[["FoldedMLP", "torch.Tensor", "torch.Tensor", "torch.Tenso
 GeneralKernel = Callable[["nn.Module", "torch.Tensor", "torch.Tensor", "torch.Tensor | None", "KernelOptions"], "torch.Tensor"]
 
 
+class Registry(dict):
+    """A registry: name → entry, with :meth:`register`, :meth:`unregister` and a checked :meth:`get_entry`.
+
+    Parameters
+    ----------
+    entry_type
+        Class of the entries (checked on registration).
+    unknown
+        Message for an unknown name, formatted with ``name`` and ``names`` (the valid names).
+    reserved
+        Names that cannot be registered.
+    """
+
+    def __init__(self, entry_type: type, unknown: str, *, reserved: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.entry_type, self.unknown, self.reserved = entry_type, unknown, reserved
+
+    def register(self, entry: Any, *, replace: bool = False) -> Any:
+        """Add ``entry`` under ``entry.name``; ``replace=True`` allows replacing an existing one."""
+        if not isinstance(entry, self.entry_type):
+            raise TypeError(f"expected a {self.entry_type.__name__}, got {type(entry).__name__}")
+        if entry.name in self.reserved:
+            raise ValueError(f"{entry.name!r} is reserved")
+        if entry.name in self and not replace:
+            raise ValueError(f"{entry.name!r} is already registered; pass replace=True to replace it")
+        self[entry.name] = entry
+        return entry
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (no error if absent)."""
+        self.pop(name, None)
+
+    def get_entry(self, name: Any) -> Any:
+        """The entry ``name``, or a ValueError listing the valid names."""
+        if not isinstance(name, str) or name not in self:
+            raise ValueError(self.unknown.format(name=name, names=list(self)))
+        return self[name]
+
+
 @dataclass
 class KernelOptions:
     """Per-call options the engine passes to every kernel (one object per attribution run).
@@ -147,7 +186,7 @@ class ExplainerSpec:
         return self.from_gradient is not None
 
 
-EXPLAINERS: dict[str, ExplainerSpec] = {}
+EXPLAINERS: Registry = Registry(ExplainerSpec, "method={name!r} is not a known explainer; choose one of {names}")
 """All explainers by name (filled by :func:`register_explainer`)."""
 
 
@@ -180,14 +219,9 @@ def register_explainer(spec: ExplainerSpec, *, replace: bool = False) -> Explain
     True
     >>> unregister_explainer("gradient")
     """
-    if not isinstance(spec, ExplainerSpec):
-        raise TypeError(f"spec must be an ExplainerSpec, got {type(spec).__name__}")
-    if spec.name in EXPLAINERS and not replace:
-        raise ValueError(f"an explainer named {spec.name!r} is already registered; pass replace=True")
-    if spec.needs_reference and spec.default_reference is None:
+    if getattr(spec, "needs_reference", False) and spec.default_reference is None:
         raise ValueError(f"explainer {spec.name!r} needs a reference: give it a default_reference")
-    EXPLAINERS[spec.name] = spec
-    return spec
+    return EXPLAINERS.register(spec, replace=replace)
 
 
 def unregister_explainer(name: str) -> None:
@@ -198,7 +232,7 @@ def unregister_explainer(name: str) -> None:
     name
         Registry name.
     """
-    EXPLAINERS.pop(name, None)
+    EXPLAINERS.unregister(name)
 
 
 def get_explainer(name: str) -> ExplainerSpec:
@@ -224,9 +258,7 @@ def get_explainer(name: str) -> ExplainerSpec:
     >>> get_explainer("deeplift").needs_reference
     True
     """
-    if not isinstance(name, str) or name not in EXPLAINERS:
-        raise ValueError(f"method={name!r} is not a known explainer; choose one of {list(EXPLAINERS)}")
-    return EXPLAINERS[name]
+    return EXPLAINERS.get_entry(name)
 
 
 _TABLE_SKIP = ("general", "fast", "from_gradient", "cost")

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .._docs import doc_params, doc_return_fig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from anndata import AnnData
 
 import numpy as np
 
 from ._utils import finish, palette, panels, result, style, text_color
 
 
+@doc_params(return_fig=doc_return_fig)
 def explainers(
-    adata: Any,
+    adata: AnnData,
     key: str = "xl_explainers",
     *,
     metric: str = "overlap",
@@ -37,8 +43,7 @@ def explainers(
     ax
         Axes of the heatmap (the cluster strip and colour bar are appended next to it); a new
         figure if ``None``.
-    return_fig
-        Return the Figure instead of the Axes.
+    {return_fig}
 
     Returns
     -------
@@ -53,7 +58,7 @@ def explainers(
     >>> keys = []
     >>> for m in ("saliency", "deeplift", "input_x_gradient"):
     ...     xl.tl.attribute(adata, method=m)
-    ...     keys.append(f"xl_{m}")
+    ...     keys.append(f"xl_{{m}}")
     >>> xl.tl.compare_explainers(adata, keys, top_k=10, n_clusters=2)
     >>> ax = xl.pl.explainers(adata)
     >>> ax.get_images()[0].get_array().shape
@@ -138,8 +143,9 @@ _MODE_TEXT = {
 }
 
 
+@doc_params(return_fig=doc_return_fig)
 def faithfulness(
-    adata: Any,
+    adata: AnnData,
     key: str,
     *,
     mode: str | Sequence[str] = ("deletion", "insertion"),
@@ -161,14 +167,13 @@ def faithfulness(
         Annotated data matrix with results of :func:`scxl.tl.faithfulness`.
     key
         Attribution key passed to :func:`scxl.tl.faithfulness` (e.g. ``"xl_deeplift"``); the
-        curves are read from ``uns[f"{key}_faithfulness"]`` (or from ``uns[key]`` if that is a
+        curves are read from ``uns[f"{{key}}_faithfulness"]`` (or from ``uns[key]`` if that is a
         faithfulness result itself, for a custom ``key_added``).
     mode
         ``"deletion"``, ``"insertion"`` or both (one panel each).
     ax
         Axes to draw into (one per mode); a new figure if ``None``.
-    return_fig
-        Return the Figure instead of the Axes.
+    {return_fig}
 
     Returns
     -------

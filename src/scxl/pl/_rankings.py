@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .._docs import doc_params, doc_return_fig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from anndata import AnnData
 
 import numpy as np
 import pandas as pd
@@ -11,8 +16,9 @@ import pandas as pd
 from ._utils import finish, group_colors, group_expression, panels, ranking_entry, style
 
 
+@doc_params(return_fig=doc_return_fig)
 def top_genes(
-    adata: Any,
+    adata: AnnData,
     key: str,
     *,
     n_genes: int = 5,
@@ -60,8 +66,7 @@ def top_genes(
     ax
         Axes of the heatmap; the group bars, colour strip, dendrogram and colour bar are appended
         next to it (they are in ``ax.figure.axes``). A new figure if ``None``.
-    return_fig
-        Return the Figure instead of the Axes.
+    {return_fig}
 
     Returns
     -------
@@ -185,8 +190,9 @@ def top_genes(
     return finish(fig, [ax], created=created, return_fig=return_fig)
 
 
+@doc_params(return_fig=doc_return_fig)
 def contribution_vs_expression(
-    adata: Any,
+    adata: AnnData,
     keys: str | Sequence[str],
     *,
     group: str | None = None,
@@ -211,8 +217,7 @@ def contribution_vs_expression(
         Group shown; default: the first group of the first ranking.
     ax
         Axes to draw into (one per key); a new figure if ``None``.
-    return_fig
-        Return the Figure instead of the Axes.
+    {return_fig}
 
     Returns
     -------
@@ -269,7 +274,7 @@ def contribution_vs_expression(
 
 
 def contributions(
-    adata: Any,
+    adata: AnnData,
     key: str,
     genes: str | Sequence[str],
     *,

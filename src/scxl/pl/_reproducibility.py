@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .._docs import doc_params, doc_return_fig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from anndata import AnnData
 
 import numpy as np
 import pandas as pd
@@ -24,8 +29,9 @@ def _converged_at(d: pd.DataFrame, metric: str, target: float) -> float:
     return float(ok.iloc[0]) if len(ok) else np.nan
 
 
+@doc_params(return_fig=doc_return_fig)
 def reproducibility(
-    adata: Any,
+    adata: AnnData,
     key: str = "xl_reproducibility",
     *,
     metric: str = "spearman",
@@ -66,8 +72,7 @@ def reproducibility(
         ``target``.
     ax
         Axes to draw into (one per panel); a new figure if ``None``.
-    return_fig
-        Return the Figure instead of the Axes.
+    {return_fig}
 
     Returns
     -------

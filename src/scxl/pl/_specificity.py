@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .._docs import doc_params, doc_return_fig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from anndata import AnnData
 
 import numpy as np
 
@@ -18,8 +23,9 @@ def _stars(p: float) -> str:
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
 
 
+@doc_params(return_fig=doc_return_fig)
 def specificity(
-    adata: Any,
+    adata: AnnData,
     key: str,
     *,
     sets: Sequence[str] | None = None,
@@ -42,15 +48,14 @@ def specificity(
         Annotated data matrix with results of :func:`scxl.tl.gene_set_overlap`.
     key
         The ranking passed to :func:`scxl.tl.gene_set_overlap` (e.g. ``"xl_deeplift"``); the
-        table is read from ``uns[f"{key}_overlap"]`` (or from ``uns[key]`` if that is an overlap
+        table is read from ``uns[f"{{key}}_overlap"]`` (or from ``uns[key]`` if that is an overlap
         result itself, for a custom ``key_added``).
     sets
         Gene sets to show, in this order; default: all (``"specific to group"``, ``"housekeeping"``,
         then the user's sets).
     ax
         Axes to draw into; a new figure if ``None``.
-    return_fig
-        Return the Figure instead of the Axes.
+    {return_fig}
 
     Returns
     -------

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .._docs import doc_params, doc_return_fig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from anndata import AnnData
 
 import numpy as np
 
@@ -11,9 +16,10 @@ from .._logging import renamed_kwarg
 from ._utils import OKABE_ITO, style
 
 
+@doc_params(return_fig=doc_return_fig)
 @renamed_kwarg("key", "ensemble_key")
 def training(
-    adata: Any,
+    adata: AnnData,
     ensemble_key: str = Key.uns.ensemble,
     *,
     normalize: bool = True,
@@ -37,8 +43,7 @@ def training(
         Show recall (row-normalised) instead of counts in the confusion matrix.
     ax
         Two Axes to draw into (loss, confusion); a new figure if ``None``.
-    return_fig
-        Return the Figure instead of the Axes.
+    {return_fig}
 
     Returns
     -------

@@ -19,7 +19,7 @@ from .._docs import doc_copy, doc_device, doc_key, doc_params, doc_random_state
 from .._inputs import Aligned, aligned
 from .._keys import Key
 from .._logging import logger, renamed_kwarg
-from .._types import Aggregate, LayerDtype, Method
+from .._types import Aggregate, LayerDtype, Method, ReferenceKindName
 from .._validation import check_groupby, check_in, is_mudata, resolve_device, view_to_actual
 from ._predict import resolve_ensemble
 
@@ -155,7 +155,7 @@ def attribute(
     method: Method | str = "deeplift",
     ensemble_key: str = Key.uns.ensemble,
     ensemble: Any = None,
-    baseline: str | np.ndarray | AnnData | None = None,
+    baseline: ReferenceKindName | str | np.ndarray | AnnData | None = None,
     n_baselines: int | None = None,
     smoothgrad: tuple[int, float] | None = None,
     n_repeats: int = 1,

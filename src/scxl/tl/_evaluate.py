@@ -12,6 +12,7 @@ from anndata import AnnData
 from .._inputs import Aligned
 from .._keys import Key, ensemble_key_of
 from .._logging import logger
+from .._types import Replace
 from .._validation import check_adata, check_in
 from ._attribute import prepare_targets
 from ._gene_sets import ranking
@@ -188,7 +189,7 @@ def faithfulness(
     key: str,
     *,
     steps: Sequence[int] | None = None,
-    replace_with: str = "reference",
+    replace_with: Replace = "reference",
     compare: Sequence[str] = ("random",),
     max_cells: int = 300,
     random_state: int = 0,

@@ -13,6 +13,7 @@ from anndata import AnnData
 from .._docs import doc_device, doc_key, doc_params, doc_random_state
 from .._keys import Key
 from .._logging import logger, progress, renamed_kwarg
+from .._types import Method, ReferenceKindName, Vary
 from .._validation import check_in, is_mudata, resolve_device
 from ._attribute import prepare_targets
 
@@ -38,13 +39,13 @@ def _subsample(codes: np.ndarray, max_cells: int, rng: np.random.Generator) -> n
 def reproducibility(
     adata: AnnData,
     *,
-    method: str | Sequence[str] = "deeplift",
-    vary: str = "models",
+    method: Method | str | Sequence[str] = "deeplift",
+    vary: Vary = "models",
     n_values: Sequence[int] = (1, 2, 5, 10, 20),
     n_replicates: int = 5,
     top_k: int = 100,
     ensemble_key: str = Key.uns.ensemble,
-    baseline: str | None = None,
+    baseline: ReferenceKindName | str | None = None,
     n_baselines: int | None = None,
     smoothgrad_noise: float = 0.1,
     target: str = "label",

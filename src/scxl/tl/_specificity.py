@@ -10,6 +10,7 @@ from .._docs import doc_copy, doc_layer, doc_params
 from .._inputs import extract
 from .._keys import PREFIX, Key
 from .._logging import logger
+from .._types import Values
 from .._validation import check_adata, check_groupby, check_in, check_values, view_to_actual
 from ..explain import group_means
 
@@ -24,7 +25,7 @@ def specificity(
     *,
     layer: str | None = None,
     use_raw: bool = False,
-    values: str = "log1p",
+    values: Values = "log1p",
     min_expr: float = 1.0,
     fold: float = 5.0,
     max_group_size: int = 7,

@@ -15,6 +15,7 @@ from .._docs import doc_adata, doc_copy, doc_device, doc_layer, doc_params, doc_
 from .._inputs import extract, make_fetch
 from .._keys import Key
 from .._logging import logger, progress
+from .._types import Balance, ModelType, Split
 from .._validation import (
     check_groupby,
     check_values,
@@ -44,7 +45,7 @@ def train_classifier(
     adata: AnnData,
     groupby: str,
     *,
-    model: str | Callable[[int, int], torch.nn.Module] = "mlp",
+    model: ModelType | Callable[[int, int], torch.nn.Module] = "mlp",
     n_models: int = 10,
     layer: str | None = None,
     use_raw: bool = False,
@@ -57,9 +58,9 @@ def train_classifier(
     batch_size: int = 256,
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
-    balance: str = "upsample",
+    balance: Balance = "upsample",
     validation: float = 0.1,
-    split: str = "per_model",
+    split: Split = "per_model",
     patience: int = 10,
     cv: int | None = None,
     gene_order: str | Sequence[str] | np.ndarray = "variance",
