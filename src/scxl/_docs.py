@@ -57,3 +57,8 @@ return_fig
     Return the :class:`~matplotlib.figure.Figure` instead of the Axes."""
 
 doc_plot = doc_ax + "\n" + doc_return_fig
+
+doc_overwrite = """\
+overwrite
+    Replace an entry under ``key_added`` that another tool or the user wrote (an entry this
+    tool wrote before is always replaced). By default such a key is refused with an error."""

@@ -135,3 +135,65 @@ def check_in(value: Any, options: Sequence[Any], name: str) -> None:
     """Raise a ValueError listing the valid options."""
     if value not in options:
         raise ValueError(f"{name}={value!r} is not valid; choose one of {list(options)}")
+
+
+#: Field of a result's ``params`` naming the scxl tool that wrote it (guards ``key_added``).
+TOOL_FIELD = "scxl_tool"
+
+
+def result_owner(entry: Any) -> str | None:
+    """The scxl tool that wrote an ``uns`` entry, or ``None`` for anything else (a user's, Scanpy's)."""
+    if isinstance(entry, dict):
+        if "weights" in entry and "spec" in entry:
+            return "train_classifier"
+        params = entry.get("params")
+        if isinstance(params, dict):
+            if params.get(TOOL_FIELD):
+                return str(params[TOOL_FIELD])
+            if "explainer" in params and "names" in entry:  # rankings written before the field existed
+                return "attribute"
+    if isinstance(entry, pd.DataFrame) and "consistency" in entry.columns:
+        return "consistency"
+    return None
+
+
+def check_writable(adata: Any, key: str, *, tool: str, overwrite: bool = False, layer: bool = False,
+                   var_columns: Sequence[str] = ()) -> None:
+    """Raise before a tool overwrites something another tool (or the user) wrote under ``key``.
+
+    An entry written by the same tool is replaced silently (re-running a tool is normal);
+    ``overwrite=True`` allows replacing anything.
+
+    Parameters
+    ----------
+    adata
+        The AnnData (or MuData) written to.
+    key
+        The ``uns`` key (and, with ``layer``, the ``layers`` key) the tool will write.
+    tool
+        Name of the tool, e.g. ``"attribute"``.
+    overwrite
+        Replace whatever is there.
+    layer
+        The tool also writes ``layers[key]``.
+    var_columns
+        ``var`` columns the tool writes.
+    """
+    check_adata(adata)
+    if overwrite:
+        return
+    hint = "choose another key_added=, or pass overwrite=True to replace it"
+    if key in adata.uns:
+        owner = result_owner(adata.uns[key])
+        if owner != tool:
+            what = f"a result of xl.tl.{owner}" if owner else "an entry that scxl did not write"
+            if owner == "train_classifier":
+                what = "the trained ensemble (xl.tl.train_classifier); replacing it would break xl.tl.predict"
+            raise ValueError(f"uns[{key!r}] already holds {what}; xl.tl.{tool} would overwrite it: {hint}")
+    ours = key in adata.uns and result_owner(adata.uns[key]) == tool
+    if layer and not ours and key in getattr(adata, "layers", {}):
+        raise ValueError(f"layers[{key!r}] already exists and was not written by xl.tl.{tool}: {hint}")
+    if var_columns and not ours:
+        taken = [c for c in var_columns if c in adata.var.columns]
+        if taken:
+            raise ValueError(f"var already has columns {taken} that xl.tl.{tool} did not write: {hint}")

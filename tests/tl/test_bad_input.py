@@ -98,3 +98,84 @@ def test_query_with_too_few_genes(trained):
     q = trained[:, :20].copy()
     with pytest.raises(ValueError, match=r"only 20 of the ensemble's 60 features \(33%\)"):
         xl.tl.predict(q)
+
+
+def test_attribute_copy_returns_a_copy(trained):
+    a = trained.copy()
+    out = xl.tl.attribute(a, copy=True)
+    assert out is not a and "xl_deeplift" in out.uns and "xl_deeplift" in out.layers
+    assert "xl_deeplift" not in a.uns and "xl_deeplift" not in a.layers
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda a: xl.tl.attribute(a, key_added="xl"), r"uns\['xl'\] already holds the trained ensemble"),
+        (lambda a: xl.tl.attribute(a, key_added="source"), r"uns\['source'\] already holds an entry that scxl did not write"),
+        (lambda a: xl.tl.attribute(a, key_added="counts"), r"layers\['counts'\] already exists"),
+        (lambda a: xl.tl.train_classifier(a, "group", key_added="source", **FAST), r"uns\['source'\] already holds"),
+        (lambda a: xl.tl.train_classifier(a, "group", key_added="xl_deeplift", **FAST), r"a result of xl.tl.attribute"),
+        (lambda a: xl.tl.reproducibility(a, n_values=(1,), n_replicates=2, key_added="source"), "overwrite=True"),
+        (lambda a: xl.tl.specificity(a, "group", key_added="user"), r"var already has columns \['user_tau'\]"),
+        (lambda a: xl.tl.consistency(a, "xl_deeplift", key_added="source"), "already holds"),
+        (lambda a: xl.tl.faithfulness(a, "xl_deeplift", key_added="source"), "already holds"),
+        (lambda a: xl.tl.gene_set_overlap(a, "xl_deeplift", {"s": ["gene_0001"]}, key_added="source"), "already holds"),
+        (lambda a: xl.tl.select_models(a, "xl_deeplift", key_added="xl"), "is the ensemble the members are selected from"),
+    ],
+)
+def test_key_added_never_destroys_another_result(trained, call, match):
+    a = trained.copy()
+    xl.tl.attribute(a)
+    a.uns["source"] = {"note": "the user's"}
+    a.layers["counts"] = a.X.copy()
+    a.var["user_tau"] = 1.0
+    before = a.copy()
+    with pytest.raises(ValueError, match=match):
+        call(a)
+    _unchanged(a, before)
+    assert a.uns["source"] == {"note": "the user's"} and "weights" in a.uns["xl"]
+
+
+def test_overwrite_true_replaces_and_same_tool_reruns(trained):
+    a = trained.copy()
+    a.uns["source"] = {"note": "the user's"}
+    xl.tl.attribute(a, key_added="source", overwrite=True)
+    assert "names" in a.uns["source"]
+    xl.tl.attribute(a, key_added="source")  # written by attribute: re-running replaces it
+    xl.tl.train_classifier(a, "group", **FAST)  # re-training over the ensemble is allowed
+
+
+def test_select_models_bad_criteria_write_nothing(trained):
+    a = trained.copy()
+    xl.tl.attribute(a)
+    before = a.copy()
+    with pytest.raises(KeyError, match=r"criteria \['bogus'\] are not available"):
+        xl.tl.select_models(a, "xl_deeplift", by=["bogus"])
+    _unchanged(a, before)
+    assert "xl_deeplift_consistency" not in a.uns
+
+
+def test_duplicated_models_are_refused(trained):
+    a = trained.copy()
+    with pytest.raises(ValueError, match=r"models lists member\(s\) \[0\] more than once"):
+        xl.tl.attribute(a, models=[0, 0])
+    assert "xl_deeplift" not in a.uns
+
+
+def test_use_raw_with_more_genes_in_raw(synth):
+    """Scanpy's usual layout: raw holds all genes, X a subset. Training on raw, the layer lives on X's genes."""
+    full = synth.copy()
+    a = full[:, :40].copy()
+    a.raw = full
+    xl.tl.train_classifier(a, "group", use_raw=True, **FAST)
+    for store in (True, False):
+        xl.tl.attribute(a, store_layer=store, key_added=f"raw_{store}")
+        names = a.uns[f"raw_{store}"]["names"]
+        assert len(names) == full.n_vars  # every gene the models saw is ranked
+    assert a.layers["raw_True"].shape == a.shape
+    ens = xl.get.ensemble(a)
+    col = ens.var_names.get_indexer(a.var_names)
+    ranked = {g: s for g, s in zip(a.uns["raw_True"]["names"]["group_0"], a.uns["raw_True"]["scores"]["group_0"], strict=True)}
+    grp = (a.obs["group"] == "group_0").to_numpy()
+    np.testing.assert_allclose(a.layers["raw_True"][grp].mean(0), [ranked[g] for g in a.var_names], rtol=1e-4, atol=1e-6)
+    assert (col >= 0).all()

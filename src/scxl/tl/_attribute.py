@@ -15,12 +15,20 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._docs import doc_copy, doc_device, doc_key, doc_params, doc_random_state
+from .._docs import doc_copy, doc_device, doc_key, doc_overwrite, doc_params, doc_random_state
 from .._inputs import Aligned, aligned
 from .._keys import Key
 from .._logging import logger, renamed_kwarg
 from .._types import Aggregate, LayerDtype, Method, ReferenceKindName
-from .._validation import check_groupby, check_in, is_mudata, resolve_device, view_to_actual
+from .._validation import (
+    TOOL_FIELD,
+    check_groupby,
+    check_in,
+    check_writable,
+    is_mudata,
+    resolve_device,
+    view_to_actual,
+)
 from ._predict import resolve_ensemble
 
 TARGETS = ("label", "prediction")
@@ -148,7 +156,7 @@ def expression_logfoldchanges(X: Aligned, codes: np.ndarray, n_groups: int) -> n
 
 
 @renamed_kwarg("key", "ensemble_key")
-@doc_params(key=doc_key, random_state=doc_random_state, device=doc_device, copy=doc_copy)
+@doc_params(key=doc_key, random_state=doc_random_state, device=doc_device, copy=doc_copy, overwrite=doc_overwrite)
 def attribute(
     adata: AnnData,
     *,
@@ -172,6 +180,7 @@ def attribute(
     random_state: int = 0,
     device: str | None = None,
     key_added: str | None = None,
+    overwrite: bool = False,
     copy: bool = False,
 ) -> AnnData | None:
     """Explain every ensemble member and aggregate per-gene contributions over members.
@@ -252,6 +261,7 @@ def attribute(
     {device}
     key_added
         Key of the results (default ``f"xl_{{method}}"``).
+    {overwrite}
     {copy}
 
     Returns
@@ -290,6 +300,8 @@ def attribute(
     from .. import explain, metrics
 
     t0 = time.perf_counter()
+    if copy:
+        adata = adata.copy()
     spec = explain.get_explainer(method)  # raises listing the valid names
     check_in(aggregate, ("mean", "median"), "aggregate")
     check_in(layer_dtype, LAYER_DTYPES, "layer_dtype")
@@ -306,7 +318,14 @@ def attribute(
     members = list(range(ens.n_models)) if models is None else [int(i) for i in models]
     if [i for i in members if not 0 <= i < ens.n_models] or not members:
         raise ValueError(f"models must be member indices in [0, {ens.n_models}), got {models!r}")
+    if len(set(members)) != len(members):
+        dup = sorted({i for i in members if members.count(i) > 1})
+        raise ValueError(f"models lists member(s) {dup} more than once; the members' t-test and agreement "
+                         "assume distinct members: pass each index once")
     key_added = Key.uns.attribution(method) if key_added is None else key_added
+    if not isinstance(key_added, str) or not key_added:
+        raise TypeError(f"key_added must be a non-empty string, got {key_added!r}")
+    check_writable(adata, key_added, tool="attribute", overwrite=overwrite, layer=store_layer)
     dev = resolve_device(device)
     prep = prepare_targets(adata, ens, target=target, groupby=groupby)
     X, codes, groups = prep.X, prep.group_codes, prep.group_names
@@ -317,6 +336,9 @@ def attribute(
     blocks = _blocks(X, ens, block_key) if gradient_correction else None
 
     dests = _destinations(adata, X, ens)
+    for d in dests:
+        if d.adata is not adata:
+            check_writable(d.adata, key_added, tool="attribute", overwrite=overwrite, layer=store_layer)
     layers = {id(d): np.zeros((d.adata.n_obs, d.adata.n_vars), dtype=layer_dtype) for d in dests} if store_layer else {}
 
     def on_chunk(sl: slice, chunk: np.ndarray) -> None:
@@ -338,7 +360,7 @@ def attribute(
         "n_baselines": int(res.params.get("n_baselines") or 0), "n_repeats": int(res.params.get("n_repeats", n_repeats)),
         "smoothgrad": "None" if smoothgrad is None else list(map(float, smoothgrad)), "top_k": int(ranking.top_k),
         "gradient_correction": bool(gradient_correction), "random_state": int(random_state), "device": str(dev),
-        "fast_kernel": bool(np.all(res.fast)), "seconds": round(time.perf_counter() - t0, 3),
+        "fast_kernel": bool(np.all(res.fast)), TOOL_FIELD: "attribute", "seconds": round(time.perf_counter() - t0, 3),
     }
     _write(adata, dests, key_added, ranking, params, layers, res, ens, X)
     logger.info("finished %s (%.1fs): added %s", method, time.perf_counter() - t0,

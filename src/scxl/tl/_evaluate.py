@@ -13,7 +13,7 @@ from .._inputs import Aligned
 from .._keys import Key, ensemble_key_of
 from .._logging import logger
 from .._types import Replace
-from .._validation import check_adata, check_in
+from .._validation import TOOL_FIELD, check_adata, check_in, check_writable
 from ._attribute import prepare_targets
 from ._gene_sets import ranking
 from ._reproducibility import _subsample
@@ -53,6 +53,7 @@ def compare_explainers(
     top_k: int = 100,
     n_clusters: int = 3,
     key_added: str = Key.uns.explainers,
+    overwrite: bool = False,
 ) -> None:
     """Compare explainers: top-gene overlap, rank correlation, groups, and relation to expression.
 
@@ -82,6 +83,9 @@ def compare_explainers(
         Number of explainer groups to cut the dendrogram into.
     key_added
         Key in ``uns``.
+    overwrite
+        Replace an entry under ``key_added`` that another tool or the user wrote (an entry this
+        tool wrote before is always replaced). By default such a key is refused with an error.
 
     Returns
     -------
@@ -111,6 +115,7 @@ def compare_explainers(
     keys = list(keys)
     if len(keys) < 2:
         raise ValueError("give at least two ranking keys to compare")
+    check_writable(adata, key_added, tool="compare_explainers", overwrite=overwrite)
     ranks = {k: ranking(adata, k) for k in keys}
     groups = sorted(set.intersection(*[set(r) for r in ranks.values()]), key=list(ranks[keys[0]]).index)
     if not groups:
@@ -165,7 +170,7 @@ def compare_explainers(
                 o = np.asarray(metrics.topk_overlap(S[k][ok], E[ok], k_top))
                 expr_rows[k] = {"spearman_with_expression": float(np.nanmedian(r)), "overlap_with_top_expressed": float(np.median(o))}
     adata.uns[key_added] = {
-        "params": {"keys": keys, "top_k": int(k_top), "n_clusters": int(n_clusters), "groups": groups},
+        "params": {TOOL_FIELD: "compare_explainers", "keys": keys, "top_k": int(k_top), "n_clusters": int(n_clusters), "groups": groups},
         "overlap": pd.DataFrame(ov, index=keys, columns=keys),
         "spearman": pd.DataFrame(rho, index=keys, columns=keys),
         "per_group": pd.DataFrame(rows),
@@ -194,6 +199,7 @@ def faithfulness(
     max_cells: int = 300,
     random_state: int = 0,
     key_added: str | None = None,
+    overwrite: bool = False,
 ) -> None:
     """Deletion and insertion curves: how fast the prediction changes as top genes are removed.
 
@@ -225,6 +231,9 @@ def faithfulness(
         Seed of the subsample and of the random ranking.
     key_added
         Key in ``uns`` (default ``f"{key}_faithfulness"``).
+    overwrite
+        Replace an entry under ``key_added`` that another tool or the user wrote (an entry this
+        tool wrote before is always replaced). By default such a key is refused with an error.
 
     Returns
     -------
@@ -249,6 +258,8 @@ def faithfulness(
     check_in(replace_with, ("reference", "mean", "zero"), "replace_with")
     if key not in adata.layers or key not in adata.uns:
         raise KeyError(f"faithfulness needs layers[{key!r}]: run xl.tl.attribute(adata, ...) with store_layer=True first")
+    key_added = key_added or Key.uns.faithfulness(key)
+    check_writable(adata, key_added, tool="faithfulness", overwrite=overwrite)
     params = adata.uns[key]["params"]
     ens = get_ensemble(adata, ensemble_key_of(params))
     prep = prepare_targets(adata, ens, target=str(params.get("target", "label")), groupby=params.get("groupby"))
@@ -299,9 +310,8 @@ def faithfulness(
             curves.append(pd.DataFrame({"ranking": name, "mode": mode, "k": steps, "probability": vals.mean(1),
                                         "sem": vals.std(1, ddof=1) / np.sqrt(vals.shape[1]) if vals.shape[1] > 1 else 0.0}))
             aucs.append({"ranking": name, "mode": mode, "auc": float(np.mean(auc))})
-    key_added = key_added or Key.uns.faithfulness(key)
     adata.uns[key_added] = {
-        "params": {"key": key, "replace_with": replace_with, "compare": list(compare), "n_cells": int(cells.size),
+        "params": {TOOL_FIELD: "faithfulness", "key": key, "replace_with": replace_with, "compare": list(compare), "n_cells": int(cells.size),
                    "random_state": int(random_state)},
         "curves": pd.concat(curves, ignore_index=True),
         "auc": pd.DataFrame(aucs),
@@ -317,6 +327,7 @@ def consistency(
     max_cells: int = 500,
     random_state: int = 0,
     key_added: str | None = None,
+    overwrite: bool = False,
 ) -> None:
     """Attribution consistency of every ensemble member and of the ensemble (Majdandzic et al.).
 
@@ -341,6 +352,9 @@ def consistency(
         Seed of the subsample (and of random references, if any).
     key_added
         Key in ``uns`` (default ``f"{key}_consistency"``).
+    overwrite
+        Replace an entry under ``key_added`` that another tool or the user wrote (an entry this
+        tool wrote before is always replaced). By default such a key is refused with an error.
 
     Returns
     -------
@@ -365,6 +379,8 @@ def consistency(
     check_adata(adata, allow_mudata=False)
     if key not in adata.uns or "params" not in adata.uns[key]:
         raise KeyError(f"no attribution under uns[{key!r}]: run xl.tl.attribute(adata, ...) first")
+    key_added = key_added or Key.uns.consistency(key)
+    check_writable(adata, key_added, tool="consistency", overwrite=overwrite)
     p = adata.uns[key]["params"]
     ens_key = ensemble_key_of(p)
     ens = get_ensemble(adata, ens_key)
@@ -389,7 +405,6 @@ def consistency(
     table = pd.DataFrame({"consistency": pd.Series(rows)})
     if ens.metrics is not None:
         table = table.join(ens.metrics[["accuracy", "balanced_accuracy"]], how="left")
-    key_added = key_added or Key.uns.consistency(key)
     adata.uns[key_added] = table
     logger.info("finished consistency: added uns[%r]", key_added)
 
@@ -467,6 +482,10 @@ def select_models(
                       "the ensemble is ensemble_key=; using the default attribution 'xl_deeplift'", FutureWarning, stacklevel=2)
         ensemble_key, key = key, Key.uns.attribution("deeplift")
     ens = get_ensemble(adata, ensemble_key)
+    if key_added is not None:
+        if key_added == ensemble_key:
+            raise ValueError(f"key_added={key_added!r} is the ensemble the members are selected from; choose another key")
+        check_writable(adata, key_added, tool="train_classifier")
     known = {"consistency", "accuracy", "balanced_accuracy"}
     missing = [b for b in by if b not in known]
     if missing or not len(by):

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from .._keys import Key
 from .._logging import logger
-from .._validation import check_adata
+from .._validation import TOOL_FIELD, check_adata, check_writable
 
 
 def ranking(adata: AnnData, key: str) -> dict[str, np.ndarray]:
@@ -61,6 +62,7 @@ def gene_set_overlap(
     de_fdr: float = 0.001,
     de_fold_change: float = 3.0,
     key_added: str | None = None,
+    overwrite: bool = False,
 ) -> None:
     """Overlap of each group's top genes with specific, housekeeping and user gene sets.
 
@@ -103,6 +105,9 @@ def gene_set_overlap(
         Thresholds of the differential-expression call.
     key_added
         Key in ``uns`` (default ``f"{key}_overlap"``).
+    overwrite
+        Replace an entry under ``key_added`` that another tool or the user wrote (an entry this
+        tool wrote before is always replaced). By default such a key is refused with an error.
 
     Returns
     -------
@@ -127,6 +132,8 @@ def gene_set_overlap(
     check_adata(adata, allow_mudata=False)
     if not (isinstance(top_k, int | np.integer) and top_k >= 1):
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    key_added = key_added or Key.uns.overlap(key)
+    check_writable(adata, key_added, tool="gene_set_overlap", overwrite=overwrite)
     ranks = ranking(adata, key)
     groupby = str(adata.uns[key].get("params", {}).get("groupby", ""))
     universe = sorted(set().union(*[set(v) for v in ranks.values()]))
@@ -150,14 +157,13 @@ def gene_set_overlap(
         raise ValueError("no gene sets to test: give gene_sets or run xl.tl.specificity first")
     table = pd.concat(tables, ignore_index=True)
     result: dict[str, Any] = {
-        "params": {"key": key, "top_k": int(top_k), "specificity_key": str(specificity_key),
+        "params": {TOOL_FIELD: "gene_set_overlap", "key": key, "top_k": int(top_k), "specificity_key": str(specificity_key),
                    "gene_sets": list(sets), "groupby": groupby},
         "table": table,
     }
     if de_groups is not None:
         result["de"] = _de_fraction(adata, selected, de_groups, de_groupby or groupby, de_fdr, de_fold_change)
         result["params"] |= {"de_groups": list(de_groups), "de_fdr": float(de_fdr), "de_fold_change": float(de_fold_change)}
-    key_added = key_added or f"{key}_overlap"
     adata.uns[key_added] = result
     logger.info("finished gene-set overlap: added uns[%r] (%d tests)", key_added, len(table))
 

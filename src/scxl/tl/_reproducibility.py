@@ -14,7 +14,7 @@ from .._docs import doc_device, doc_key, doc_params, doc_random_state
 from .._keys import Key
 from .._logging import logger, progress, renamed_kwarg
 from .._types import Method, ReferenceKindName, Vary
-from .._validation import check_in, is_mudata, resolve_device
+from .._validation import TOOL_FIELD, check_in, check_writable, is_mudata, resolve_device
 from ._attribute import prepare_targets
 
 VARY = ("models", "baselines", "repeats", "smoothgrad")
@@ -56,6 +56,7 @@ def reproducibility(
     random_state: int = 0,
     device: str | None = None,
     key_added: str = Key.uns.reproducibility,
+    overwrite: bool = False,
 ) -> None:
     """Measure how reproducible contributions are as more models, references, repeats or noisy copies are aggregated.
 
@@ -112,6 +113,9 @@ def reproducibility(
     {device}
     key_added
         Key in ``uns``; results for other methods or ``vary`` already stored there are kept.
+    overwrite
+        Replace an entry under ``key_added`` that another tool or the user wrote (an entry this
+        tool wrote before is always replaced). By default such a key is refused with an error.
 
     Returns
     -------
@@ -145,6 +149,7 @@ def reproducibility(
     if int(n_replicates) < 2:
         raise ValueError(f"n_replicates must be at least 2 to compare replicates, got {n_replicates}")
     n_rep = int(n_replicates)
+    check_writable(adata, key_added, tool="reproducibility", overwrite=overwrite)
     ens = get_ensemble(adata, ensemble_key)
     dev = resolve_device(device)
     if vary == "models":
@@ -238,12 +243,12 @@ def reproducibility(
     convergence = _convergence(summary, target_spearman)
 
     old = adata.uns.get(key_added)
-    if isinstance(old, dict) and "curves" in old:
+    if isinstance(old, dict) and "curves" in old and not overwrite:
         keep = ~(old["curves"]["method"].isin(methods) & (old["curves"]["vary"] == vary))
         curves = pd.concat([old["curves"][keep], curves], ignore_index=True)
         summary = _summarise(curves)
         convergence = _convergence(summary, target_spearman)
-    params = {"method": methods, "vary": vary, "n_values": n_values, "n_replicates": n_rep, "top_k": int(top_k),
+    params = {TOOL_FIELD: "reproducibility", "method": methods, "vary": vary, "n_values": n_values, "n_replicates": n_rep, "top_k": int(top_k),
               "ensemble_key": ensemble_key, "baseline": str(baseline), "target": target, "groupby": prep.groupby,
               "n_cells": int(cells.size), "target_spearman": float(target_spearman), "random_state": int(random_state)}
     adata.uns[key_added] = {"params": params, "curves": curves, "summary": summary, "convergence": convergence}

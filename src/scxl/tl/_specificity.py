@@ -6,19 +6,27 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._docs import doc_copy, doc_layer, doc_params
+from .._docs import doc_copy, doc_layer, doc_overwrite, doc_params
 from .._inputs import extract
 from .._keys import PREFIX, Key
 from .._logging import logger
 from .._types import Values
-from .._validation import check_adata, check_groupby, check_in, check_values, view_to_actual
+from .._validation import (
+    TOOL_FIELD,
+    check_adata,
+    check_groupby,
+    check_in,
+    check_values,
+    check_writable,
+    view_to_actual,
+)
 from ..explain import group_means
 
 VALUES = ("log1p", "log2p", "linear")
 _TO_LINEAR = {"log1p": np.expm1, "log2p": lambda x: np.exp2(x) - 1.0, "linear": None}
 
 
-@doc_params(layer=doc_layer, copy=doc_copy)
+@doc_params(layer=doc_layer, copy=doc_copy, overwrite=doc_overwrite)
 def specificity(
     adata: AnnData,
     groupby: str,
@@ -32,6 +40,7 @@ def specificity(
     housekeeping_fold: float = 2.0,
     housekeeping_trim: float = 0.1,
     key_added: str = PREFIX,
+    overwrite: bool = False,
     copy: bool = False,
 ) -> AnnData | None:
     """Tissue/cell-type specificity of every gene: tau, HPA categories, housekeeping genes.
@@ -76,6 +85,7 @@ def specificity(
         Fraction of groups set aside at each end before measuring the spread.
     key_added
         Prefix of the ``var`` columns and of the ``uns`` entry.
+    {overwrite}
     {copy}
 
     Returns
@@ -100,6 +110,8 @@ def specificity(
     check_in(values, VALUES, "values")
     if copy:
         adata = adata.copy()
+    check_writable(adata, Key.uns.specificity(key_added), tool="specificity", overwrite=overwrite,
+                   var_columns=[f(key_added) for f in (Key.var.tau, Key.var.specificity, Key.var.enriched_in, Key.var.housekeeping)])
     inputs = extract(adata, layer=layer, use_raw=use_raw)
     if use_raw:
         raise ValueError("specificity writes per-gene columns to var; use_raw is not supported, use a layer")
@@ -121,7 +133,7 @@ def specificity(
     adata.var[Key.var.enriched_in(key_added)] = cats["groups"].to_numpy()
     adata.var[Key.var.housekeeping(key_added)] = hk["housekeeping"].to_numpy()
     adata.uns[Key.uns.specificity(key_added)] = {
-        "params": {"groupby": groupby, "values": values, "min_expr": float(min_expr), "fold": float(fold),
+        "params": {TOOL_FIELD: "specificity", "groupby": groupby, "values": values, "min_expr": float(min_expr), "fold": float(fold),
                    "max_group_size": int(max_group_size), "housekeeping_fold": float(housekeeping_fold),
                    "housekeeping_trim": float(housekeeping_trim), "source": inputs.matrix.source},
         "profile": pd.DataFrame(profile.astype(np.float32), index=groups, columns=adata.var_names),

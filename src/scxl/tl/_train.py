@@ -11,7 +11,15 @@ import pandas as pd
 import torch
 from anndata import AnnData
 
-from .._docs import doc_adata, doc_copy, doc_device, doc_layer, doc_params, doc_random_state
+from .._docs import (
+    doc_adata,
+    doc_copy,
+    doc_device,
+    doc_layer,
+    doc_overwrite,
+    doc_params,
+    doc_random_state,
+)
 from .._inputs import extract, make_fetch
 from .._keys import Key
 from .._logging import logger, progress
@@ -19,6 +27,7 @@ from .._types import Balance, ModelType, Split
 from .._validation import (
     check_groupby,
     check_values,
+    check_writable,
     is_mudata,
     resolve_device,
     resolve_genes,
@@ -40,7 +49,7 @@ def _member_seed(random_state: int, purpose: int, i: int = 0) -> tuple[int, np.r
     return int(ss.generate_state(1, dtype=np.uint32)[0]), np.random.default_rng(ss)
 
 
-@doc_params(adata=doc_adata, layer=doc_layer, random_state=doc_random_state, device=doc_device, copy=doc_copy)
+@doc_params(adata=doc_adata, layer=doc_layer, random_state=doc_random_state, device=doc_device, copy=doc_copy, overwrite=doc_overwrite)
 def train_classifier(
     adata: AnnData,
     groupby: str,
@@ -69,6 +78,7 @@ def train_classifier(
     device: str | None = None,
     key_added: str = Key.uns.ensemble,
     extend: bool = False,
+    overwrite: bool = False,
     copy: bool = False,
 ) -> AnnData | None:
     """Train an ensemble of neural-network classifiers to predict ``obs[groupby]`` from expression.
@@ -159,6 +169,7 @@ def train_classifier(
         only on ``random_state`` and the member's index, so the result is identical to training
         all ``n_models`` at once; every other setting must therefore equal the stored one (an
         error lists the differences). Not with ``cv``.
+    {overwrite}
     {copy}
 
     Returns
@@ -193,6 +204,7 @@ def train_classifier(
         raise ValueError(f"split={split!r} is not valid; choose 'per_model' or 'shared'")
     if cv is not None and (not isinstance(cv, int | np.integer) or cv < 2):
         raise ValueError(f"cv must be None or an integer >= 2, got {cv!r}")
+    check_writable(adata, key_added, tool="train_classifier", overwrite=overwrite)
     config = TrainConfig(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          balance=balance, patience=patience)
     dev = resolve_device(device)
