@@ -29,12 +29,16 @@ def ensemble(adata: Any, ensemble_key: str = Key.uns.ensemble, *, factory: Calla
         Key of the ensemble in ``adata.uns`` (``key_added`` of :func:`scxl.tl.train_classifier`;
         formerly ``key=``).
     factory
-        The module factory, for an ensemble trained with a custom ``model=`` callable.
+        The module factory, for an ensemble trained with a custom ``model=`` callable. Not needed
+        in the session that trained it, nor after :func:`scxl.models.register_factory`.
 
     Returns
     -------
     The ensemble, on the CPU, in eval mode. Its ``predict_proba`` takes a matrix whose columns
-    follow ``ensemble.var_names``; ``save``/``load`` write a standalone ``.npz`` file.
+    follow ``ensemble.var_names``; ``save``/``load`` write a standalone ``.npz`` file. The stored
+    record is checked as a whole first (architecture, classes, genes, every member's weights); a
+    damaged one raises :class:`~scxl.models.EnsembleFormatError` (a ``ValueError``) naming the
+    field.
 
     Examples
     --------
@@ -53,7 +57,7 @@ def ensemble(adata: Any, ensemble_key: str = Key.uns.ensemble, *, factory: Calla
     stored = adata.uns[ensemble_key]
     if not isinstance(stored, dict) or "weights" not in stored:
         raise ValueError(f"uns[{ensemble_key!r}] is not an scxl ensemble (written by xl.tl.train_classifier)")
-    return Ensemble.from_dict(stored, factory=factory)
+    return Ensemble.from_dict(stored, factory=factory, source=f"uns[{ensemble_key!r}]")
 
 
 @renamed_kwarg("key", "ensemble_key")

@@ -7,7 +7,8 @@ An ensemble is stored as plain arrays and metadata — in ``adata.uns[key]`` or 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,16 @@ from torch import nn
 from ._modules import build_module
 
 FORMAT_VERSION = 1
+
+#: Members are stored as ``model_<i>`` (``i`` = 0, 1, ...).
+_MEMBER = re.compile(r"^model_(\d+)$")
+
+
+class EnsembleFormatError(ValueError):
+    """A stored ensemble (``adata.uns`` entry or ``.npz`` file) is damaged or inconsistent.
+
+    The message names the source (file or ``uns`` key), the field and what was expected.
+    """
 
 
 def _versions() -> dict[str, str]:
@@ -224,28 +235,45 @@ class Ensemble:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], *, factory: Callable[[int, int], nn.Module] | None = None) -> Ensemble:
-        """Rebuild an ensemble from :meth:`to_dict` output (e.g. ``adata.uns["xl"]``)."""
-        missing = [k for k in ("spec", "classes", "var_names", "weights") if k not in d]
-        if missing:
-            raise ValueError(f"not an scxl ensemble: missing {missing}")
-        spec = _from_stored(d["spec"])
-        orders = None if d.get("orders") is None else np.asarray(d["orders"])
-        weights = d["weights"]
-        keys = sorted(weights, key=lambda k: int(str(k).rsplit("_", 1)[-1]))
-        modules = []
-        for i, k in enumerate(keys):
-            m = build_module(spec, order=None if orders is None else orders[i], factory=factory)
-            state = {name: torch.as_tensor(np.asarray(arr)) for name, arr in weights[k].items()}
-            m.load_state_dict(state)
-            m.eval()
-            modules.append(m)
+    def from_dict(
+        cls,
+        d: Mapping[str, Any],
+        *,
+        factory: Callable[[int, int], nn.Module] | None = None,
+        source: str = "ensemble record",
+    ) -> Ensemble:
+        """Rebuild an ensemble from :meth:`to_dict` output (e.g. ``adata.uns["xl"]``).
+
+        The whole record is checked first: the spec, ``classes`` against the output layer,
+        ``var_names`` against the input size, the CNN gene orders, and every member's weights
+        (names and shapes against a freshly built module, finite values).
+
+        Parameters
+        ----------
+        d
+            The record.
+        factory
+            The module factory, for ensembles trained with a custom model (default: the one
+            registered under the spec's name, see :func:`scxl.models.register_factory`).
+        source
+            Where the record comes from, for error messages (e.g. ``"uns['xl']"``).
+
+        Returns
+        -------
+        The ensemble, on the CPU, in eval mode.
+
+        Raises
+        ------
+        EnsembleFormatError
+            (a ``ValueError``) naming the source and the field that is wrong.
+        """
+        parts = _check_record(d, source=source, factory=factory)
         return cls(
-            modules,
-            classes=[str(c) for c in np.asarray(d["classes"])],
-            var_names=[str(v) for v in np.asarray(d["var_names"])],
-            spec=spec,
-            orders=orders,
+            parts["modules"],
+            classes=parts["classes"],
+            var_names=parts["var_names"],
+            spec=parts["spec"],
+            orders=parts["orders"],
             params=_from_stored(d.get("params", {})),
             preprocessing=_from_stored(d.get("preprocessing", {})),
             history=d.get("history"),
@@ -253,7 +281,7 @@ class Ensemble:
             recall=d.get("recall"),
             confusion=d.get("confusion"),
             extra=d.get("extra"),
-            versions={k: str(v) for k, v in dict(d.get("versions", {})).items()},
+            versions={k: str(v) for k, v in dict(d.get("versions", {}) or {}).items()},
         )
 
     def save(self, path: str | Path) -> Path:
@@ -296,42 +324,269 @@ class Ensemble:
     def load(cls, path: str | Path, *, factory: Callable[[int, int], nn.Module] | None = None) -> Ensemble:
         """Load an ensemble written by :meth:`save` (``allow_pickle=False``: no code is run).
 
+        The file is checked as a whole before any module is built (see :meth:`from_dict`); a
+        damaged or foreign file raises an :class:`EnsembleFormatError` naming the file and the
+        field.
+
         Parameters
         ----------
         path
             The ``.npz`` file.
         factory
-            The module factory, for ensembles trained with a custom model.
+            The module factory, for ensembles trained with a custom model (default: the one
+            registered under the spec's name, see :func:`scxl.models.register_factory`).
 
         Returns
         -------
         The ensemble, on the CPU.
         """
+        import zipfile
+        import zlib
         from io import StringIO
 
-        with np.load(Path(path), allow_pickle=False) as z:
-            if "__metadata__" not in z.files:
-                raise ValueError(f"{path} is not an scxl ensemble file (no metadata)")
-            meta = json.loads(z["__metadata__"].tobytes().decode())
-            weights: dict[str, dict[str, np.ndarray]] = {}
-            for name in z.files:
-                if name.startswith("weights/"):
-                    _, member, param = name.split("/", 2)
-                    weights.setdefault(member, {})[param] = z[name]
-            d = {
-                "spec": meta["spec"],
-                "params": meta.get("params", {}),
-                "preprocessing": meta.get("preprocessing", {}),
-                "versions": meta.get("versions", {}),
-                "classes": meta["classes"],
-                "var_names": meta["var_names"],
-                "weights": weights,
-                "orders": z["orders"] if "orders" in z.files else None,
-                "confusion": z["confusion"] if "confusion" in z.files else None,
-            }
-        for n, js in meta.get("tables", {}).items():
-            d[n] = pd.read_json(StringIO(js), orient="split")
-        return cls.from_dict(d, factory=factory)
+        path = Path(path)
+        where = f"ensemble file {str(path)!r}"
+        if not path.exists():
+            raise FileNotFoundError(f"{where} does not exist")
+        if path.is_dir():
+            raise EnsembleFormatError(f"{where} is a directory; give the .npz file written by Ensemble.save")
+        hint = "it is not an ensemble written by xl.models.Ensemble.save (or it was truncated/damaged in transfer)"
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+        if head.startswith(b"\x93NUMPY"):
+            raise EnsembleFormatError(f"{where} is a .npy file holding a single array, not a .npz archive; {hint}")
+        if not head.startswith(b"PK"):
+            shown = head[:24].decode("utf-8", "replace")
+            raise EnsembleFormatError(f"{where} is not a .npz (zip) archive (it starts with {shown!r}); {hint}")
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            raise EnsembleFormatError(f"{where} cannot be read as a .npz archive ({type(err).__name__}: {err}); {hint}") from None
+        with z:
+            try:
+                if "__metadata__" not in z.files:
+                    raise EnsembleFormatError(f"{where} has no '__metadata__' entry; {hint}")
+                try:
+                    meta = json.loads(z["__metadata__"].tobytes().decode())
+                except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                    raise EnsembleFormatError(f"{where}: '__metadata__' is not valid JSON ({err}); {hint}") from None
+                if not isinstance(meta, dict):
+                    raise EnsembleFormatError(f"{where}: '__metadata__' must be a JSON object, found {type(meta).__name__}; {hint}")
+                version = meta.get("format_version", FORMAT_VERSION)
+                if not isinstance(version, int) or version > FORMAT_VERSION:
+                    raise EnsembleFormatError(
+                        f"{where} has format_version {version!r}; this scxl reads versions up to {FORMAT_VERSION}: "
+                        "upgrade scxl to read it")
+                missing = [k for k in ("spec", "classes", "var_names") if k not in meta]
+                if missing:
+                    raise EnsembleFormatError(f"{where}: metadata lacks {missing}; {hint}")
+                weights: dict[str, dict[str, np.ndarray]] = {}
+                for name in z.files:
+                    if not name.startswith("weights/"):
+                        continue
+                    parts = name.split("/", 2)
+                    if len(parts) != 3 or not _MEMBER.match(parts[1]) or not parts[2]:
+                        raise EnsembleFormatError(
+                            f"{where}: array {name!r} is not named 'weights/model_<i>/<parameter>' "
+                            "(members are model_0, model_1, ...)")
+                    weights.setdefault(parts[1], {})[parts[2]] = z[name]
+                d: dict[str, Any] = {
+                    "spec": meta["spec"],
+                    "params": meta.get("params", {}),
+                    "preprocessing": meta.get("preprocessing", {}),
+                    "versions": meta.get("versions", {}),
+                    "classes": meta["classes"],
+                    "var_names": meta["var_names"],
+                    "weights": weights,
+                    "orders": z["orders"] if "orders" in z.files else None,
+                    "confusion": z["confusion"] if "confusion" in z.files else None,
+                }
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+                if isinstance(err, EnsembleFormatError):
+                    raise
+                raise EnsembleFormatError(f"{where} is damaged ({type(err).__name__}: {err}); {hint}") from None
+        if "n_models" in meta and meta["n_models"] != len(weights):
+            raise EnsembleFormatError(
+                f"{where}: metadata says n_models={meta['n_models']!r} but the file holds {len(weights)} member(s) "
+                f"({sorted(weights, key=_member_index)}); {hint}")
+        tables = meta.get("tables", {})
+        if not isinstance(tables, dict):
+            raise EnsembleFormatError(f"{where}: metadata 'tables' must be an object of JSON tables")
+        for n, js in tables.items():
+            try:
+                d[n] = pd.read_json(StringIO(js), orient="split")
+            except (ValueError, TypeError) as err:
+                raise EnsembleFormatError(f"{where}: table {n!r} cannot be read ({err})") from None
+        return cls.from_dict(d, factory=factory, source=where)
+
+
+def _member_index(name: Any) -> int:
+    m = _MEMBER.match(str(name))
+    return int(m.group(1)) if m else -1
+
+
+def _fail(source: str, problems: list[str]) -> EnsembleFormatError:
+    shown = problems[:6] if len(problems) <= 7 else [*problems[:5], problems[-1]]
+    more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
+    return EnsembleFormatError(f"{source}: " + "; ".join(shown) + more)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1
+
+
+def _check_spec(spec: Any) -> list[str]:
+    """Problems of an architecture spec (empty when usable)."""
+    if not isinstance(spec, dict):
+        return [f"'spec' must be a dict describing the architecture, found {type(spec).__name__}"]
+    probs = []
+    kind = spec.get("type")
+    if kind not in ("mlp", "cnn", "custom"):
+        probs.append(f"spec type {kind!r} is not one of 'mlp', 'cnn', 'custom'")
+    for f in ("n_features", "n_classes"):
+        if not _positive_int(spec.get(f)):
+            probs.append(f"spec {f}={spec.get(f)!r} is not a positive integer")
+    if kind == "mlp":
+        hidden = spec.get("hidden")
+        hidden = [hidden] if np.ndim(hidden) == 0 else list(np.asarray(hidden).ravel()) if hidden is not None else None
+        if not hidden or not all(_positive_int(h) for h in hidden):
+            probs.append(f"spec hidden={spec.get('hidden')!r} must be a list of positive integers")
+        if "batchnorm" not in spec or not isinstance(spec["batchnorm"], bool | np.bool_):
+            probs.append(f"spec batchnorm={spec.get('batchnorm')!r} must be true or false")
+    if kind == "cnn":
+        ch, ks = spec.get("channels"), spec.get("kernels")
+        ok = all(isinstance(v, list | tuple | np.ndarray) and len(v) and all(_positive_int(x) for x in np.asarray(v).ravel())
+                 for v in (ch, ks))
+        if not ok or len(ch) != len(ks):
+            probs.append(f"spec channels={ch!r} and kernels={ks!r} must be lists of positive integers of the same length")
+    if kind in ("mlp", "cnn"):
+        p = spec.get("dropout")
+        if not isinstance(p, int | float | np.floating) or isinstance(p, bool) or not 0 <= float(p) < 1:
+            probs.append(f"spec dropout={p!r} must be a number in [0, 1)")
+    return probs
+
+
+def _names(value: Any, field: str, expected: int, spec_field: str) -> tuple[list[str] | None, list[str]]:
+    if isinstance(value, str | bytes) or value is None:
+        return None, [f"'{field}' must be a list of names, found {type(value).__name__}"]
+    arr = np.asarray(value)
+    if arr.ndim != 1:
+        return None, [f"'{field}' must be one-dimensional, found shape {arr.shape}"]
+    names = [str(v) for v in arr.tolist()]
+    probs = []
+    if len(names) != expected:
+        probs.append(f"'{field}' has {len(names)} entries but spec {spec_field}={expected} "
+                     f"({'the output layer size' if field == 'classes' else 'the input size of the members'})")
+    dup = pd.Index(names)[pd.Index(names).duplicated()].unique().tolist()
+    if dup:
+        probs.append(f"'{field}' has duplicated entries, e.g. {dup[:3]}")
+    return names, probs
+
+
+def _explain_shape(spec: dict, expected: tuple, got: tuple) -> str:
+    """Which spec fields an expected parameter shape derives from (for messages)."""
+    fields = {"n_features": spec.get("n_features"), "n_classes": spec.get("n_classes")}
+    for f in ("hidden", "channels", "kernels"):
+        v = spec.get(f)
+        if v is not None:
+            for i, x in enumerate(np.atleast_1d(np.asarray(v)).tolist()):
+                fields[f"{f}[{i}]"] = x
+    why = []
+    for i, e in enumerate(expected):
+        if i >= len(got) or got[i] != e:
+            why += [f"{k}={v}" for k, v in fields.items() if v == e and f"{k}={v}" not in why]
+    return f" from spec {', '.join(why)}" if why else ""
+
+
+def _check_record(d: Any, *, source: str, factory) -> dict[str, Any]:
+    """Validate an ensemble record as a whole; return its parts with the members built and loaded."""
+    if not isinstance(d, Mapping):
+        raise EnsembleFormatError(f"{source} is not an scxl ensemble: expected a dict, found {type(d).__name__}")
+    missing = [k for k in ("spec", "classes", "var_names", "weights") if k not in d]
+    if missing:
+        raise EnsembleFormatError(f"{source} is not an scxl ensemble: missing {missing} (written by xl.tl.train_classifier "
+                                  "or Ensemble.save)")
+    spec = _from_stored(d["spec"])
+    probs = _check_spec(spec)
+    if probs:
+        raise _fail(source, probs)
+    n_features, n_classes = int(spec["n_features"]), int(spec["n_classes"])
+    classes, p1 = _names(d["classes"], "classes", n_classes, "n_classes")
+    var_names, p2 = _names(d["var_names"], "var_names", n_features, "n_features")
+    probs = p1 + p2
+
+    weights = d["weights"]
+    if not isinstance(weights, Mapping):
+        raise _fail(source, probs + [f"'weights' must be a dict of members (model_0, model_1, ...), found {type(weights).__name__}"])
+    odd = [k for k in weights if not _MEMBER.match(str(k))]
+    if odd:
+        raise _fail(source, probs + [f"'weights' has entries {odd[:3]} not named model_<i> (members are model_0, model_1, ...)"])
+    keys = sorted(weights, key=_member_index)
+    if not keys:
+        raise _fail(source, probs + ["'weights' holds no member"])
+    idx = [_member_index(k) for k in keys]
+    if idx != list(range(len(keys))):
+        probs.append(f"members must be model_0 … model_{len(keys) - 1}, found {keys}")
+
+    orders = d.get("orders")
+    orders = None if orders is None or (isinstance(orders, str) and orders == "None") else np.asarray(orders)
+    if spec["type"] == "cnn":
+        if orders is None:
+            probs.append("a CNN ensemble needs 'orders' (the gene layout of every member)")
+        elif orders.shape != (len(keys), n_features):
+            probs.append(f"'orders' has shape {orders.shape}, expected ({len(keys)}, {n_features}) from {len(keys)} members "
+                         f"and spec n_features={n_features}")
+        else:
+            bad = [keys[i] for i, o in enumerate(orders) if not np.array_equal(np.sort(o), np.arange(n_features))]
+            if bad:
+                probs.append(f"'orders' of {bad[:3]} is not a permutation of range({n_features})")
+    elif orders is not None:
+        probs.append(f"'orders' is only for CNN ensembles, but spec type is {spec['type']!r}")
+    if probs:
+        raise _fail(source, probs)
+
+    modules = []
+    for i, k in enumerate(keys):
+        state = weights[k]
+        if not isinstance(state, Mapping):
+            raise _fail(source, [f"member {k} must be a dict of parameter name → array, found {type(state).__name__}"])
+        fresh = build_module(spec, order=None if orders is None else orders[i], factory=factory)
+        expected = fresh.state_dict()
+        p = []
+        lost = [n for n in expected if n not in state]
+        extra = [n for n in state if n not in expected]
+        if lost:
+            p.append(f"member {k} lacks weight(s) {lost[:4]}")
+        if extra:
+            p.append(f"member {k} has unexpected weight(s) {extra[:4]} for a {spec['type'].upper()} built from its spec")
+        tensors = {}
+        for n, ref in expected.items():
+            if n not in state:
+                continue
+            try:
+                arr = np.asarray(state[n])
+            except Exception as err:  # noqa: BLE001 - anything unreadable is a format error
+                p.append(f"member {k} weight {n!r} is not an array ({err})")
+                continue
+            shape = tuple(ref.shape)
+            if arr.dtype.kind not in "fiub":
+                p.append(f"member {k} weight {n!r} has dtype {arr.dtype}, expected numbers")
+            elif tuple(arr.shape) != shape:
+                p.append(f"member {k} weight {n!r} has shape {tuple(arr.shape)}, expected {shape}"
+                         f"{_explain_shape(spec, shape, tuple(arr.shape))}")
+            elif arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                p.append(f"member {k} weight {n!r} has {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
+            else:
+                tensors[n] = torch.as_tensor(np.ascontiguousarray(arr)).to(ref.dtype)
+        if p:
+            if spec["type"] == "custom":
+                p.append(f"the factory ({spec.get('factory', '?')}) does not build the module the ensemble was trained "
+                         "with: pass the same factory")
+            raise _fail(source, p)
+        fresh.load_state_dict(tensors)
+        fresh.eval()
+        modules.append(fresh)
+    return {"spec": spec, "classes": classes, "var_names": var_names, "orders": orders, "modules": modules}
 
 
 def _jsonable(obj: Any) -> Any:

@@ -162,13 +162,75 @@ def default_spec(model: str, n_features: int, n_classes: int, **options: Any) ->
     return spec
 
 
+#: Module factories known in this session (qualified name → callable), see :func:`register_factory`.
+_FACTORIES: dict[str, Callable[[int, int], nn.Module]] = {}
+
+
+def factory_name(factory: Callable[..., Any]) -> str:
+    """The name under which a module factory is recorded in a spec: ``"module.qualname"``."""
+    qual = getattr(factory, "__qualname__", None) or type(factory).__qualname__
+    mod = getattr(factory, "__module__", None) or type(factory).__module__
+    return f"{mod}.{qual}" if mod else str(qual)
+
+
+def register_factory(factory: Callable[[int, int], nn.Module], name: str | None = None) -> str:
+    """Make a custom module factory known, so stored ensembles built with it can be rebuilt.
+
+    :func:`scxl.tl.train_classifier` registers the ``model=`` callable it is given, so in the same
+    session :func:`scxl.tl.predict`, :func:`scxl.tl.attribute` and :func:`scxl.get.ensemble`
+    find it by itself. In a new session (code is never stored, only weights), register the same
+    factory once before using the ensemble. Registering a factory under a name already taken
+    replaces the earlier one.
+
+    Parameters
+    ----------
+    factory
+        ``factory(n_features, n_classes) -> torch.nn.Module``.
+    name
+        The name recorded in the ensemble's ``spec["factory"]``; default: the factory's
+        qualified name (``"module.qualname"``), as recorded at training.
+
+    Returns
+    -------
+    The name it is registered under.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import scxl as xl
+    >>> def linear(n_features, n_classes):
+    ...     return torch.nn.Sequential(torch.nn.Linear(n_features, n_classes))
+    >>> xl.models.register_factory(linear)
+    '__main__.linear'
+    """
+    if not callable(factory):
+        raise TypeError(f"factory must be a callable factory(n_features, n_classes) -> torch.nn.Module, got {type(factory).__name__}")
+    name = factory_name(factory) if name is None else str(name)
+    _FACTORIES[name] = factory
+    return name
+
+
+def _known_factory(name: Any) -> Callable[[int, int], nn.Module] | None:
+    if not isinstance(name, str):
+        return None
+    if name in _FACTORIES:
+        return _FACTORIES[name]
+    # ensembles trained before the module was recorded store the bare qualname
+    hits = [f for k, f in _FACTORIES.items() if k.rsplit(".", 1)[-1] == name or k.endswith("." + name)]
+    return hits[-1] if len(hits) == 1 else None
+
+
 def build_module(
     spec: dict[str, Any],
     *,
     order: np.ndarray | None = None,
     factory: Callable[[int, int], nn.Module] | None = None,
 ) -> nn.Module:
-    """Build a fresh (randomly initialised) module from a spec."""
+    """Build a fresh (randomly initialised) module from a spec.
+
+    For a ``"custom"`` spec the module comes from ``factory`` or, without it, from the factory
+    registered under ``spec["factory"]`` (:func:`register_factory`).
+    """
     kind = spec["type"]
     n_features, n_classes = int(spec["n_features"]), int(spec["n_classes"])
     if kind == "mlp":
@@ -185,10 +247,16 @@ def build_module(
             dropout=float(spec["dropout"]),
         )
     if kind == "custom":
+        name = spec.get("factory", "?")
+        factory = factory if factory is not None else _known_factory(name)
         if factory is None:
+            short = str(name).rsplit(".", 1)[-1]
             raise ValueError(
-                f"this ensemble was trained with a custom module factory ({spec.get('factory', '?')}); "
-                "pass the same callable as factory= to rebuild it (weights are stored, code never is)"
+                f"this ensemble was trained with a custom module factory ({name}), which is not known in this "
+                f"session (weights are stored, code never is): register it once with "
+                f"xl.models.register_factory({short}), or pass the same callable as factory= "
+                f"(xl.get.ensemble(adata, factory={short}), Ensemble.load(path, factory={short})) and give that "
+                "ensemble to xl.tl.predict/xl.tl.attribute with ensemble="
             )
         module = factory(n_features, n_classes)
         if not isinstance(module, nn.Module):
