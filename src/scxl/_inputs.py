@@ -116,18 +116,36 @@ def get_matrix(adata: AnnData, *, layer: str | None = None, use_raw: bool = Fals
     """
     if use_raw and layer is not None:
         raise ValueError("use_raw=True and layer are mutually exclusive: choose one")
+    if layer is not None and not isinstance(layer, str):
+        raise TypeError(f"layer must be the name of a layer (a string) or None for X, got {type(layer).__name__}")
     if use_raw:
         if adata.raw is None:
             raise ValueError("use_raw=True but adata.raw is None; use adata.X or a layer instead")
-        return Matrix(adata.raw.X, adata.raw.var_names, "raw.X")
+        return _checked(Matrix(adata.raw.X, adata.raw.var_names, "raw.X"))
     if layer is not None:
         if layer not in adata.layers:
             avail = ", ".join(map(repr, adata.layers.keys())) or "none"
             raise KeyError(f"layer={layer!r} is not in adata.layers (available: {avail})")
-        return Matrix(adata.layers[layer], adata.var_names, f"layers[{layer!r}]")
+        return _checked(Matrix(adata.layers[layer], adata.var_names, f"layers[{layer!r}]"))
     if adata.X is None:
         raise ValueError("adata.X is None; pass layer= to use a layer")
-    return Matrix(adata.X, adata.var_names, "X")
+    return _checked(Matrix(adata.X, adata.var_names, "X"))
+
+
+def _checked(matrix: Matrix) -> Matrix:
+    """Raise a TypeError for a matrix that does not hold numbers (strings, objects, complex)."""
+    dtype = getattr(matrix.data, "dtype", None)
+    if dtype is None or np.dtype(dtype).kind in "biuf":
+        return matrix
+    example = ""
+    if isinstance(matrix.data, np.ndarray) and matrix.data.size:
+        example = f" (e.g. {matrix.data.flat[0]!r} at row 0, column 0)"
+    where = "adata.X" if matrix.source == "X" else f"adata.{matrix.source}"
+    raise TypeError(
+        f"{where} has dtype {np.dtype(dtype)}{example}; scxl needs numeric expression values. If the values are "
+        f"numbers stored as text or objects, convert them: {where} = {where}.astype(np.float32); otherwise check "
+        "how the matrix was read (e.g. a header row or gene names read as data)"
+    )
 
 
 @dataclass

@@ -191,7 +191,7 @@ def check_writable(adata: Any, key: str, *, tool: str, overwrite: bool = False, 
                 what = "the trained ensemble (xl.tl.train_classifier); replacing it would break xl.tl.predict"
             raise ValueError(f"uns[{key!r}] already holds {what}; xl.tl.{tool} would overwrite it: {hint}")
     ours = key in adata.uns and result_owner(adata.uns[key]) == tool
-    if layer and not ours and key in getattr(adata, "layers", {}):
+    if layer and not ours and key in (getattr(adata, "layers", None) or {}):
         raise ValueError(f"layers[{key!r}] already exists and was not written by xl.tl.{tool}: {hint}")
     if var_columns and not ours:
         taken = [c for c in var_columns if c in adata.var.columns]

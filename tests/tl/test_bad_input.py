@@ -33,6 +33,31 @@ def _unchanged(a, b):
         (None, {"balance": "smote"}, ValueError, "balance='smote' is not valid"),
         (None, {"genes": "nope"}, KeyError, "genes='nope' is not a boolean column"),
         (None, {"cv": 1}, ValueError, "cv must be None or an integer >= 2"),
+        (None, {"hidden": 0}, ValueError, r"hidden=0 is not valid: give the hidden layer size\(s\) as positive integers"),
+        (None, {"hidden": (64, 0)}, ValueError, r"hidden=\(64, 0\) is not valid"),
+        (None, {"hidden": -8}, ValueError, "hidden=-8 is not valid"),
+        (None, {"hidden": 1.5}, ValueError, "hidden=1.5 is not valid"),
+        (None, {"hidden": "128"}, ValueError, "hidden='128' is not valid"),
+        (None, {"hidden": ()}, ValueError, r"hidden=\(\) is not valid"),
+        (None, {"dropout": 1.0}, ValueError, r"dropout=1.0 is not valid: it is a probability in \[0, 1\)"),
+        (None, {"dropout": -0.1}, ValueError, "dropout=-0.1 is not valid"),
+        (None, {"model_kwargs": {"dropout": 2}}, ValueError, "dropout=2 is not valid"),
+        (None, {"model": "cnn", "model_kwargs": {"channels": (4, 0, 4)}}, ValueError, r"model_kwargs\['channels'\]=\(4, 0, 4\) is not valid"),
+        (None, {"model": "cnn", "model_kwargs": {"channels": (4, 4)}}, ValueError, "must have the same length"),
+        (None, {"model_kwargs": "batchnorm"}, TypeError, "model_kwargs must be a dict"),
+        (None, {"max_epochs": 0}, ValueError, "max_epochs must be a positive integer"),
+        (None, {"batch_size": 2.5}, ValueError, "batch_size must be a positive integer"),
+        (None, {"lr": 0}, ValueError, "lr must be a positive number"),
+        (None, {"lr": float("nan")}, ValueError, "lr must be a positive number"),
+        (None, {"weight_decay": -1}, ValueError, "weight_decay must be a non-negative number"),
+        (None, {"validation": 1.0}, ValueError, r"validation must be a fraction in \[0, 1\)"),
+        (None, {"n_models": 2.0}, ValueError, "n_models must be a positive integer"),
+        (None, {"n_models": True}, ValueError, "n_models must be a positive integer"),
+        (None, {"layer": 3}, TypeError, "layer must be the name of a layer"),
+        (lambda a: a.__setattr__("X", a.X.astype(object)), {}, TypeError,
+         r"adata.X has dtype object \(e.g. .* at row 0, column 0\); scxl needs numeric expression values.*adata.X = adata.X.astype\(np.float32\)"),
+        (lambda a: a.layers.__setitem__("txt", a.X.astype(str)), {"layer": "txt"}, TypeError,
+         r"adata.layers\['txt'\] has dtype <U\d+ .*astype\(np.float32\)"),
     ],
 )
 def test_train_bad_input(synth, mutate, kwargs, exc, match):
@@ -179,3 +204,30 @@ def test_use_raw_with_more_genes_in_raw(synth):
     grp = (a.obs["group"] == "group_0").to_numpy()
     np.testing.assert_allclose(a.layers["raw_True"][grp].mean(0), [ranked[g] for g in a.var_names], rtol=1e-4, atol=1e-6)
     assert (col >= 0).all()
+
+
+def test_object_matrix_in_predict_and_attribute(trained):
+    a = trained.copy()
+    a.X = a.X.astype(object)
+    before = a.copy()
+    with pytest.raises(TypeError, match=r"adata.X has dtype object .*astype\(np.float32\)"):
+        xl.tl.predict(a)
+    with pytest.raises(TypeError, match=r"adata.X has dtype object"):
+        xl.tl.attribute(a)
+    _unchanged(a, before)
+
+
+def test_gene_set_without_shared_genes_warns_and_keeps_its_row(trained):
+    a = trained.copy()
+    xl.tl.attribute(a)
+    sets = {"planted": list(a.var_names[:10]), "ensembl": ["ENSG00000141510", "ENSG00000012048"]}
+    with pytest.warns(ScxlWarning, match=r"gene set\(s\) \['ensembl'\] share no gene with the 60 genes ranked in uns\['xl_deeplift'\]"):
+        xl.tl.gene_set_overlap(a, "xl_deeplift", sets, top_k=10, specificity_key=None)
+    res = a.uns["xl_deeplift_overlap"]
+    assert res["params"]["gene_sets"] == ["planted", "ensembl"]
+    t = res["table"]
+    empty = t[t["gene_set"] == "ensembl"]
+    assert len(empty) == 3 and (empty["set_size"] == 0).all() and (empty["overlap"] == 0).all()
+    assert empty["pvalue"].isna().all() and empty["pvalue_adj"].isna().all()
+    planted = t[t["gene_set"] == "planted"]
+    assert planted["pvalue"].notna().all() and (planted["set_size"] == 10).all()

@@ -27,7 +27,8 @@ def test_overlap_with_specific_and_user_sets(ranked, tmp_path):
     assert (t.xs("planted", level=1)["pvalue_adj"] < 0.05).all()
     assert (t.xs("is_hk", level=1)["overlap"] == 0).all()
     de = res["de"]
-    assert de.loc["group_0", "n_up_in_group_0"] >= 4 and de.loc["group_1", "n_up_in_group_1"] >= 4
+    assert de.loc["group_0", "n_up_in_a"] >= 4 and de.loc["group_1", "n_up_in_b"] >= 4
+    assert res["params"]["de_groups"] == ["group_0", "group_1"]
 
 
 def test_overlap_errors(adata):

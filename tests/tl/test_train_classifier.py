@@ -158,9 +158,48 @@ def test_custom_factory(adata):
         return torch.nn.Sequential(torch.nn.Linear(n_features, n_classes))
 
     xl.tl.train_classifier(adata, "group", model=factory, **FAST)
-    with pytest.raises(ValueError, match="pass the same callable as factory"):
-        xl.get.ensemble(adata)
+    spec = adata.uns["xl"]["spec"]
+    assert spec["factory"].endswith("test_custom_factory.<locals>.factory")
+    # the same session knows the factory: predict, attribute and get.ensemble need no factory=
+    assert xl.get.ensemble(adata).predict(adata.X).shape == (adata.n_obs,)
+    xl.tl.predict(adata)
+    xl.tl.attribute(adata, method="saliency")
+    assert "xl_saliency" in adata.uns and adata.obs["xl_prediction"].notna().all()
     assert xl.get.ensemble(adata, factory=factory).predict(adata.X).shape == (adata.n_obs,)
+
+
+def test_custom_factory_in_a_new_session(adata, monkeypatch):
+    """A new session does not know the factory: the error says how to give it; register_factory fixes it."""
+    from scxl.models import _modules
+
+    def factory(n_features, n_classes):
+        return torch.nn.Sequential(torch.nn.Linear(n_features, n_classes))
+
+    xl.tl.train_classifier(adata, "group", model=factory, **FAST)
+    monkeypatch.setattr(_modules, "_FACTORIES", {})  # what a fresh interpreter knows
+    before = adata.copy()
+    for call in (xl.get.ensemble, xl.tl.predict, lambda a: xl.tl.attribute(a, method="saliency")):
+        with pytest.raises(ValueError, match=r"not known in this session.*xl.models.register_factory\(factory\).*factory="):
+            call(adata)
+    assert set(adata.obs) == set(before.obs) and set(adata.uns) == set(before.uns)
+    assert xl.models.register_factory(factory) == adata.uns["xl"]["spec"]["factory"]
+    xl.tl.predict(adata)
+    assert adata.obs["xl_prediction"].notna().all()
+
+
+def test_custom_factory_that_builds_another_module(adata):
+    """A factory registered under the recorded name but building a different module is caught by the weight check."""
+    def factory(n_features, n_classes):
+        return torch.nn.Sequential(torch.nn.Linear(n_features, n_classes))
+
+    def other(n_features, n_classes):
+        return torch.nn.Sequential(torch.nn.Linear(n_features, 8), torch.nn.ReLU(), torch.nn.Linear(8, n_classes))
+
+    xl.tl.train_classifier(adata, "group", model=factory, **FAST)
+    with pytest.raises(xl.models.EnsembleFormatError, match=r"member model_0 lacks weight\(s\) \['2.weight', '2.bias'\].*does not build the module the ensemble was trained with: pass the same factory"):
+        xl.get.ensemble(adata, factory=other)
+    with pytest.raises(TypeError, match="factory must be a callable"):
+        xl.models.register_factory("factory")
 
 
 def test_cross_validation(adata):

@@ -11,7 +11,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._keys import Key
-from .._logging import logger
+from .._logging import logger, warn
 from .._validation import TOOL_FIELD, check_adata, check_writable
 
 
@@ -77,7 +77,11 @@ def gene_set_overlap(
 
     For each: overlap, the expected overlap of a random selection of ``top_k`` genes from the
     ranked genes (the universe), fold enrichment and a hypergeometric p-value, Benjamini–Hochberg
-    adjusted over the gene sets of a group.
+    adjusted over the gene sets of a group. Every gene set keeps its row: a set that shares no
+    gene with the universe (e.g. gene identifiers that do not match the data's, or a group
+    without specific genes) has ``set_size`` 0 and no p-value (NaN, not counted in the
+    adjustment); a user set in that state also gives a warning (``ScxlWarning``)
+    naming it.
 
     With ``de_groups=(a, b)``, also the fraction of the top genes that are differentially
     expressed between ``a`` and ``b`` (Scanpy's Wilcoxon test on the same matrix, adjusted
@@ -114,7 +118,8 @@ def gene_set_overlap(
     ``None``. Writes ``uns[key_added]`` with ``params``, ``table`` (tidy: ``group``, ``gene_set``,
     ``overlap``, ``expected``, ``fold_enrichment``, ``pvalue``, ``pvalue_adj``, ``genes``, ...)
     and, with ``de_groups``, ``de`` (per group: ``n_top``, ``n_de``, ``fraction_de``,
-    ``n_up_in_a``, ``n_up_in_b``).
+    ``n_up_in_a``, ``n_up_in_b``, where ``a`` and ``b`` are ``params["de_groups"]``; the group
+    names are not used as column names, so any group name can be written to ``.h5ad``/``.zarr``).
 
     Examples
     --------
@@ -149,10 +154,20 @@ def gene_set_overlap(
         for g in ranks:
             per_group_sets[g]["specific to group"] = adata.var_names[enriched.apply(lambda s, g=g: g in s).to_numpy()].tolist()
             per_group_sets[g]["housekeeping"] = hk
+    uni = set(universe)
+    disjoint = [name for name, genes in sets.items() if not uni.intersection(genes)]
+    if disjoint:
+        warn(
+            f"gene set(s) {disjoint[:5]}{' and more' if len(disjoint) > 5 else ''} share no gene with the "
+            f"{len(universe)} genes ranked in uns[{key!r}]: their rows in the table say 0 genes in the universe "
+            "(set_size 0, no p-value). Check that the gene identifiers match (symbols vs Ensembl IDs, case)",
+            stacklevel=2,
+        )
     tables = []
     for g in ranks:
         if per_group_sets[g]:
-            tables.append(enrichment_table({g: selected[g]}, per_group_sets[g], universe))
+            tables.append(_with_empty_sets(enrichment_table({g: selected[g]}, per_group_sets[g], universe),
+                                           g, per_group_sets[g], len(selected[g]), len(universe)))
     if not tables:
         raise ValueError("no gene sets to test: give gene_sets or run xl.tl.specificity first")
     table = pd.concat(tables, ignore_index=True)
@@ -166,6 +181,20 @@ def gene_set_overlap(
         result["params"] |= {"de_groups": list(de_groups), "de_fdr": float(de_fdr), "de_fold_change": float(de_fold_change)}
     adata.uns[key_added] = result
     logger.info("finished gene-set overlap: added uns[%r] (%d tests)", key_added, len(table))
+
+
+def _with_empty_sets(table: pd.DataFrame, group: str, sets: dict[str, list[str]], n_selected: int, n_universe: int) -> pd.DataFrame:
+    """Add a row (set_size 0, no p-value) for every gene set that shares no gene with the universe."""
+    present = set(table["gene_set"].astype(str))
+    empty = [s for s in sets if s not in present]
+    if not empty:
+        return table
+    rows = pd.DataFrame({
+        "group": group, "gene_set": empty, "n_selected": np.int64(n_selected), "set_size": np.int64(0),
+        "n_universe": np.int64(n_universe), "overlap": np.int64(0), "expected": 0.0, "fold_enrichment": np.nan,
+        "pvalue": np.nan, "pvalue_adj": np.nan, "genes": "",
+    })
+    return pd.concat([table, rows[table.columns]], ignore_index=True)
 
 
 def _de_fraction(adata, selected, groups, groupby, fdr, fold_change) -> pd.DataFrame:
@@ -189,5 +218,5 @@ def _de_fraction(adata, selected, groups, groupby, fdr, fold_change) -> pd.DataF
         d = is_de.reindex(genes).fillna(False).to_numpy(dtype=bool)
         lfc = df["logfoldchanges"].reindex(genes).to_numpy()
         rows[g] = {"n_top": len(genes), "n_de": int(d.sum()), "fraction_de": float(d.mean()) if genes else np.nan,
-                   f"n_up_in_{a}": int((d & (lfc > 0)).sum()), f"n_up_in_{b}": int((d & (lfc < 0)).sum())}
+                   "n_up_in_a": int((d & (lfc > 0)).sum()), "n_up_in_b": int((d & (lfc < 0)).sum())}
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -33,7 +33,7 @@ from .._validation import (
     resolve_genes,
     view_to_actual,
 )
-from ..models import Ensemble, build_module, default_spec, resolve_gene_order
+from ..models import Ensemble, build_module, default_spec, register_factory, resolve_gene_order
 from ..train import (
     TrainConfig,
     classification_metrics,
@@ -102,7 +102,10 @@ def train_classifier(
         ``"cnn"`` (genes on a square grid; three convolutions of 64/128/256 channels,
         kernels 5/5/3, each followed by max-pool, BatchNorm and ReLU; global average pooling) or
         a callable ``factory(n_features, n_classes) -> torch.nn.Module``. A custom module's
-        weights are stored, its code is not: pass the same factory to :func:`scxl.get.ensemble`.
+        weights are stored, its code is not: the factory is registered under its qualified name
+        (recorded in ``spec["factory"]``), so :func:`scxl.tl.predict`, :func:`scxl.tl.attribute`
+        and :func:`scxl.get.ensemble` find it in this session; in a new session call
+        :func:`scxl.models.register_factory` with the same factory first.
     n_models
         Number of ensemble members. The paper aggregates 10 or more for stable attributions.
     {layer}
@@ -113,9 +116,9 @@ def train_classifier(
         For a MuData: the modalities to use (default: all). Features are named ``"mod:gene"`` and
         only observations present in every chosen modality are used.
     hidden
-        MLP hidden layer size(s), e.g. ``128`` or ``(256, 64)``.
+        MLP hidden layer size(s), positive integers, e.g. ``128`` or ``(256, 64)``.
     dropout
-        Dropout probability before the output layer.
+        Dropout probability before the output layer, in ``[0, 1)``.
     model_kwargs
         Further architecture options, e.g. ``{{"channels": (16, 32, 64)}}`` for the CNN or
         ``{{"batchnorm": True}}`` for the paper's MLP.
@@ -196,14 +199,17 @@ def train_classifier(
     t0 = time.perf_counter()
     if copy:
         adata = adata.copy()
-    if not (isinstance(n_models, int | np.integer) and n_models >= 1):
+    if not (_is_int(n_models) and n_models >= 1):
         raise ValueError(f"n_models must be a positive integer, got {n_models!r}")
     if not callable(model) and model not in ("mlp", "cnn"):
         raise ValueError(f"model={model!r} is not valid; choose 'mlp', 'cnn' or pass a callable factory(n_features, n_classes)")
     if split not in ("per_model", "shared"):
         raise ValueError(f"split={split!r} is not valid; choose 'per_model' or 'shared'")
-    if cv is not None and (not isinstance(cv, int | np.integer) or cv < 2):
+    if cv is not None and (not _is_int(cv) or cv < 2):
         raise ValueError(f"cv must be None or an integer >= 2, got {cv!r}")
+    _check_architecture(model, hidden, dropout, model_kwargs)
+    _check_training(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                    validation=validation, patience=patience)
     check_writable(adata, key_added, tool="train_classifier", overwrite=overwrite)
     config = TrainConfig(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          balance=balance, patience=patience)
@@ -250,7 +256,7 @@ def train_classifier(
 
     # architecture
     if callable(model):
-        spec = {"type": "custom", "factory": getattr(model, "__qualname__", repr(model)),
+        spec = {"type": "custom", "factory": register_factory(model),  # known to predict/attribute in this session
                 "n_features": int(cols.size), "n_classes": n_classes}
     else:
         options = {"dropout": dropout, **(model_kwargs or {})}
@@ -365,6 +371,51 @@ def train_classifier(
         summary = f"; validation accuracy {metrics.loc['ensemble', 'accuracy']:.3f}, balanced {metrics.loc['ensemble', 'balanced_accuracy']:.3f}"
     logger.info("finished training (%.1fs): added uns[%r] (%r)%s", time.perf_counter() - t0, key_added, ens, summary)
     return adata if copy else None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _check_architecture(model: Any, hidden: Any, dropout: Any, model_kwargs: Any) -> None:
+    """Raise on hidden sizes and dropout that would build a useless or broken network."""
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise TypeError(f"model_kwargs must be a dict of architecture options, got {type(model_kwargs).__name__}")
+    kw = model_kwargs or {}
+    if model == "mlp":
+        sizes = [hidden] if np.ndim(hidden) == 0 else list(hidden) if isinstance(hidden, list | tuple | np.ndarray) else None
+        if isinstance(hidden, str) or sizes is None or not sizes or not all(_is_int(h) and h >= 1 for h in sizes):
+            raise ValueError(
+                f"hidden={hidden!r} is not valid: give the hidden layer size(s) as positive integers, e.g. hidden=128 "
+                "or hidden=(256, 64) (a layer of 0 units cannot carry any signal)"
+            )
+    p = kw.get("dropout", dropout)
+    if callable(model):
+        return
+    if isinstance(p, bool) or not isinstance(p, int | float | np.integer | np.floating) or not 0 <= float(p) < 1:
+        raise ValueError(f"dropout={p!r} is not valid: it is a probability in [0, 1), e.g. dropout=0.25 (0 disables it)")
+    if model == "cnn":
+        ch, ks = kw.get("channels", (64, 128, 256)), kw.get("kernels", (5, 5, 3))
+        for name, v in (("channels", ch), ("kernels", ks)):
+            if isinstance(v, str) or not isinstance(v, list | tuple | np.ndarray) or not len(v) or not all(_is_int(x) and x >= 1 for x in v):
+                raise ValueError(f"model_kwargs[{name!r}]={v!r} is not valid: give a list of positive integers, e.g. (64, 128, 256)")
+        if len(ch) != len(ks):
+            raise ValueError(f"model_kwargs channels {tuple(ch)} and kernels {tuple(ks)} must have the same length (one kernel per convolution)")
+
+
+def _check_training(**values: Any) -> None:
+    """Raise on training settings outside their range (each message gives a valid example)."""
+    for name in ("max_epochs", "batch_size", "patience"):
+        v = values[name]
+        if not _is_int(v) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    for name, example in (("lr", "1e-3"), ("weight_decay", "1e-4")):
+        v = values[name]
+        if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) or not np.isfinite(v) or v < 0 or (name == "lr" and v == 0):
+            raise ValueError(f"{name} must be a {'positive' if name == 'lr' else 'non-negative'} number, e.g. {name}={example}; got {v!r}")
+    v = values["validation"]
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) or not 0 <= float(v) < 1:
+        raise ValueError(f"validation must be a fraction in [0, 1), e.g. validation=0.1 (0 disables early stopping on held-out cells); got {v!r}")
 
 
 def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dict, classes, features, orders,
