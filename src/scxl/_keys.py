@@ -75,7 +75,7 @@ class Key:
     class obsm:
         """Keys in ``adata.obsm``."""
 
-        proba = _suffixed("proba", "DataFrame of class probabilities of an ensemble.")
+        proba = _suffixed("proba", "DataFrame of class probabilities of an ensemble (``/`` in class names stored as :data:`SLASH`).")
         angle = _suffixed("angle", "Off-simplex angles of an attribution with gradient correction.")
 
     class layers:
@@ -91,6 +91,22 @@ class Key:
         specificity = _suffixed("specificity", "HPA/TissueEnrich category.", default=PREFIX)
         enriched_in = _suffixed("enriched_in", "Groups the gene is enriched in.", default=PREFIX)
         housekeeping = _suffixed("housekeeping", "Housekeeping call.", default=PREFIX)
+
+
+#: Stand-in for ``"/"`` in names that anndata stores as keys (the columns of a DataFrame in
+#: ``obsm``/``uns``): ``.zarr`` refuses ``"/"`` in keys and ``.h5ad`` warns that it will. U+2215
+#: DIVISION SLASH looks the same in printed tables and is valid in every store and file system.
+SLASH = "\u2215"
+
+
+def storable(name: object) -> str:
+    """``name`` as a key anndata can write to ``.h5ad`` and ``.zarr`` (``"/"`` → :data:`SLASH`)."""
+    return str(name).replace("/", SLASH)
+
+
+def unstorable(name: object) -> str:
+    """Undo :func:`storable`."""
+    return str(name).replace(SLASH, "/")
 
 
 def ensemble_key_of(params: dict) -> str:

@@ -10,7 +10,7 @@ from anndata import AnnData
 
 from .._docs import doc_adata, doc_copy, doc_device, doc_key, doc_params
 from .._inputs import FROM_TRAINING, aligned
-from .._keys import Key
+from .._keys import SLASH, Key, storable
 from .._logging import logger, renamed_kwarg, warn
 from .._validation import check_values, is_mudata, resolve_device, view_to_actual
 from ..get import ensemble as get_ensemble
@@ -83,7 +83,10 @@ def predict(
     - ``obs[f"{{key_added}}_confidence"]``: ensemble probability of the predicted class;
     - ``obs[f"{{key_added}}_uncertainty"]``: fraction of members whose own prediction differs
       from the ensemble's (0 = unanimous);
-    - ``obsm[f"{{key_added}}_proba"]``: DataFrame of class probabilities (columns = classes).
+    - ``obsm[f"{{key_added}}_proba"]``: DataFrame of class probabilities (columns = classes, in
+      the order of the categories of the prediction; a ``/`` in a class name is stored as the
+      look-alike ``"∕"`` (U+2215), since ``.zarr`` cannot hold ``/`` in keys and ``.h5ad`` warns
+      that it will not: :func:`scxl.get.proba` returns the table with the real class names).
 
     For a MuData, observations missing from a modality the ensemble uses get no prediction (NaN).
 
@@ -125,7 +128,11 @@ def predict(
     adata.obs[Key.obs.prediction(key_added)] = pd.Categorical.from_codes(codes, categories=list(ens.classes))
     adata.obs[Key.obs.confidence(key_added)] = conf
     adata.obs[Key.obs.uncertainty(key_added)] = unc
-    adata.obsm[Key.obsm.proba(key_added)] = pd.DataFrame(full, index=adata.obs_names, columns=list(ens.classes))
+    columns = [storable(c) for c in ens.classes]  # anndata cannot write "/" in keys (.zarr refuses, .h5ad warns)
+    adata.obsm[Key.obsm.proba(key_added)] = pd.DataFrame(full, index=adata.obs_names, columns=columns)
+    if columns != list(ens.classes):
+        logger.info("class names with '/' are stored with %r in the columns of obsm[%r] (anndata cannot write '/' in "
+                    "keys); xl.get.proba(adata) returns the real names", SLASH, Key.obsm.proba(key_added))
     if inputs.rows.size < n:
         warn(f"{n - inputs.rows.size} observations are missing from a modality the ensemble uses and got no prediction")
     logger.info(
