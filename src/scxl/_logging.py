@@ -1,10 +1,60 @@
-"""The package logger and warning class (no global configuration is touched)."""
+"""The package logger and warning class (no global configuration is touched).
+
+The ``"scxl"`` logger has one handler of its own that prints to stderr (added once, like
+Scanpy's); its level is ``xl.settings.verbosity``. Records still propagate to the root logger, so
+``caplog`` and the user's own logging configuration see them.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 
 logger = logging.getLogger("scxl")
+
+
+class _Formatter(logging.Formatter):
+    """Scanpy's short format: info lines as they are, other levels prefixed (``WARNING: ...``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.exc_info:
+            msg += "\n" + self.formatException(record.exc_info)
+        return msg if record.levelno == logging.INFO else f"{record.levelname}: {msg}"
+
+
+class _StderrHandler(logging.Handler):
+    """Prints the ``"scxl"`` logger's records to the *current* ``sys.stderr`` (a notebook's, pytest's).
+
+    A record that a handler of the root logger already prints to the terminal (e.g. after the
+    user's ``logging.basicConfig()``) is not printed a second time.
+    """
+
+    _scxl_handler = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _root_prints(record):
+            return
+        try:
+            stream = sys.stderr
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:  # logging must never raise
+            self.handleError(record)
+
+
+def _root_prints(record: logging.LogRecord) -> bool:
+    terminals = {id(s) for s in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__) if s is not None}
+    return any(type(h) is logging.StreamHandler and id(getattr(h, "stream", None)) in terminals and record.levelno >= h.level
+               for h in logging.getLogger().handlers)
+
+
+def install_handler() -> None:
+    """Give the ``"scxl"`` logger its stderr handler (once; never touches the root logger)."""
+    if not any(getattr(h, "_scxl_handler", False) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(_Formatter())
+        logger.addHandler(handler)
 
 
 class ScxlWarning(UserWarning):

@@ -22,7 +22,12 @@ class ScxlSettings:
         Default torch device for training and attribution: ``"auto"`` (CUDA when available),
         ``"cpu"``, ``"cuda"`` or ``"mps"``.
     verbosity
-        Level of the ``"scxl"`` logger: ``"warning"``, ``"info"`` or ``"debug"``.
+        What the ``"scxl"`` logger prints to stderr: ``"error"``, ``"warning"`` (the default:
+        warnings only), ``"info"`` (a start and a finished line per tool, as Scanpy prints) or
+        ``"debug"``. The environment variable ``SCXL_VERBOSITY`` sets the initial value. The
+        logger has its own handler (the root logger is never configured); its records also
+        propagate to the root logger, and a line a root handler already prints to the terminal
+        is not printed twice.
 
     Examples
     --------
@@ -38,7 +43,13 @@ class ScxlSettings:
         ).expanduser()
         self.progress: bool = os.environ.get("SCXL_PROGRESS", "1") not in ("0", "false", "False")
         self._device = "auto"
-        self._verbosity = "warning"
+        try:
+            self.verbosity = os.environ.get("SCXL_VERBOSITY", "warning")
+        except ValueError as err:  # a bad environment variable must not break `import scxl`
+            import warnings
+
+            warnings.warn(f"SCXL_VERBOSITY: {err}; using 'warning'", stacklevel=2)
+            self.verbosity = "warning"
 
     @property
     def datasetdir(self) -> Path:
@@ -69,10 +80,13 @@ class ScxlSettings:
     def verbosity(self, value: str) -> None:
         import logging
 
+        from ._logging import install_handler
+
         levels = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
         if value not in levels:
             raise ValueError(f"verbosity must be one of {list(levels)}, got {value!r}")
         self._verbosity = value
+        install_handler()
         logging.getLogger("scxl").setLevel(levels[value])
 
     def __repr__(self) -> str:

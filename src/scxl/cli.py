@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
@@ -81,10 +80,19 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``scxl run``."""
     import scxl as xl
 
+    previous = xl.settings.progress, xl.settings.verbosity
     xl.settings.progress = not args.quiet
     if not args.quiet:
-        logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.WARNING)
-        xl.settings.verbosity = "info"
+        xl.settings.verbosity = "info"  # the "scxl" logger prints to stderr itself: no logging.basicConfig
+    try:
+        return _run(args)
+    finally:
+        xl.settings.progress, xl.settings.verbosity = previous
+
+
+def _run(args: argparse.Namespace) -> int:
+    import scxl as xl
+
     if args.n_models < 1:
         raise ValueError(f"--n-models must be at least 1, got {args.n_models}")
     out = Path(args.out)
