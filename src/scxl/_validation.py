@@ -6,6 +6,7 @@ Everything here raises real exceptions with messages that say what was found and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -75,12 +76,118 @@ def check_unique_var_names(var_names: pd.Index, *, where: str = "adata") -> None
         )
 
 
-def check_values(matrix: Any, *, expect_nonnegative: bool = True, chunk_size: int = 8192) -> None:
+#: Scales :func:`detect_scale` tells apart.
+SCALES = ("counts", "log", "linear", "scaled")
+#: An integer-valued, non-negative matrix whose largest value exceeds this is taken for raw counts.
+COUNTS_MIN_MAX = 20.0
+#: Larger values are implausible on a log scale (log1p of 5e21 counts): such data are linear.
+LOG_MAX = 50.0
+
+_NORMALISE = "sc.pp.normalize_total(adata, target_sum=1e4); sc.pp.log1p(adata)"
+
+
+@dataclass(frozen=True)
+class ValueSummary:
+    """Range of a matrix's values, as :func:`check_values` streams through it.
+
+    Attributes
+    ----------
+    minimum, maximum
+        Smallest and largest value.
+    integer
+        Whether every value is a whole number.
+    """
+
+    minimum: float
+    maximum: float
+    integer: bool
+
+    @property
+    def scale(self) -> str:
+        """The scale :func:`detect_scale` infers."""
+        return detect_scale(self)
+
+    def describe(self) -> str:
+        """A short description for messages, e.g. ``"integer values from 0 to 4305"``."""
+        kind = "integer values" if self.integer else "values"
+        return f"{kind} from {self.minimum:.4g} to {self.maximum:.4g}"
+
+
+def summarise_values(blocks: Any) -> ValueSummary:
+    """:class:`ValueSummary` of an array or of an iterable of dense blocks (NaN/inf ignored)."""
+    if isinstance(blocks, np.ndarray):
+        blocks = [blocks]
+    lo, hi, integer, seen = np.inf, -np.inf, True, False
+    for block in blocks:
+        b = np.asarray(block, dtype=np.float64)
+        b = b[np.isfinite(b)]
+        if not b.size:
+            continue
+        seen = True
+        lo, hi = min(lo, float(b.min())), max(hi, float(b.max()))
+        integer = integer and bool(np.all(b == np.round(b)))
+    if not seen:
+        return ValueSummary(0.0, 0.0, True)
+    return ValueSummary(lo, hi, integer)
+
+
+def detect_scale(values: ValueSummary | np.ndarray) -> str:
+    """Which scale expression values are on: ``"counts"``, ``"log"``, ``"linear"`` or ``"scaled"``.
+
+    A pure function of the values' range (:class:`ValueSummary`, or an array to summarise):
+
+    - any negative value → ``"scaled"`` (centred/z-scored, or log-ratios);
+    - whole numbers only, largest above :data:`COUNTS_MIN_MAX` (20) → ``"counts"`` (raw counts);
+    - largest above :data:`LOG_MAX` (50), implausible for log-expression → ``"linear"``
+      (normalised counts, CPM, TPM);
+    - otherwise → ``"log"`` (e.g. ``log1p`` of normalised counts, ``log2(TPM + 1)``).
+
+    Parameters
+    ----------
+    values
+        The summary, or the values themselves.
+
+    Returns
+    -------
+    One of :data:`SCALES`.
+    """
+    v = values if isinstance(values, ValueSummary) else summarise_values(values)
+    if v.minimum < 0:
+        return "scaled"
+    if v.integer and v.maximum > COUNTS_MIN_MAX:
+        return "counts"
+    if v.maximum > LOG_MAX:
+        return "linear"
+    return "log"
+
+
+def scale_hint(scale: str, summary: ValueSummary, source: str) -> str:
+    """What the data look like and what to do, for warnings about the scale."""
+    where = "adata.X" if source == "X" else f"adata.{source}" if source.startswith(("layers", "raw")) else source
+    if scale == "counts":
+        return (f"{where} looks like raw counts ({summary.describe()}); scxl expects log-normalised expression. "
+                f"Normalise first, e.g. {_NORMALISE} (CellTypist requires the same), or pass layer= with "
+                "log-normalised values")
+    if scale == "linear":
+        return (f"{where} holds {summary.describe()}, implausible on a log scale (larger than {LOG_MAX:g}): it looks "
+                f"like linear-scale values (normalised counts, CPM, TPM). Log-transform first, e.g. sc.pp.log1p(adata)")
+    if scale == "scaled":
+        return (f"{where} contains negative values ({summary.describe()}): it looks centred or scaled (e.g. "
+                "sc.pp.scale); scxl expects log-normalised, non-negative expression (e.g. "
+                f"{_NORMALISE}). Scaled data works for training, but references such as 'universal' are truncated at 0")
+    return f"{where} looks log-normalised ({summary.describe()})"
+
+
+def check_values(matrix: Any, *, expect_nonnegative: bool = True, chunk_size: int = 8192) -> ValueSummary:
     """Raise on NaN/inf; warn on negative values when log-expression is expected. Streams chunks.
 
     ``matrix`` is any reader of :mod:`scxl._inputs` (``chunks``, ``var_names``, ``source``).
+
+    Returns
+    -------
+    The :class:`ValueSummary` of the values (its ``scale`` is :func:`detect_scale`'s answer).
     """
-    negative = False
+    lo, hi, integer = np.inf, -np.inf, True
     for sl, block in matrix.chunks(chunk_size):
         if not np.isfinite(block).all():
             bad = np.argwhere(~np.isfinite(block))[0]
@@ -88,14 +195,13 @@ def check_values(matrix: Any, *, expect_nonnegative: bool = True, chunk_size: in
                 f"{matrix.source} contains NaN or infinite values (first at row {sl.start + bad[0]}, "
                 f"variable {matrix.var_names[bad[1]]!r}); impute or drop them first"
             )
-        negative = negative or bool((block < 0).any())
-    if negative and expect_nonnegative:
-        warn(
-            f"{matrix.source} contains negative values; scxl expects log-normalised, non-negative "
-            "expression (e.g. sc.pp.normalize_total + sc.pp.log1p). Scaled data works for training, "
-            "but references such as 'universal' are truncated at 0.",
-            stacklevel=4,
-        )
+        if block.size:
+            lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+            integer = integer and bool(np.all(block == np.round(block)))
+    summary = ValueSummary(lo, hi, integer) if np.isfinite(lo) else ValueSummary(0.0, 0.0, True)
+    if summary.minimum < 0 and expect_nonnegative:
+        warn(scale_hint("scaled", summary, matrix.source), stacklevel=4)
+    return summary
 
 
 def resolve_genes(var: pd.DataFrame, var_names: pd.Index, genes: Any) -> np.ndarray:

@@ -231,3 +231,83 @@ def test_gene_set_without_shared_genes_warns_and_keeps_its_row(trained):
     assert empty["pvalue"].isna().all() and empty["pvalue_adj"].isna().all()
     planted = t[t["gene_set"] == "planted"]
     assert planted["pvalue"].notna().all() and (planted["set_size"] == 10).all()
+
+
+# ---------------------------------------------------------------------------- input scale
+
+
+def test_train_on_counts_warns_and_records_the_scale(synth):
+    a = synth.copy()
+    with pytest.warns(ScxlWarning, match=r"adata.layers\['counts'\] looks like raw counts \(integer values from 0 to \d+\).*"
+                                         r"sc.pp.normalize_total\(adata, target_sum=1e4\); sc.pp.log1p\(adata\)"):
+        xl.tl.train_classifier(a, "group", layer="counts", **FAST)
+    prep = a.uns["xl"]["preprocessing"]
+    assert prep["scale"] == "counts" and prep["integer_values"] and prep["value_range"][1] > 100
+    b = synth.copy()
+    xl.tl.train_classifier(b, "group", **FAST)  # log1p data: no warning (warnings are errors here)
+    assert b.uns["xl"]["preprocessing"]["scale"] == "log"
+
+
+def test_train_on_real_counts_warns():
+    p = xl.datasets.pancreas()
+    with pytest.warns(ScxlWarning, match="looks like raw counts"):
+        xl.tl.train_classifier(p, "clusters", layer="counts", **FAST)
+    assert p.uns["xl"]["preprocessing"]["scale"] == "counts"
+
+
+def test_train_on_linear_values_warns(synth):
+    a = synth.copy()
+    a.X = np.expm1(a.X) + 0.5  # normalised but not log-transformed
+    with pytest.warns(ScxlWarning, match=r"implausible on a log scale .*sc.pp.log1p"):
+        xl.tl.train_classifier(a, "group", **FAST)
+    assert a.uns["xl"]["preprocessing"]["scale"] == "linear"
+
+
+def test_predict_flags_a_query_on_another_scale(trained):
+    q = trained.copy()
+    with pytest.warns(ScxlWarning, match=r"the query is on another scale than the ensemble's training data: "
+                                         r"adata.layers\['counts'\] looks like raw counts.*trained on 'log' data.*sc.pp.log1p"):
+        xl.tl.predict(q, layer="counts")
+    xl.tl.predict(trained.copy())  # same scale: no warning
+
+
+def test_specificity_on_counts_names_values_linear(synth):
+    a = synth.copy()
+    before = a.copy()
+    with pytest.raises(ValueError, match=r"values='log1p' says adata.layers\['counts'\] is log-transformed, but it holds "
+                                         r"integer values .*raw counts.*Pass values='linear'"):
+        xl.tl.specificity(a, "group", layer="counts")
+    _unchanged(a, before)
+    xl.tl.specificity(a, "group", layer="counts", values="linear")
+    assert np.isfinite(a.var["xl_tau"]).all()
+
+
+def test_specificity_on_real_counts():
+    p = xl.datasets.pancreas()
+    with pytest.raises(ValueError, match="Pass values='linear'"):
+        xl.tl.specificity(p, "clusters", layer="counts")
+    xl.tl.specificity(p, "clusters", layer="counts", values="linear")
+    assert p.var["xl_tau"].notna().mean() > 0.9
+
+
+def test_specificity_linear_on_log_data_warns(synth):
+    a = synth.copy()
+    with pytest.warns(ScxlWarning, match=r"values='linear' but adata.X holds values from 0 to .*looks log-transformed.*values='log1p'"):
+        xl.tl.specificity(a, "group", values="linear", min_expr=0.5)
+
+
+def test_logfoldchanges_on_counts_do_not_overflow(synth):
+    import warnings
+
+    a = synth.copy()
+    with pytest.warns(ScxlWarning, match="raw counts"):
+        xl.tl.train_classifier(a, "group", layer="counts", **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow in expm1
+        xl.tl.attribute(a, method="saliency")
+    lfc = np.concatenate([np.asarray(a.uns["xl_saliency"]["logfoldchanges"][g]) for g in ("group_0", "group_1", "group_2")])
+    assert np.isfinite(lfc).all() and np.abs(lfc).max() < 40
+    # the planted up-markers of group_0 are up in group_0, on the counts' own scale
+    up = a.var_names[(a.var["marker_of"] == "group_0") & (a.var["marker_direction"] == "up")]
+    df = xl.get.top_genes(a, "xl_saliency", group="group_0").set_index("gene")
+    assert (df.loc[up, "logfoldchanges"] > 0.5).all()

@@ -112,8 +112,10 @@ def test_sparse_float64_integer_input_agree(synth):
     xl.tl.train_classifier(sp, "group", **FAST)
     np.testing.assert_allclose(_weights(dense)["model_0"]["net.0.weight"], _weights(sp)["model_0"]["net.0.weight"], rtol=1e-5, atol=1e-6)
     counts = synth.copy()
-    xl.tl.train_classifier(counts, "group", layer="counts", **FAST)
+    with pytest.warns(xl._logging.ScxlWarning, match="looks like raw counts"):
+        xl.tl.train_classifier(counts, "group", layer="counts", **FAST)
     assert counts.uns["xl"]["preprocessing"]["layer"] == "counts"
+    assert counts.uns["xl"]["preprocessing"]["scale"] == "counts"
 
 
 def test_backed_input(synth, tmp_path):

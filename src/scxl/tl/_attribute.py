@@ -143,16 +143,39 @@ def _blocks(X: Aligned, ens, block_key: str) -> np.ndarray:
     return np.array([uniq.index(n) if n else -1 for n in names], dtype=np.int64)
 
 
-def expression_logfoldchanges(X: Aligned, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """log2 fold change of mean expression, each group vs the rest, as Scanpy computes it for log1p data."""
+def expression_logfoldchanges(X: Aligned, codes: np.ndarray, n_groups: int, *, scale: str | None = None) -> np.ndarray:
+    """log2 fold change of mean expression, each group vs the rest, on the linear scale the data are on.
+
+    For log-expression (``log1p``), as Scanpy computes it: the means of the log values are
+    brought back with ``expm1``. For raw counts and other linear-scale values (detected from the
+    values, see :func:`scxl._validation.detect_scale`, or given as ``scale``) the means are
+    compared as they are, so counts never overflow ``expm1``.
+    """
+    from .._validation import ValueSummary, detect_scale, summarise_values
     from ..explain import group_means
 
-    expr = group_means(X.chunks(4096), np.where(codes >= 0, codes, -1), n_groups)
+    seen: list[ValueSummary] = []
+
+    def blocks():  # one pass: group means and the values' range together
+        for _, block in X.chunks(4096):
+            if scale is None:
+                seen.append(summarise_values(block))
+            yield block
+
+    expr = group_means(blocks(), np.where(codes >= 0, codes, -1), n_groups)
+    if scale is None:
+        scale = detect_scale(ValueSummary(min(v.minimum for v in seen), max(v.maximum for v in seen),
+                                          all(v.integer for v in seen))) if seen else "log"
     counts = np.bincount(codes[codes >= 0], minlength=n_groups).astype(float)
     total = np.nansum(expr * counts[:, None], axis=0)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
         rest = (total[None, :] - expr * counts[:, None]) / (counts.sum() - counts)[:, None]
-        return np.log2((np.expm1(expr) + 1e-9) / (np.expm1(rest) + 1e-9))
+    if scale in ("counts", "linear"):
+        group, other = expr, rest
+    else:  # log1p (and scaled data, which Scanpy treats the same way); means above 700 cannot be log values
+        group, other = np.expm1(np.minimum(expr, 700.0)), np.expm1(np.minimum(rest, 700.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.log2((group + 1e-9) / (other + 1e-9))
 
 
 @renamed_kwarg("key", "ensemble_key")

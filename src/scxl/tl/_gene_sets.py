@@ -161,7 +161,6 @@ def gene_set_overlap(
             f"gene set(s) {disjoint[:5]}{' and more' if len(disjoint) > 5 else ''} share no gene with the "
             f"{len(universe)} genes ranked in uns[{key!r}]: their rows in the table say 0 genes in the universe "
             "(set_size 0, no p-value). Check that the gene identifiers match (symbols vs Ensembl IDs, case)",
-            stacklevel=2,
         )
     tables = []
     for g in ranks:

@@ -12,7 +12,7 @@ from .._docs import doc_adata, doc_copy, doc_device, doc_key, doc_params
 from .._inputs import FROM_TRAINING, aligned
 from .._keys import SLASH, Key, storable
 from .._logging import logger, renamed_kwarg, warn
-from .._validation import check_values, is_mudata, resolve_device, view_to_actual
+from .._validation import ValueSummary, check_values, is_mudata, resolve_device, scale_hint, view_to_actual
 from ..get import ensemble as get_ensemble
 
 
@@ -29,6 +29,26 @@ def resolve_ensemble(adata: Any, ensemble_key: str, ensemble: Any):
     if isinstance(ensemble, str | Path):
         return Ensemble.load(ensemble)
     raise TypeError(f"ensemble must be an xl.models.Ensemble or a path to a saved one, got {type(ensemble).__name__}")
+
+
+def _check_scale(values: ValueSummary, ens, source: str) -> None:
+    """Warn when the query's values are not on the scale the ensemble was trained on."""
+    trained = ens.preprocessing.get("scale")
+    scale = values.scale
+    if trained is None or scale == trained:
+        return
+    rng = ens.preprocessing.get("value_range")
+    seen = f" (values from {rng[0]:.4g} to {rng[1]:.4g})" if isinstance(rng, list | tuple) and len(rng) == 2 else ""
+    fix = {
+        "log": "normalise the query as the training data were, e.g. sc.pp.normalize_total(query, target_sum=1e4); "
+               "sc.pp.log1p(query), or pass layer= naming its log-normalised layer",
+        "counts": "give raw counts, as the training data were (e.g. layer='counts')",
+    }.get(str(trained), "transform the query as the training data were, or pass layer= naming such a layer")
+    warn(
+        f"the query is on another scale than the ensemble's training data: {scale_hint(scale, values, source)}; "
+        f"the ensemble was trained on {trained!r} data{seen}. Predictions on another scale are unreliable: {fix}",
+        stacklevel=5,  # warn → _check_scale → predict → renamed_kwarg → the user
+    )
 
 
 @renamed_kwarg("key", "ensemble_key")
@@ -63,7 +83,8 @@ def predict(
     layer
         Where to read expression. By default the source the ensemble was trained on (recorded in
         ``uns[ensemble_key]["preprocessing"]``); ``"X"`` forces ``adata.X``; any other value names a layer.
-        The values must be on the same scale as the training data.
+        The values must be on the same scale as the training data: a query whose detected scale
+        (raw counts, log, linear, scaled) differs from the one recorded at training gives a warning.
     use_raw
         Read ``adata.raw``; by default as recorded at training.
     min_gene_fraction
@@ -107,7 +128,7 @@ def predict(
     ens.to(resolve_device(device))
     X = aligned(adata, ens, layer=layer, use_raw=use_raw, min_gene_fraction=min_gene_fraction)
     inputs = X.inputs
-    check_values(X, expect_nonnegative=False)
+    _check_scale(check_values(X, expect_nonnegative=False), ens, X.source)
     member = ens.predict_proba(X, return_members=True, batch_size=batch_size)
     proba = member.mean(0)
     call = proba.argmax(1)

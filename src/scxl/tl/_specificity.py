@@ -9,10 +9,11 @@ from anndata import AnnData
 from .._docs import doc_copy, doc_layer, doc_overwrite, doc_params
 from .._inputs import extract
 from .._keys import PREFIX, Key
-from .._logging import logger
+from .._logging import logger, warn
 from .._types import Values
 from .._validation import (
     TOOL_FIELD,
+    ValueSummary,
     check_adata,
     check_groupby,
     check_in,
@@ -24,6 +25,26 @@ from ..explain import group_means
 
 VALUES = ("log1p", "log2p", "linear")
 _TO_LINEAR = {"log1p": np.expm1, "log2p": lambda x: np.exp2(x) - 1.0, "linear": None}
+
+
+def _check_values_scale(summary: ValueSummary, values: str, source: str) -> None:
+    """Refuse ``values="log1p"/"log2p"`` on linear-scale data (``expm1`` would overflow); warn on the reverse."""
+    scale = summary.scale
+    where = "adata.X" if source == "X" else f"adata.{source}"
+    if values in ("log1p", "log2p") and scale in ("counts", "linear"):
+        what = "raw counts" if scale == "counts" else "linear-scale values (normalised counts, CPM, TPM)"
+        raise ValueError(
+            f"values={values!r} says {where} is log-transformed, but it holds {summary.describe()}: it looks like "
+            f"{what}, and undoing a log on it would overflow. Pass values='linear' (group means are then taken as they "
+            "are), or log-normalise first (sc.pp.normalize_total + sc.pp.log1p) and keep the default"
+        )
+    if values == "linear" and scale == "log":
+        warn(
+            f"values='linear' but {where} holds {summary.describe()}, which looks log-transformed; if it is, pass "
+            "values='log1p' (natural log, Scanpy's sc.pp.log1p) or values='log2p' (log2(x + 1)), so that group means "
+            "are taken on the linear scale",
+            stacklevel=4,
+        )
 
 
 @doc_params(layer=doc_layer, copy=doc_copy, overwrite=doc_overwrite)
@@ -73,6 +94,9 @@ def specificity(
     values
         Scale of the matrix: ``"log1p"`` (natural ``log(x + 1)``, Scanpy's default),
         ``"log2p"`` (``log2(x + 1)``, e.g. GTEx/TCGA tables) or ``"linear"`` (TPM, CPM, counts).
+        Checked against the values: a log scale on data that look linear (whole numbers above
+        20, or values above 50) is refused with an error that says to pass ``"linear"``;
+        ``"linear"`` on data that look log-transformed gives a warning.
     min_expr
         Expression threshold on the linear scale (1 TPM in the HPA rules).
     fold
@@ -119,7 +143,7 @@ def specificity(
     groups = labels.cat.categories.astype(str)
     if len(groups) < 2:
         raise ValueError(f"specificity needs at least two groups in obs[{groupby!r}], found {len(groups)}")
-    check_values(inputs.matrix, expect_nonnegative=True)
+    _check_values_scale(check_values(inputs.matrix, expect_nonnegative=True), values, inputs.matrix.source)
     profile = group_means(inputs.matrix.chunks(4096), labels.cat.codes.to_numpy(), len(groups), transform=_TO_LINEAR[values])
     if (profile < 0).any():
         raise ValueError("negative group means on the linear scale: the data are not log-expression or counts")

@@ -22,7 +22,7 @@ from .._docs import (
 )
 from .._inputs import extract, make_fetch
 from .._keys import Key
-from .._logging import logger, progress
+from .._logging import logger, progress, warn
 from .._types import Balance, ModelType, Split
 from .._validation import (
     check_groupby,
@@ -31,6 +31,7 @@ from .._validation import (
     is_mudata,
     resolve_device,
     resolve_genes,
+    scale_hint,
     view_to_actual,
 )
 from ..models import Ensemble, build_module, default_spec, register_factory, resolve_gene_order
@@ -89,6 +90,12 @@ def train_classifier(
     cross-entropy and L2 weight decay; the learning rate is multiplied by 0.25 after 5 epochs
     without improvement of the validation loss, and training stops after ``patience`` such
     epochs, restoring the best weights.
+
+    The input should be log-normalised expression (e.g. ``sc.pp.normalize_total`` then
+    ``sc.pp.log1p``, as CellTypist requires). Its scale is detected from the values (whole numbers
+    above 20: raw counts; values above 50: implausible on a log scale, so linear; negative values:
+    scaled) and recorded in the ensemble; raw counts and other linear-scale values give a warning
+    that names the fix, and :func:`scxl.tl.predict` flags data on another scale than this.
 
     Parameters
     ----------
@@ -179,7 +186,9 @@ def train_classifier(
     -------
     ``None``, or a copy of ``adata`` if ``copy=True``. Writes ``adata.uns[key_added]``: the
     ensemble (``weights`` as NumPy arrays per member, ``spec``, ``classes``, ``var_names``,
-    ``orders`` for CNNs, ``params``, ``preprocessing``, ``versions``) with its training record:
+    ``orders`` for CNNs, ``params``, ``preprocessing`` (where the input came from, and its
+    ``scale``: ``"log"``, ``"counts"``, ``"linear"`` or ``"scaled"``, as detected from the values,
+    with ``value_range`` and ``integer_values``), ``versions``) with its training record:
     ``history`` (per member and epoch), ``metrics`` (accuracy, balanced accuracy, macro-F1 per
     member, for the ensemble on the validation cells, and per cross-validation fold), ``recall``
     (per class), ``confusion`` (ensemble, validation cells; rows true, columns predicted) and
@@ -245,7 +254,11 @@ def train_classifier(
     # features
     cols = resolve_genes(inputs.var, inputs.var_names, genes)
     features = inputs.var_names[cols]
-    check_values(inputs.matrix.select(cols))
+    values = check_values(inputs.matrix.select(cols))
+    scale = values.scale
+    if scale in ("counts", "linear"):
+        warn(scale_hint(scale, values, inputs.matrix.source) + "; the scale is recorded in the ensemble's "
+             "preprocessing['scale'] and xl.tl.predict flags data on another scale")
 
     n_classes = len(classes)
     y = y_all[labelled]
@@ -357,7 +370,9 @@ def train_classifier(
         "class_counts": [int(v) for v in counts.to_numpy()],
         "training_seconds": round(time.perf_counter() - t0, 2),
     }
-    prep = inputs.preprocessing | {"genes": genes if isinstance(genes, str) else "all" if genes is None else "list"}
+    prep = inputs.preprocessing | {"genes": genes if isinstance(genes, str) else "all" if genes is None else "list",
+                                   "scale": scale, "value_range": [values.minimum, values.maximum],
+                                   "integer_values": values.integer}
     ens = Ensemble([m.cpu() for m in modules], classes=classes, var_names=features, spec=spec, orders=orders,
                    params=params, preprocessing=prep, history=history, metrics=metrics, recall=recall,
                    confusion=confusion,
