@@ -565,7 +565,7 @@ def _check_record(d: Any, *, source: str, factory) -> dict[str, Any]:
                 continue
             try:
                 arr = np.asarray(state[n])
-            except Exception as err:  # noqa: BLE001 - anything unreadable is a format error
+            except Exception as err:  # anything unreadable is a format error
                 p.append(f"member {k} weight {n!r} is not an array ({err})")
                 continue
             shape = tuple(ref.shape)
