@@ -31,7 +31,10 @@ def resolve_device(device: Any = None):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not isinstance(device, str) and not isinstance(device, torch.device):
         raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {device!r}")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unsupported device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' was requested but CUDA is not available; use device='cpu' or 'auto'")
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):

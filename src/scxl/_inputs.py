@@ -341,6 +341,9 @@ def aligned(
     -------
     The :class:`Aligned` reader (missing features are filled with 0 and reported in the log).
     """
+    if isinstance(min_gene_fraction, bool) or not isinstance(min_gene_fraction, int | float | np.integer | np.floating) \
+            or not 0 <= min_gene_fraction <= 1:
+        raise ValueError(f"min_gene_fraction must be a fraction in [0, 1] (e.g. 0.5), got {min_gene_fraction!r}")
     prep = ens.preprocessing
     if layer == FROM_TRAINING:
         layer = prep.get("layer")

@@ -215,7 +215,8 @@ def resolve_genes(var: pd.DataFrame, var_names: pd.Index, genes: Any) -> np.ndar
         return np.arange(n)
     if isinstance(genes, str):
         if genes not in var.columns:
-            raise KeyError(f"genes={genes!r} is not a boolean column of var (columns: {list(var.columns)[:20]})")
+            single = f"; to select the one gene {genes!r}, pass a list: genes=[{genes!r}]" if genes in var_names else ""
+            raise KeyError(f"genes={genes!r} is not a boolean column of var (columns: {list(var.columns)[:20]}){single}")
         mask = var[genes].to_numpy()
         if mask.dtype != bool:
             raise TypeError(f"var[{genes!r}] must be boolean to select genes, found dtype {mask.dtype}")
@@ -235,6 +236,23 @@ def resolve_genes(var: pd.DataFrame, var_names: pd.Index, genes: Any) -> np.ndar
     if idx.size == 0:
         raise ValueError("the gene selection is empty")
     return idx
+
+
+def check_key_added(key_added: Any, name: str = "key_added") -> None:
+    """Raise a TypeError unless ``key_added`` is a non-empty string without ``/`` (anndata writes keys)."""
+    if not isinstance(key_added, str) or not key_added:
+        raise TypeError(f"{name} must be a non-empty string (a key of the AnnData), got {key_added!r}")
+    if "/" in key_added:
+        raise ValueError(f"{name}={key_added!r} contains '/', which .h5ad and .zarr cannot store in a key; choose another name")
+
+
+def check_random_state(random_state: Any) -> int:
+    """``random_state`` as an int, or a TypeError (scxl seeds every stochastic step from one integer)."""
+    if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer):
+        raise TypeError(f"random_state must be an integer seed (e.g. random_state=0), got {random_state!r}")
+    if random_state < 0:
+        raise ValueError(f"random_state must be a non-negative integer seed, got {random_state!r}")
+    return int(random_state)
 
 
 def check_in(value: Any, options: Sequence[Any], name: str) -> None:
@@ -286,6 +304,7 @@ def check_writable(adata: Any, key: str, *, tool: str, overwrite: bool = False, 
         ``var`` columns the tool writes.
     """
     check_adata(adata)
+    check_key_added(key)
     if overwrite:
         return
     hint = "choose another key_added=, or pass overwrite=True to replace it"

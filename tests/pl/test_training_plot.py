@@ -19,3 +19,17 @@ def test_training_plot_draws_members_and_confusion(trained):
     fig = xl.pl.training(trained, return_fig=True, normalize=False)
     assert fig.axes[1].get_images()[0].get_array().sum() == trained.uns["xl"]["confusion"].sum()
     plt.close("all")
+
+
+def test_training_plot_without_validation(synth):
+    """validation=0: training curves only (labelled, no matplotlib warning about an empty legend)."""
+    import warnings
+
+    a = synth.copy()
+    xl.tl.train_classifier(a, "group", n_models=2, max_epochs=2, validation=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        axes = xl.pl.training(a)
+    assert len(axes[0].get_lines()) == 2 and [t.get_text() for t in axes[0].get_legend().get_texts()] == ["model_0", "model_1"]
+    assert axes[1].texts[0].get_text() == "no validation cells"
+    plt.close("all")

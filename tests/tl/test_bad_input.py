@@ -311,3 +311,87 @@ def test_logfoldchanges_on_counts_do_not_overflow(synth):
     up = a.var_names[(a.var["marker_of"] == "group_0") & (a.var["marker_direction"] == "up")]
     df = xl.get.top_genes(a, "xl_saliency", group="group_0").set_index("gene")
     assert (df.loc[up, "logfoldchanges"] > 0.5).all()
+
+
+# ---------------------------------------------------------------------------- the other tools
+
+
+def _explained(trained):
+    a = trained.copy()
+    xl.tl.attribute(a, method="saliency")
+    return a
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (lambda a: xl.tl.train_classifier(a, "group", random_state=None, **FAST), TypeError, "random_state must be an integer seed"),
+        (lambda a: xl.tl.train_classifier(a, "group", random_state="0", **FAST), TypeError, "random_state must be an integer seed"),
+        (lambda a: xl.tl.train_classifier(a, "group", key_added=3, **FAST), TypeError, "key_added must be a non-empty string"),
+        (lambda a: xl.tl.train_classifier(a, "group", key_added="run/1", **FAST), ValueError, r"key_added='run/1' contains '/'"),
+        (lambda a: xl.tl.train_classifier(a, "group", device="tpu", **FAST), ValueError, "unsupported device 'tpu'"),
+        (lambda a: xl.tl.train_classifier(a, "group", genes="gene_001", **FAST), KeyError, r"pass a list: genes=\['gene_001'\]"),
+        (lambda a: xl.tl.predict(a, batch_size=0), ValueError, "batch_size must be a positive integer"),
+        (lambda a: xl.tl.predict(a, min_gene_fraction=2), ValueError, r"min_gene_fraction must be a fraction in \[0, 1\]"),
+        (lambda a: xl.tl.predict(a, key_added="a/b"), ValueError, "contains '/'"),
+        (lambda a: xl.tl.predict(a, ensemble=dict(a.uns["xl"])), TypeError, "ensemble must be an xl.models.Ensemble or a path"),
+        (lambda a: xl.tl.attribute(a, key_added="x/y"), ValueError, "contains '/'"),
+        (lambda a: xl.tl.reproducibility(a, n_values="10"), TypeError, "n_values must be a list of positive integers"),
+        (lambda a: xl.tl.reproducibility(a, n_values=(1,), n_replicates=2, max_cells=0), ValueError, "max_cells must be a positive integer"),
+        (lambda a: xl.tl.reproducibility(a, n_values=(1,), n_replicates=2, target_spearman=2), ValueError, r"target_spearman must be a correlation in \(0, 1\]"),
+        (lambda a: xl.tl.reproducibility(a, n_values=(1,), n_replicates=2, random_state=None), TypeError, "random_state must be an integer"),
+        (lambda a: xl.tl.specificity(a, "group", layer=3), TypeError, "layer must be the name of a layer"),
+        (lambda a: xl.tl.specificity(a, "group", use_raw=True), ValueError, "adata.raw is None"),
+        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", {"s": "gene_001"}, specificity_key=None), TypeError,
+         r"gene set 's' must be a list of gene names, got str 'gene_001'; for one gene pass \['gene_001'\]"),
+        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", "gene_001", specificity_key=None), FileNotFoundError,
+         r"to test a list of genes, pass a dict"),
+        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", {"s": ["gene_001"]}, specificity_key=None, de_groups=("group_0",)),
+         ValueError, "de_groups must be two groups to compare"),
+        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", {"s": ["gene_001"]}, specificity_key=None, de_groups=("group_0", "group_0")),
+         ValueError, "de_groups must be two different groups"),
+        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", {"s": ["gene_001"]}, specificity_key=None, de_groups=("group_0", "group_1"),
+                                          de_fdr=2), ValueError, r"de_fdr must be a false discovery rate in \(0, 1\]"),
+        (lambda a: xl.tl.gene_set_overlap(a, "source", {"s": ["gene_001"]}, specificity_key=None), TypeError,
+         r"uns\['source'\]\['names'\] is a int, not the record array"),
+    ],
+)
+def test_tools_bad_input(trained, call, exc, match):
+    a = _explained(trained)
+    a.uns["source"] = {"names": 3}
+    before = a.copy()
+    with pytest.raises(exc, match=match):
+        call(a)
+    _unchanged(a, before)
+
+
+def test_reproducibility_needs_two_members(synth):
+    a = synth.copy()
+    xl.tl.train_classifier(a, "group", **FAST)
+    before = a.copy()
+    with pytest.raises(ValueError, match=r"vary='models' compares replicates made of different members, but the ensemble "
+                                         r"under uns\['xl'\] has 1 member: train more .*extend=True.*train_missing=True"):
+        xl.tl.reproducibility(a, n_values=(1,), n_replicates=2)
+    _unchanged(a, before)
+
+
+def test_mudata_around_an_anndata_points_at_the_modality(trained):
+    import mudata as md
+
+    mdata = md.MuData({"rna": trained.copy()})
+    with pytest.raises(KeyError, match=r"the modality 'rna' holds one: use it \(xl.tl.predict\(mdata\['rna'\]\)\)"):
+        xl.tl.predict(mdata)
+    with pytest.raises(TypeError, match=r"this function takes an AnnData; pass one modality, e.g. mdata\['rna'\]"):
+        xl.tl.specificity(mdata, "group")
+
+
+def test_backed_and_view_inputs(trained, tmp_path):
+    """Backed AnnData: read in row blocks, results in memory; a view is made actual (Scanpy's behaviour)."""
+    path = tmp_path / "t.h5ad"
+    trained.write_h5ad(path)
+    backed = ad.read_h5ad(path, backed="r")
+    xl.tl.predict(backed)
+    assert backed.obs["xl_prediction"].notna().all()
+    view = trained[:100]
+    xl.tl.predict(view)
+    assert not view.is_view and "xl_prediction" in view.obs

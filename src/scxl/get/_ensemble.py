@@ -53,11 +53,25 @@ def ensemble(adata: Any, ensemble_key: str = Key.uns.ensemble, *, factory: Calla
 
     check_adata(adata)
     if ensemble_key not in adata.uns:
-        raise KeyError(f"no ensemble under uns[{ensemble_key!r}]: run xl.tl.train_classifier first (or pass ensemble_key= of a trained one)")
+        raise KeyError(f"no ensemble under uns[{ensemble_key!r}]: run xl.tl.train_classifier first (or pass ensemble_key= of a trained one)"
+                       + _where_else(adata, ensemble_key))
     stored = adata.uns[ensemble_key]
     if not isinstance(stored, dict) or "weights" not in stored:
         raise ValueError(f"uns[{ensemble_key!r}] is not an scxl ensemble (written by xl.tl.train_classifier)")
     return Ensemble.from_dict(stored, factory=factory, source=f"uns[{ensemble_key!r}]")
+
+
+def _where_else(adata: Any, key: str) -> str:
+    """A hint when the ensemble sits in a modality of a MuData, or under another key."""
+    from .._validation import is_mudata, result_owner
+
+    if is_mudata(adata):
+        mods = [m for m, mod in adata.mod.items() if isinstance(mod.uns.get(key), dict) and "weights" in mod.uns[key]]
+        if mods:
+            return (f"; the modality {mods[0]!r} holds one: use it (xl.tl.predict(mdata[{mods[0]!r}])), or pass "
+                    f"ensemble=xl.get.ensemble(mdata[{mods[0]!r}])")
+    others = [k for k, v in adata.uns.items() if result_owner(v) == "train_classifier"]
+    return f"; ensembles are stored under {others}" if others else ""
 
 
 @renamed_kwarg("key", "ensemble_key")

@@ -74,8 +74,9 @@ def training(
         fig = axes[0].figure
     for i, (name, h) in enumerate(hist.groupby("model", sort=False)):
         c = OKABE_ITO[i % len(OKABE_ITO)]
-        axes[0].plot(h["epoch"], h["train_loss"], ls="--", color=c, lw=1, alpha=0.7)
-        if h["val_loss"].notna().any():
+        validated = h["val_loss"].notna().any()
+        axes[0].plot(h["epoch"], h["train_loss"], ls="--", color=c, lw=1, alpha=0.7, label=None if validated else name)
+        if validated:
             axes[0].plot(h["epoch"], h["val_loss"], color=c, lw=1.5, label=name)
             best = h[h["best"]]
             axes[0].scatter(best["epoch"], best["val_loss"], color=c, s=20, zorder=3)

@@ -22,6 +22,11 @@ def ranking(adata: AnnData, key: str) -> dict[str, np.ndarray]:
             f"no ranking under uns[{key!r}]: run xl.tl.attribute (or sc.tl.rank_genes_groups) first"
         )
     names = adata.uns[key]["names"]
+    if not isinstance(names, np.ndarray) or names.dtype.names is None:
+        raise TypeError(
+            f"uns[{key!r}]['names'] is a {type(names).__name__}, not the record array (one field per group) that "
+            "xl.tl.attribute and sc.tl.rank_genes_groups write; pass the key of such a ranking"
+        )
     return {g: np.asarray(names[g]).astype(str) for g in names.dtype.names}
 
 
@@ -36,12 +41,22 @@ def _gene_sets(adata: AnnData, gene_sets: Any) -> dict[str, list[str]]:
     if isinstance(gene_sets, str | Path):
         path = Path(gene_sets)
         if not path.exists():
-            raise FileNotFoundError(f"gene_sets={str(gene_sets)!r} is neither a boolean var column nor an existing GMT file")
+            hint = (f"; to test a list of genes, pass a dict: gene_sets={{'my set': [{str(gene_sets)!r}, ...]}}"
+                    if str(gene_sets) in adata.var_names else "")
+            raise FileNotFoundError(f"gene_sets={str(gene_sets)!r} is neither a boolean var column nor an existing GMT file{hint}")
         from ..metrics import read_gmt
 
         return read_gmt(path)
     if isinstance(gene_sets, Mapping):
-        return {str(k): [str(g) for g in v] for k, v in gene_sets.items()}
+        out = {}
+        for k, v in gene_sets.items():
+            if isinstance(v, str | bytes) or not isinstance(v, Sequence | np.ndarray | pd.Index | set | frozenset | pd.Series):
+                raise TypeError(
+                    f"gene set {k!r} must be a list of gene names, got {type(v).__name__} {v!r:.60}"
+                    + (f"; for one gene pass [{v!r}]" if isinstance(v, str) else "")
+                )
+            out[str(k)] = [str(g) for g in v]
+        return out
     if isinstance(gene_sets, Sequence):
         out: dict[str, list[str]] = {}
         for item in gene_sets:
@@ -137,6 +152,15 @@ def gene_set_overlap(
     check_adata(adata, allow_mudata=False)
     if not (isinstance(top_k, int | np.integer) and top_k >= 1):
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    if de_groups is not None:
+        if isinstance(de_groups, str) or len(de_groups) != 2:
+            raise ValueError(f"de_groups must be two groups to compare, e.g. de_groups=('Tumor', 'Normal'), got {de_groups!r}")
+        if str(de_groups[0]) == str(de_groups[1]):
+            raise ValueError(f"de_groups must be two different groups, got {de_groups[0]!r} twice")
+        if not 0 < de_fdr <= 1:
+            raise ValueError(f"de_fdr must be a false discovery rate in (0, 1], e.g. 0.001, got {de_fdr!r}")
+        if not de_fold_change >= 1:
+            raise ValueError(f"de_fold_change must be a fold change >= 1 (in either direction), e.g. 3, got {de_fold_change!r}")
     key_added = key_added or Key.uns.overlap(key)
     check_writable(adata, key_added, tool="gene_set_overlap", overwrite=overwrite)
     ranks = ranking(adata, key)

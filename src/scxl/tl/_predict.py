@@ -12,7 +12,15 @@ from .._docs import doc_adata, doc_copy, doc_device, doc_key, doc_params
 from .._inputs import FROM_TRAINING, aligned
 from .._keys import SLASH, Key, storable
 from .._logging import logger, renamed_kwarg, warn
-from .._validation import ValueSummary, check_values, is_mudata, resolve_device, scale_hint, view_to_actual
+from .._validation import (
+    ValueSummary,
+    check_key_added,
+    check_values,
+    is_mudata,
+    resolve_device,
+    scale_hint,
+    view_to_actual,
+)
 from ..get import ensemble as get_ensemble
 
 
@@ -124,6 +132,9 @@ def predict(
     if copy:
         adata = adata.copy()
     key_added = ensemble_key if key_added is None else key_added
+    check_key_added(key_added)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer (rows per forward pass), got {batch_size!r}")
     ens = resolve_ensemble(adata, ensemble_key, ensemble)
     ens.to(resolve_device(device))
     X = aligned(adata, ens, layer=layer, use_raw=use_raw, min_gene_fraction=min_gene_fraction)

@@ -14,10 +14,21 @@ from .._docs import doc_device, doc_key, doc_params, doc_random_state
 from .._keys import Key
 from .._logging import logger, progress, renamed_kwarg
 from .._types import Method, ReferenceKindName, Vary
-from .._validation import TOOL_FIELD, check_in, check_writable, is_mudata, resolve_device
+from .._validation import (
+    TOOL_FIELD,
+    check_in,
+    check_random_state,
+    check_writable,
+    is_mudata,
+    resolve_device,
+)
 from ._attribute import prepare_targets
 
 VARY = ("models", "baselines", "repeats", "smoothgrad")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
 def _subsample(codes: np.ndarray, max_cells: int, rng: np.random.Generator) -> np.ndarray:
@@ -143,16 +154,31 @@ def reproducibility(
     for m in methods:
         explain.get_explainer(m)
     check_in(vary, VARY, "vary")
-    n_values = sorted({int(n) for n in n_values})
+    if isinstance(n_values, str | bytes) or not all(_is_int(n) for n in np.atleast_1d(np.asarray(n_values, dtype=object))):
+        raise TypeError(f"n_values must be a list of positive integers, e.g. n_values=(1, 2, 5), got {n_values!r}")
+    n_values = sorted({int(n) for n in np.atleast_1d(np.asarray(n_values, dtype=object))})
     if not n_values or n_values[0] < 1:
         raise ValueError(f"n_values must be positive integers, got {n_values}")
-    if int(n_replicates) < 2:
-        raise ValueError(f"n_replicates must be at least 2 to compare replicates, got {n_replicates}")
+    if not _is_int(n_replicates) or int(n_replicates) < 2:
+        raise ValueError(f"n_replicates must be an integer of at least 2 to compare replicates, got {n_replicates!r}")
     n_rep = int(n_replicates)
+    if not _is_int(max_cells) or max_cells < 1:
+        raise ValueError(f"max_cells must be a positive integer, got {max_cells!r}")
+    if not _is_int(top_k) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    if isinstance(target_spearman, bool) or not isinstance(target_spearman, int | float | np.floating) or not 0 < target_spearman <= 1:
+        raise ValueError(f"target_spearman must be a correlation in (0, 1], e.g. 0.9, got {target_spearman!r}")
+    random_state = check_random_state(random_state)
     check_writable(adata, key_added, tool="reproducibility", overwrite=overwrite)
     ens = get_ensemble(adata, ensemble_key)
     dev = resolve_device(device)
     if vary == "models":
+        if ens.n_models < 2 and not train_missing:
+            raise ValueError(
+                f"vary='models' compares replicates made of different members, but the ensemble under "
+                f"uns[{ensemble_key!r}] has {ens.n_models} member: train more (xl.tl.train_classifier(..., "
+                f"n_models={n_values[-1] * n_rep}, extend=True)), or pass train_missing=True"
+            )
         needed = n_values[-1] * n_rep
         if ens.n_models < needed:
             if train_missing:

@@ -26,6 +26,7 @@ from .._logging import logger, progress, warn
 from .._types import Balance, ModelType, Split
 from .._validation import (
     check_groupby,
+    check_random_state,
     check_values,
     check_writable,
     is_mudata,
@@ -216,6 +217,7 @@ def train_classifier(
         raise ValueError(f"split={split!r} is not valid; choose 'per_model' or 'shared'")
     if cv is not None and (not _is_int(cv) or cv < 2):
         raise ValueError(f"cv must be None or an integer >= 2, got {cv!r}")
+    random_state = check_random_state(random_state)
     _check_architecture(model, hidden, dropout, model_kwargs)
     _check_training(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                     validation=validation, patience=patience)
