@@ -207,6 +207,9 @@ def _summary(adata, ens, groupby: str, source: str, seconds: float, out: Path, a
             spec = t[t["gene_set"] == "specific to group"].set_index("group")
             lines += ["", "Top genes that are specific to their own group (observed / expected by chance):"]
             for g, r in spec.iterrows():
+                if int(r["set_size"]) == 0:
+                    lines.append(f"  {g}: no gene specific to this group among the ranked genes")
+                    continue
                 lines.append(f"  {g}: {int(r['overlap'])} / {r['expected']:.1f} (fold {r['fold_enrichment']:.1f}, adj. p {r['pvalue_adj']:.2g})")
         if "specificity_error" in analysis:
             lines += ["", f"Specificity skipped: {analysis['specificity_error']}"]
