@@ -160,7 +160,7 @@ def reproducibility(
     if not n_values or n_values[0] < 1:
         raise ValueError(f"n_values must be positive integers, got {n_values}")
     if not _is_int(n_replicates) or int(n_replicates) < 2:
-        raise ValueError(f"n_replicates must be an integer of at least 2 to compare replicates, got {n_replicates!r}")
+        raise ValueError(f"n_replicates must be at least 2 (an integer) to compare replicates, got {n_replicates!r}")
     n_rep = int(n_replicates)
     if not _is_int(max_cells) or max_cells < 1:
         raise ValueError(f"max_cells must be a positive integer, got {max_cells!r}")
