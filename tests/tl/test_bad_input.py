@@ -375,6 +375,7 @@ def test_reproducibility_needs_two_members(synth):
     _unchanged(a, before)
 
 
+@pytest.mark.filterwarnings("ignore:From 0.4 .update():FutureWarning")  # mudata's own, on building a MuData
 def test_mudata_around_an_anndata_points_at_the_modality(trained):
     import mudata as md
 
