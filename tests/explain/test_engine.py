@@ -247,3 +247,55 @@ def test_training_state_restored_and_input_errors(setup):
         run(mods, x, t, "shap")
     with pytest.raises(ValueError, match="takes 30 genes"):
         run(mods, x[:, :20], t, "saliency")
+
+
+@pytest.mark.parametrize(
+    "method,refs",
+    [("deeplift", "zero"), ("deeplift", "mean"), ("deeplift", "universal"), ("deeplift_shap", "sample"),
+     ("deeplift_shap", "rest"), ("deeplift_shap", "marginal"), ("feature_ablation", "mean"),
+     ("deeplift", "rest_mean")],
+)
+def test_presence_split_fast_equals_captum(setup, method, refs):
+    """The presence part (genes above their reference) agrees between the fast kernels and Captum."""
+    mods, x, t = setup
+    kw = dict(references=refs, precision="double", n_baselines=3 if refs in ("universal", "sample", "rest", "marginal") else None)
+    fast = run(mods, x, t, method, **kw)
+    slow = run(mods, x, t, method, use_fast=False, **kw)
+    assert fast.presence_group_means is not None and fast.params["direction"] == "reference"
+    scale = np.abs(slow.member_presence_group_means).max()
+    np.testing.assert_allclose(fast.member_presence_group_means, slow.member_presence_group_means, rtol=1e-5,
+                               atol=1e-6 * scale)
+    np.testing.assert_allclose(fast.presence_group_means, slow.presence_group_means, rtol=1e-5, atol=1e-6 * scale)
+
+
+def test_presence_is_the_part_above_the_reference(setup):
+    mods, x, t = setup
+    ref = x.mean(0)
+    res = run(mods, x, t, "deeplift", references="mean", precision="double")
+    want = res.attributions * (x > ref)
+    for k in range(3):
+        np.testing.assert_allclose(res.presence_group_means[k], want[t == k].mean(0), rtol=1e-5, atol=1e-7)
+    # zero reference on non-negative data: every contribution comes from presence
+    zero = run(mods, x, t, "deeplift", references="zero", precision="double")
+    np.testing.assert_allclose(zero.presence_group_means, zero.group_means, rtol=1e-6, atol=1e-9)
+    ixg = run(mods, x, t, "input_x_gradient", precision="double")
+    assert ixg.params["direction"] == "input"
+    np.testing.assert_allclose(ixg.presence_group_means, ixg.group_means, rtol=1e-6, atol=1e-9)
+    sal = run(mods, x, t, "saliency")
+    assert sal.presence_group_means is None and sal.params["direction"] is None
+    off = run(mods, x, t, "deeplift", references="mean", split=False)
+    assert off.presence_group_means is None
+    np.testing.assert_allclose(off.attributions, res.attributions, rtol=1e-4, atol=1e-6)
+
+
+def test_sparse_reference_presence(setup):
+    """Real cells as references take the sparse path; its presence part equals the dense loop's."""
+    mods, x, t = setup
+    f = fold_mlp(mods[0]).to(torch.float64)
+    xt, tt = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(t)
+    refs = torch.as_tensor(x[:6], dtype=torch.float64)
+    sp_total, sp_pres = F.deeplift(f, xt, tt, refs, sparse_refs=True, split=True)
+    dn_total, dn_pres = F.deeplift(f, xt, tt, refs, sparse_refs=False, k_block=0, split=True)
+    np.testing.assert_allclose(sp_total.numpy(), dn_total.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sp_pres.numpy(), dn_pres.numpy(), rtol=1e-9, atol=1e-12)
+    assert not np.allclose(dn_pres.numpy(), dn_total.numpy())

@@ -1,7 +1,9 @@
 """Example and reference data sets: ``xl.datasets``.
 
 * :func:`pbmc68k` — 700 labelled PBMCs bundled with Scanpy (no download).
-* :func:`synthetic` — simulated single-cell or bulk data with planted marker genes.
+* :func:`synthetic` — simulated single-cell or bulk data with planted marker genes;
+  :func:`synthetic_pathways` (sparse program-driven counts) and :func:`synthetic_combinatorial`
+  (markers that act only in combination).
 * Real public data read from ``xl.settings.datasetdir`` (or ``SCXL_DATASETDIR``):
   :func:`tcga6`, :func:`gtex26`, :func:`tissues7`, :func:`pancreas`,
   :func:`brca_multiomics`, :func:`eccite_pbmc`, :func:`hpa_tissue_profiles`,
@@ -25,6 +27,7 @@ from ._real import (
     tissues7,
     transcription_factors,
 )
+from ._simulators import synthetic_combinatorial, synthetic_pathways
 from ._synthetic import synthetic
 
 __all__ = [
@@ -37,6 +40,8 @@ __all__ = [
     "pancreas",
     "pbmc68k",
     "synthetic",
+    "synthetic_combinatorial",
+    "synthetic_pathways",
     "tcga6",
     "tissue_specific_genes",
     "tissues7",

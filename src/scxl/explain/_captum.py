@@ -55,13 +55,20 @@ def _attr(cls_name: str, module: nn.Module, x: torch.Tensor, **kwargs) -> torch.
         return getattr(ca, cls_name)(module).attribute(x.detach(), **kwargs).detach()
 
 
-def _over_references(cls_name: str, module, x, targets, refs, **kwargs) -> torch.Tensor:
-    """Captum attribution of every (cell, reference) pair, averaged over references."""
+def _over_references(cls_name: str, module, x, targets, refs, *, split: bool = False, **kwargs):
+    """Captum attribution of every (cell, reference) pair, averaged over references.
+
+    With ``split``, also the mean of the attributions where the gene is above the reference.
+    """
     if refs is None:
         raise ValueError(f"{cls_name} needs references")
     n = x.shape[0]
     xe, te, re, b = _expand(x.detach(), targets, refs)
-    return _attr(cls_name, module, xe, baselines=re, target=te, **kwargs).reshape(n, b, -1).mean(1)
+    attr = _attr(cls_name, module, xe, baselines=re, target=te, **kwargs)
+    total = attr.reshape(n, b, -1).mean(1)
+    if not split:
+        return total
+    return total, (attr * (xe > re)).reshape(n, b, -1).mean(1)
 
 
 def gradient(module: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -100,18 +107,18 @@ def guided_backprop(module: nn.Module, x, targets, refs, opts: KernelOptions) ->
 
 def deeplift(module: nn.Module, x, targets, refs, opts: KernelOptions) -> torch.Tensor:
     """:class:`captum.attr.DeepLift` against every reference, averaged (DeepLiftShap for a distribution)."""
-    return _over_references("DeepLift", module, x, targets, refs)
+    return _over_references("DeepLift", module, x, targets, refs, split=opts.split)
 
 
 def integrated_gradients(module: nn.Module, x, targets, refs, opts: KernelOptions) -> torch.Tensor:
     """:class:`captum.attr.IntegratedGradients` (Gauss–Legendre, ``opts.n_steps``) per reference, averaged."""
     return _over_references("IntegratedGradients", module, x, targets, refs, n_steps=opts.n_steps,
-                            method="gausslegendre", internal_batch_size=opts.rows_per_pass)
+                            method="gausslegendre", internal_batch_size=opts.rows_per_pass, split=opts.split)
 
 
 def feature_ablation(module: nn.Module, x, targets, refs, opts: KernelOptions) -> torch.Tensor:
     """:class:`captum.attr.FeatureAblation` (one gene at a time) per reference, averaged."""
-    return _over_references("FeatureAblation", module, x, targets, refs, perturbations_per_eval=1)
+    return _over_references("FeatureAblation", module, x, targets, refs, perturbations_per_eval=1, split=opts.split)
 
 
 def guided_gradcam(module: nn.Module, x, targets, refs, opts: KernelOptions) -> torch.Tensor:

@@ -95,6 +95,11 @@ class AttributionResult:
         Wall time of the whole call.
     member_seconds
         ``(n_members,)`` time spent in each member's kernels.
+    presence_group_means, member_presence_group_means
+        The same as ``group_means`` and ``member_group_means`` for the *presence* part of the
+        contributions (genes above their reference, see :attr:`ExplainerSpec.direction
+        <scxl.explain.ExplainerSpec>`); the rest is the *absence* part. ``None`` for explainers
+        without a direction or with ``split=False``.
     params
         Effective settings (method, references, n_baselines, n_repeats actually run,
         stochastic, smoothgrad, aggregate, batch_size, device, precision, random_state, ...).
@@ -111,6 +116,8 @@ class AttributionResult:
     seconds: float
     member_seconds: np.ndarray
     params: dict[str, Any] = field(default_factory=dict)
+    presence_group_means: np.ndarray | None = None
+    member_presence_group_means: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,8 @@ class AttributionConfig:
         Use the exact fast kernels where they apply (``False`` forces the general route).
     random_state
         Seed (or Generator) of all randomness.
+    split
+        Also compute the presence part of every contribution (explainers with a direction).
     """
 
     references: str | np.ndarray | None = None
@@ -169,6 +178,7 @@ class AttributionConfig:
     precision: Precision = "single"
     use_fast: bool = True
     random_state: int | np.random.Generator | None = 0
+    split: bool = True
 
     def replace(self, **changes: Any) -> AttributionConfig:
         """A copy with some fields changed."""
@@ -432,6 +442,7 @@ class _Plan:
     cfg: AttributionConfig
     ref_cache: dict = field(default_factory=dict)
     cache_refs: bool = False
+    stats: GeneStats | None = None
 
     @property
     def n_obs(self) -> int:
@@ -588,6 +599,7 @@ def _memory(spec, cfg, members, sampler, n_features, n_obs, act_bytes, dev, dtyp
         workspace=torch.empty(k_block * n_hidden * n_features, dtype=dtype, device=dev) if k_block else None,
         # genes ablated at once by the fast feature ablation: at most the 256 the estimate assumed
         gene_block=int(max(1, min(n_features, 256, (limit // 2) // max(batch_size * n_hidden * itemsize * 3, 1)))),
+        split=bool(cfg.split and spec.direction == "reference"),
     )
     return batch_size, opts
 
@@ -634,7 +646,34 @@ def _plan(modules, X, targets, method, cfg: AttributionConfig, *, groups, n_grou
         cache = one * len(members) * n_repeats <= cfg.memory_limit_bytes // 4
     return _Plan(spec, members, rows, targets, groups, n_groups, sampler, noise_sd, n_noise, n_repeats, block_index,
                  batch_size, opts, _entropy(cfg.random_state), dev, dtype, cfg.replace(smoothgrad=smoothgrad),
-                 cache_refs=cache)
+                 cache_refs=cache, stats=stats)
+
+
+#: Median shift (in sd) of the references' mean above the data's beyond which the engine warns.
+SHIFT_WARNING = 0.25
+
+
+def _check_shift(plan: _Plan) -> float | None:
+    """Warn (in the log) when the references' mean lies far from the data's (see :func:`reference_shift`)."""
+    from ._references import reference_shift
+
+    kind = plan.sampler.spec if plan.sampler is not None else None
+    if kind is None or not kind.check_shift:
+        return None
+    stats = plan.stats
+    if stats is None or (kind.per_group and stats.group_mean is None):
+        stat_rows = int(max(1, min(4096, plan.cfg.memory_limit_bytes // (plan.n_features * 8 * 4))))
+        stats = compute_gene_stats(plan.rows.chunks(stat_rows), plan.groups if kind.per_group else None,
+                                   n_groups=plan.n_groups)
+    shift = reference_shift(plan.references(0, 0), stats)
+    if shift > SHIFT_WARNING:
+        logger.warning(
+            "references=%r: their mean lies %.2f sd above the data's (median over genes), so x - reference is "
+            "negative for most cells and genes the models weigh negatively rise to the top (absence evidence). "
+            "For rankings of marker genes use baseline='mean' (or 'sample'/'marginal' draws from the data)",
+            kind.name, shift,
+        )
+    return shift
 
 
 # --------------------------------------------------------------------------------------------
@@ -642,34 +681,41 @@ def _plan(modules, X, targets, method, cfg: AttributionConfig, *, groups, n_grou
 
 
 def _kernel(plan: _Plan, mem: _Member, x, t, g_chunk, rs: ReferenceSet | None):
-    """One member, one chunk, one draw: ``(attributions, off-simplex angles or None)``."""
+    """One member, one chunk, one draw: ``(attributions, presence part or None, angles or None)``."""
     spec, opts = plan.spec, plan.opts
 
     def call(xx, tt, refs):
-        if mem.fast:
-            return spec.fast(mem.folded, xx, tt, refs, opts)
-        return spec.general(mem.module, xx, tt, refs, opts)
+        out = spec.fast(mem.folded, xx, tt, refs, opts) if mem.fast else spec.general(mem.module, xx, tt, refs, opts)
+        return out if opts.split else (out, None)
 
+    ang = None
     if rs is not None and rs.per_group is not None:
         out = torch.empty_like(x)
+        pres = torch.empty_like(x) if opts.split else None
         for k in np.unique(g_chunk):
             idx = torch.as_tensor(np.flatnonzero(g_chunk == k), device=plan.device)
-            out[idx] = call(x[idx], t[idx], torch.as_tensor(rs.per_group[k], device=plan.device).to(plan.dtype))
-        return out, None
-    refs = None if rs is None else torch.as_tensor(rs.shared, device=plan.device).to(plan.dtype)
+            a, p = call(x[idx], t[idx], torch.as_tensor(rs.per_group[k], device=plan.device).to(plan.dtype))
+            out[idx] = a
+            if pres is not None:
+                pres[idx] = p
+        return out, pres, None
     if plan.block_index is not None:  # gradient correction: correct the plain gradient, then build
         from ._captum import gradient as module_gradient
 
         grad = gradient(mem.folded, x, t) if mem.fast else module_gradient(mem.module, x, t)
         grad, ang = correct_gradients(grad, plan.block_index)
-        return spec.from_gradient(grad, x, opts), ang
-    return call(x, t, refs), None
+        a, p = spec.from_gradient(grad, x, opts), None
+    else:
+        a, p = call(x, t, None if rs is None else torch.as_tensor(rs.shared, device=plan.device).to(plan.dtype))
+    if plan.cfg.split and spec.direction == "input":
+        p = a * (x > 0)
+    return a, p, ang
 
 
 def _member_attribution(plan: _Plan, mi: int, x, t, g_chunk, sl: slice):
     """Attributions of member ``mi`` for a chunk, averaged over repeats and SmoothGrad samples."""
     mem = plan.members[mi]
-    acc = ang_acc = None
+    acc = pres_acc = ang_acc = None
     for r in range(plan.n_repeats):
         rs = plan.references(mi, r)
         for s in range(plan.n_noise):
@@ -677,14 +723,18 @@ def _member_attribution(plan: _Plan, mi: int, x, t, g_chunk, sl: slice):
             if plan.noise_sd is not None:
                 noise = _noise(plan.entropy, mi, r, s, sl.start, sl.stop, plan.n_obs, plan.n_features, plan.device, plan.dtype)
                 xs = x + noise * plan.noise_sd
-            a, ang = _kernel(plan, mem, xs, t, g_chunk, rs)
+            a, p, ang = _kernel(plan, mem, xs, t, g_chunk, rs)
             acc = a if acc is None else acc.add_(a)
+            if p is not None:
+                pres_acc = p if pres_acc is None else pres_acc.add_(p)
             if ang is not None:
                 ang_acc = ang if ang_acc is None else ang_acc + ang
     n_draws = plan.n_repeats * plan.n_noise
     if n_draws > 1:
         acc /= n_draws
-    return acc, ang_acc
+        if pres_acc is not None:
+            pres_acc /= n_draws
+    return acc, pres_acc, ang_acc
 
 
 class _Sums:
@@ -700,21 +750,31 @@ class _Sums:
         nb = plan.block_index.n_blocks if plan.block_index is not None else 0
         self.angles = np.zeros((plan.n_obs, nb), dtype=np.float32) if nb else None
         self.seconds = np.zeros(n_members)
+        self.presence: tuple[np.ndarray, np.ndarray] | None = None  # (members, aggregated) sums
 
-    def add(self, sl: slice, per_member: list[torch.Tensor], ang_sum, g_chunk: np.ndarray) -> np.ndarray:
-        if self.plan.cfg.aggregate == "mean":
-            agg = per_member[0]
-            if len(per_member) > 1:
-                agg = per_member[0] + per_member[1]
-                for a in per_member[2:]:
-                    agg += a
-                agg /= len(per_member)
-        else:
-            agg = _median(torch.stack(per_member))
-        codes = torch.as_tensor(g_chunk, device=agg.device)
-        self.agg += group_sums(agg, codes, self.plan.n_groups)
+    def _aggregate(self, per_member: list[torch.Tensor]) -> torch.Tensor:
+        if self.plan.cfg.aggregate != "mean":
+            return _median(torch.stack(per_member))
+        agg = per_member[0]
+        if len(per_member) > 1:
+            agg = per_member[0] + per_member[1]
+            for a in per_member[2:]:
+                agg += a
+            agg /= len(per_member)
+        return agg
+
+    def add(self, sl: slice, per_member: list[torch.Tensor], ang_sum, g_chunk: np.ndarray, presence=None) -> np.ndarray:
+        agg = self._aggregate(per_member)
+        k = self.plan.n_groups
+        self.agg += group_sums(agg, g_chunk, k)
         for mi, a in enumerate(per_member):
-            self.member[mi] += group_sums(a, codes, self.plan.n_groups)
+            self.member[mi] += group_sums(a, g_chunk, k)
+        if presence is not None and presence[0] is not None:
+            if self.presence is None:
+                self.presence = (np.zeros_like(self.member), np.zeros_like(self.agg))
+            self.presence[1][:] += group_sums(self._aggregate(presence), g_chunk, k)
+            for mi, p in enumerate(presence):
+                self.presence[0][mi] += group_sums(p, g_chunk, k)
         agg_np = agg.to(torch.float32).cpu().numpy()
         if self.cells is not None:
             self.cells[sl] = agg_np
@@ -723,10 +783,13 @@ class _Sums:
             self.angles[sl] = (ang_sum / n).to(torch.float32).cpu().numpy()
         return agg_np
 
-    def means(self) -> tuple[np.ndarray, np.ndarray]:
+    def means(self, which: str = "total") -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+        if which == "presence" and self.presence is None:
+            return None, None
+        member, agg = (self.member, self.agg) if which == "total" else self.presence
         with np.errstate(invalid="ignore", divide="ignore"):
             denom = np.where(self.counts > 0, self.counts, np.nan)[:, None]
-            return (self.agg / denom).astype(np.float32), (self.member / denom[None]).astype(np.float32)
+            return (agg / denom).astype(np.float32), (member / denom[None]).astype(np.float32)
 
 
 def _loop(plan: _Plan, sums: _Sums, on_chunk, *, progress: bool) -> None:
@@ -740,17 +803,18 @@ def _loop(plan: _Plan, sums: _Sums, on_chunk, *, progress: bool) -> None:
         x = torch.as_tensor(plan.rows(sl), device=plan.device).to(plan.dtype)
         t = torch.as_tensor(plan.targets[sl], dtype=torch.int64, device=plan.device)
         g_chunk = plan.groups[sl]
-        per_member, ang_sum = [], None
+        per_member, presence, ang_sum = [], [], None
         for mi in range(len(plan.members)):
             t0 = time.perf_counter()
-            a, ang = _member_attribution(plan, mi, x, t, g_chunk, sl)
+            a, p, ang = _member_attribution(plan, mi, x, t, g_chunk, sl)
             if plan.device.type == "cuda":
                 torch.cuda.synchronize(plan.device)
             sums.seconds[mi] += time.perf_counter() - t0
             per_member.append(a)
+            presence.append(p)
             if ang is not None:
                 ang_sum = ang if ang_sum is None else ang_sum + ang
-        agg_np = sums.add(sl, per_member, ang_sum, g_chunk)
+        agg_np = sums.add(sl, per_member, ang_sum, g_chunk, presence)
         if on_chunk is not None:
             on_chunk(sl, agg_np)
     if hasattr(bar, "close"):
@@ -937,11 +1001,13 @@ def attribute_modules(
                  blocks=blocks)
     sums = _Sums(plan, store_cells=store_cells)
     try:
+        shift = _check_shift(plan)
         _loop(plan, sums, on_chunk, progress=progress)
     finally:
         for mem in plan.members:
             mem.restore()
     group_mean, member_group_means = sums.means()
+    presence_mean, member_presence_means = sums.means("presence")
     seconds = time.perf_counter() - t_start
     logger.debug("finished %r attribution in %.2f s", method, seconds)
     return AttributionResult(
@@ -949,7 +1015,7 @@ def attribute_modules(
         group_counts=sums.counts, angles=sums.angles,
         block_ids=plan.block_index.block_ids if plan.block_index is not None else None,
         fast=np.array([mem.fast for mem in plan.members]), seconds=seconds, member_seconds=sums.seconds,
-        params=_params(plan),
+        params=_params(plan) | {"reference_shift": shift}, presence_group_means=presence_mean, member_presence_group_means=member_presence_means,
     )
 
 
@@ -975,4 +1041,5 @@ def _params(plan: _Plan) -> dict[str, Any]:
         random_state=plan.entropy,
         n_members=len(plan.members),
         n_groups=int(plan.n_groups),
+        direction=plan.spec.direction if (cfg.split and plan.spec.direction) else None,
     )

@@ -346,7 +346,8 @@ def deeplift(
     k_block: int | None = None,
     workspace: torch.Tensor | None = None,
     sparse_refs: bool | None = None,
-) -> torch.Tensor:
+    split: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """DeepLift-Rescale attributions averaged over references.
 
     Equals :class:`captum.attr.DeepLift` for one reference, :class:`captum.attr.DeepLiftShap`
@@ -379,20 +380,22 @@ def deeplift(
         ``density`` of the dense GEMM's work. Real cells used as references (``"sample"``,
         ``"rest"``) are mostly zeros in single-cell data. Default: when at most
         :data:`SPARSE_REFS_DENSITY` of the reference values are non-zero.
+    split
+        Also return the *presence* part: the mean over references of the contribution where
+        the gene is above the reference (``x > r``), ``mean_b[(x - r_b)⁺ ⊙ (a_b W1)]``; the rest
+        (``total - presence``) comes from being below it (absence).
 
     Returns
     -------
-    ``(n, G)`` attributions (mean over the ``B`` references).
+    ``(n, G)`` attributions (mean over the ``B`` references); with ``split``, the pair
+    ``(total, presence)``.
     """
     w = _target_weights(f, targets)  # (n, H)
     z = f.pre_activation(x)  # (n, H)
     if refs.ndim == 3:
         z0 = f.pre_activation(refs)  # (n, B, H)
         a = rescale_multipliers(z[:, None, :], z0, eps=eps) * w[:, None, :]
-        out = torch.zeros_like(x)
-        for b in range(refs.shape[1]):
-            out += (x - refs[:, b]) * (a[:, b] @ f.w1)
-        return out / refs.shape[1]
+        return _loop_references(f, x, a, lambda b: refs[:, b], refs.shape[1], split=split)
     refs = refs.reshape(-1, f.n_features)
     n_refs = refs.shape[0]
     z0 = f.pre_activation(refs)  # (B, H): each reference forwarded once
@@ -400,16 +403,20 @@ def deeplift(
     if k_block is None:
         k_block = n_refs if n_refs > 2 else 0
     if n_refs == 1:
-        return (x - refs[0]) * (a[:, 0] @ f.w1)
+        d = x - refs[0]
+        out = d * (a[:, 0] @ f.w1)
+        return (out, out * (d > 0)) if split else out
     if sparse_refs is None:
         sparse_refs = bool((refs != 0).sum() <= SPARSE_REFS_DENSITY * refs.numel())
     if sparse_refs:
-        return x * (a.mean(1) @ f.w1) - _sparse_reference_term(f, a, refs).T / n_refs
-    if k_block <= 0:
-        out = torch.zeros_like(x)
-        for b in range(n_refs):
-            out += (x - refs[b]) * (a[:, b] @ f.w1)
-        return out / n_refs
+        if not split:
+            return x * (a.mean(1) @ f.w1) - _sparse_reference_term(f, a, refs).T / n_refs
+        term, above = _sparse_reference_term(f, a, refs, x)
+        out = x * (a.mean(1) @ f.w1) - term.T / n_refs
+        # presence: (x - r)+ = (x - r) + (r - x)+, and (r - x)+ > 0 only where r > 0
+        return out, out + above.T / n_refs
+    if k_block <= 0 or split:  # the per-reference loop: same work as K, and it splits by sign
+        return _loop_references(f, x, a, lambda b: refs[b], n_refs, split=split)
     n, h, g = x.shape[0], f.n_hidden, f.n_features
     k_block = min(k_block, n_refs)
     if workspace is None or workspace.numel() < k_block * h * g:
@@ -423,25 +430,43 @@ def deeplift(
     return (x * (a.mean(1) @ f.w1) - term2 / n_refs)
 
 
+def _loop_references(f: FoldedMLP, x, a, ref, n_refs: int, *, split: bool):
+    """Mean over references of ``(x - r_b) ⊙ (a_b W1)`` (and of its part where ``x > r_b``)."""
+    out = torch.zeros_like(x)
+    above = torch.zeros_like(x) if split else None
+    for b in range(n_refs):
+        d = x - ref(b)
+        v = a[:, b] @ f.w1
+        out += d * v
+        if split:
+            above += torch.relu(d) * v
+    return (out / n_refs, above / n_refs) if split else out / n_refs
+
+
 #: Largest fraction of non-zero reference values for which :func:`deeplift` takes the sparse path.
 SPARSE_REFS_DENSITY = 0.5
 
 
-def _sparse_reference_term(f: FoldedMLP, a: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+def _sparse_reference_term(f: FoldedMLP, a: torch.Tensor, refs: torch.Tensor, x: torch.Tensor | None = None):
     """``Σ_b Σ_h a[i, b, h] R[b, g] W1[h, g]`` over the non-zero ``R[b, g]`` only, as ``(G, n)``.
 
     One GEMM per reference on the rows of ``W1ᵀ`` of its expressed genes (``s_b × H`` by
-    ``H × n``), scattered into the transposed output (contiguous rows).
+    ``H × n``), scattered into the transposed output (contiguous rows). With ``x``, also returns
+    ``Σ_b (R[b, g] - x[i, g])⁺ (a_b W1)[i, g]`` from the same products (the presence correction).
     """
     out = torch.zeros(f.n_features, a.shape[0], dtype=a.dtype, device=a.device)
+    above = torch.zeros_like(out) if x is not None else None
     rows, genes = refs.nonzero(as_tuple=True)  # sorted by reference
     bounds = torch.searchsorted(rows, torch.arange(refs.shape[0] + 1, device=rows.device)).tolist()
     for b in range(refs.shape[0]):
         idx = genes[bounds[b] : bounds[b + 1]]
         if idx.numel():
             v = f.w1_t.index_select(0, idx) @ a[:, b].T  # (s_b, n); W1ᵀ rows are contiguous
-            out.index_add_(0, idx, v.mul_(refs[b, idx, None]))
-    return out
+            r = refs[b, idx, None]
+            if above is not None:
+                above.index_add_(0, idx, torch.relu(r - x[:, idx].T) * v)
+            out.index_add_(0, idx, v.mul_(r))
+    return out if x is None else (out, above)
 
 
 def integrated_gradients(
@@ -486,7 +511,8 @@ def feature_ablation(
     refs: torch.Tensor,
     *,
     gene_block: int = 256,
-) -> torch.Tensor:
+    split: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Single-gene ablation: ``logit(x) - logit(x with gene g := r_g)``, mean over references.
 
     Matches :class:`captum.attr.FeatureAblation` with one feature per gene.
@@ -503,10 +529,12 @@ def feature_ablation(
         Shared references ``(B, G)`` or per-cell references ``(n, B, G)``.
     gene_block
         Genes ablated at once (memory ``n × gene_block × H``).
+    split
+        Also return the part of genes above their reference (``x > r``), see :func:`deeplift`.
 
     Returns
     -------
-    ``(n, G)`` attributions.
+    ``(n, G)`` attributions (with ``split``, ``(total, presence)``).
     """
     w = f.w2[targets]  # (n, H)
     z = f.pre_activation(x)
@@ -514,14 +542,18 @@ def feature_ablation(
     per_cell = refs.ndim == 3
     n_refs = refs.shape[-2]
     out = torch.zeros_like(x)
+    above = torch.zeros_like(x) if split else None
     for start in range(0, x.shape[1], gene_block):
         sl = slice(start, start + gene_block)
         w1t = f.w1[:, sl].T * f.s1  # (g, H) folded weights of this gene block
         for b in range(n_refs):
             r = refs[:, b, sl] if per_cell else refs[b, sl][None]
             zab = z[:, None, :] + (r - x[:, sl])[:, :, None] * w1t[None]  # (n, g, H)
-            out[:, sl] += full - (torch.relu(zab) * w[:, None, :]).sum(-1)
-    return out / n_refs
+            c = full - (torch.relu(zab) * w[:, None, :]).sum(-1)
+            out[:, sl] += c
+            if split:
+                above[:, sl] += c * (x[:, sl] > r)
+    return (out / n_refs, above / n_refs) if split else out / n_refs
 
 
 # --------------------------------------------------------------------------------------------
@@ -543,11 +575,11 @@ def guided_backprop_kernel(f: FoldedMLP, x, targets, refs, opts) -> torch.Tensor
     return guided_backprop(f, x, targets)
 
 
-def deeplift_kernel(f: FoldedMLP, x, targets, refs, opts) -> torch.Tensor:
+def deeplift_kernel(f: FoldedMLP, x, targets, refs, opts):
     """:func:`deeplift` (= DeepLiftShap, = exact Integrated Gradients) with the registry's signature."""
-    return deeplift(f, x, targets, refs, k_block=opts.k_block, workspace=opts.workspace)
+    return deeplift(f, x, targets, refs, k_block=opts.k_block, workspace=opts.workspace, split=opts.split)
 
 
-def feature_ablation_kernel(f: FoldedMLP, x, targets, refs, opts) -> torch.Tensor:
+def feature_ablation_kernel(f: FoldedMLP, x, targets, refs, opts):
     """:func:`feature_ablation` with the registry's signature (``opts.gene_block``)."""
-    return feature_ablation(f, x, targets, refs, gene_block=opts.gene_block)
+    return feature_ablation(f, x, targets, refs, gene_block=opts.gene_block, split=opts.split)

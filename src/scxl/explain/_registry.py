@@ -87,6 +87,9 @@ class KernelOptions:
         Preallocated buffer for that workspace (reused across calls), or ``None``.
     gene_block
         Genes ablated at once by the fast feature ablation.
+    split
+        Kernels of explainers with ``direction="reference"`` return ``(total, presence)``: the
+        attribution and its part from genes above their reference.
     """
 
     absolute: bool = True
@@ -95,6 +98,7 @@ class KernelOptions:
     k_block: int = 0
     workspace: Any = None
     gene_block: int = 256
+    split: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,14 @@ class ExplainerSpec:
         gradient; gradient correction of one-hot blocks applies to exactly these.
     cost
         Memory and compute model, see :class:`Cost`.
+    direction
+        How a contribution splits into *presence* (the gene being above its reference supports
+        the class) and *absence* (being below it does): ``"reference"`` — the kernels return
+        ``(total, presence)`` when ``opts.split`` is set (DeepLift, DeepLiftShap, Integrated
+        Gradients, FeatureAblation: every contribution is ``(x - r)`` times a multiplier, or a
+        change when ``x`` becomes ``r``); ``"input"`` — the contribution is ``x ⊙ gradient``
+        (a zero reference), so presence is where ``x > 0``; ``None`` — no direction (Saliency,
+        GuidedBackprop, Grad-CAM: magnitudes or gated gradients).
     """
 
     name: str
@@ -174,6 +186,7 @@ class ExplainerSpec:
     default_n_baselines: int | None = None
     fast: FastKernel | None = field(default=None)
     from_gradient: Callable[..., Any] | None = None
+    direction: str | None = None
 
     @property
     def fast_kernel(self) -> bool:
@@ -285,6 +298,7 @@ def explainers_table() -> pd.DataFrame:
         row = {f.name: getattr(spec, f.name) for f in fields(spec) if f.name not in _TABLE_SKIP}
         row["model_types"] = ",".join(spec.model_types)
         row["fast_kernel"] = spec.fast_kernel
+        row["direction"] = spec.direction or "none"
         row["gradient_based"] = spec.gradient_based
         rows.append(row)
     return pd.DataFrame(rows).set_index("name")
@@ -436,7 +450,7 @@ def _register_builtins() -> None:
         ExplainerSpec(
             "input_x_gradient", "InputXGradient", "Input times the gradient of the target logit.",
             general=C.input_x_gradient, fast=F.input_x_gradient_kernel, from_gradient=ixg_from_gradient,
-            cost=grad, group="II",
+            cost=grad, group="II", direction="input",
         ),
         ExplainerSpec(
             "guided_backprop", "GuidedBackprop",
@@ -448,19 +462,20 @@ def _register_builtins() -> None:
             "Path integral of the gradient from a reference to the input; exact closed form for "
             "one-hidden-layer ReLU MLPs (equal to DeepLift-Rescale).",
             general=C.integrated_gradients, fast=F.deeplift_kernel, cost=_reference_cost(captum_steps=True),
-            needs_reference=True, group="II", default_reference="zero",
+            needs_reference=True, group="II", default_reference="zero", direction="reference",
         ),
         ExplainerSpec(
             "deeplift", "DeepLift",
             "DeepLift with the Rescale rule against a reference (averaged over references if several).",
             general=C.deeplift, fast=F.deeplift_kernel, cost=ref,
-            needs_reference=True, group="II", default_reference="zero",
+            needs_reference=True, group="II", default_reference="zero", direction="reference",
         ),
         ExplainerSpec(
             "deeplift_shap", "DeepLiftShap",
             "DeepLift averaged over a distribution of references (expected DeepLift, SHAP values).",
             general=C.deeplift, fast=F.deeplift_kernel, cost=ref,
             needs_reference=True, stochastic=True, group="II", default_reference="sample", default_n_baselines=20,
+            direction="reference",
         ),
         ExplainerSpec(
             "guided_gradcam", "GuidedGradCam",
@@ -476,7 +491,7 @@ def _register_builtins() -> None:
             "feature_ablation", "FeatureAblation",
             "Change of the target logit when one gene at a time is replaced by its reference value.",
             general=C.feature_ablation, fast=F.feature_ablation_kernel, cost=_ablation_cost(),
-            needs_reference=True, default_reference="zero",
+            needs_reference=True, default_reference="zero", direction="reference",
         ),
     ]
     for spec in entries:
