@@ -26,7 +26,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from ._logging import logger
-from ._validation import check_adata, check_unique_var_names, is_mudata
+from ._validation import check_adata, check_unique_var_names, is_mudata, to_frame
 
 
 class RowChunks:
@@ -48,10 +48,46 @@ class RowChunks:
 
 
 def _is_backed(data: Any) -> bool:
+    """Whether ``data`` lives on disk (h5py, anndata's backed sparse datasets, zarr)."""
     mod = type(data).__module__
-    return mod.startswith("h5py") or "backed" in mod or "_core.sparse_dataset" in mod or type(
+    return mod.startswith(("h5py", "zarr")) or "backed" in mod or "_core.sparse_dataset" in mod or type(
         data
     ).__name__ in ("Dataset", "_CSRDataset", "_CSCDataset", "CSRDataset", "CSCDataset")
+
+
+def _is_dask(data: Any) -> bool:
+    """Whether ``data`` is a dask array (checked without importing dask)."""
+    return type(data).__module__.startswith("dask") and hasattr(data, "compute")
+
+
+def is_out_of_core(data: Any) -> bool:
+    """Whether reading ``data`` reads from disk or computes a graph: backed, zarr or dask."""
+    return _is_backed(data) or _is_dask(data)
+
+
+def native_row_chunk(data: Any) -> int | None:
+    """Rows per storage chunk of ``data`` (dask, zarr, h5py chunking), if it has one."""
+    if _is_dask(data):
+        sizes = data.chunks[0]
+        return int(max(sizes)) if len(sizes) else None
+    chunks = getattr(data, "chunks", None)
+    if isinstance(chunks, tuple) and chunks and isinstance(chunks[0], int | np.integer):
+        return int(chunks[0])
+    return None
+
+
+def _read_sorted(data: Any, uniq: np.ndarray) -> Any:
+    """Rows ``uniq`` (sorted, unique) of an on-disk or dask matrix; a contiguous run is read as a slice."""
+    if uniq.size and uniq[-1] - uniq[0] + 1 == uniq.size:
+        sl = slice(int(uniq[0]), int(uniq[-1]) + 1)
+        block = data[sl]
+    elif _is_dask(data):
+        block = data[uniq]
+    elif type(data).__module__.startswith("zarr"):
+        block = data.oindex[uniq]
+    else:
+        block = data[uniq]
+    return block.compute() if _is_dask(block) else block
 
 
 @dataclass
@@ -75,21 +111,22 @@ class Matrix(RowChunks):
         data = self.data
         if isinstance(idx, slice):
             block = data[idx]
-        elif _is_backed(data):  # h5py wants increasing, unique indices
-            idx = np.asarray(idx)
-            order = np.argsort(idx, kind="stable")
-            uniq, inverse = np.unique(idx[order], return_inverse=True)
-            block = data[uniq]
-            block = block[inverse] if uniq.size != idx.size else block
-            undo = np.empty_like(order)
-            undo[order] = np.arange(order.size)
-            block = block[undo]
+            if _is_dask(block):  # compute only the chunks of these rows
+                block = block.compute()
+        elif is_out_of_core(data):  # h5py wants increasing, unique indices; dask and zarr read them fastest
+            idx = np.asarray(idx, dtype=np.int64)
+            uniq, inverse = np.unique(idx, return_inverse=True)
+            block = _read_sorted(data, uniq)
+            if uniq.size != idx.size or not np.array_equal(uniq, idx):
+                block = block[inverse]
         else:
             block = data[idx]
         if sparse.issparse(block):
             if cols is not None:
                 block = block[:, cols]
             return np.asarray(block.toarray(), dtype=np.float32)
+        if hasattr(block, "todense") and not isinstance(block, np.ndarray):  # pydata sparse chunks
+            block = block.todense()
         block = np.asarray(block, dtype=np.float32)
         return block[:, cols] if cols is not None else block
 
@@ -245,8 +282,9 @@ def extract(
             raise ValueError("mods= is only for MuData objects")
         matrix = get_matrix(adata, layer=layer, use_raw=use_raw)
         check_unique_var_names(matrix.var_names, where="adata.raw" if use_raw else "adata")
-        var = adata.raw.var if use_raw else adata.var
-        return Inputs(matrix, adata.obs, var, np.arange(adata.n_obs), {"layer": layer, "use_raw": bool(use_raw), "source": matrix.source})
+        var = to_frame(adata.raw.var if use_raw else adata.var)
+        obs = to_frame(adata.obs)  # a lazy AnnData's obs is read into memory (columns, not expression)
+        return Inputs(matrix, obs, var, np.arange(adata.n_obs), {"layer": layer, "use_raw": bool(use_raw), "source": matrix.source})
     mdata = adata
     names = list(mdata.mod) if mods is None else list(mods)
     unknown = [m for m in names if m not in mdata.mod]
@@ -263,7 +301,7 @@ def extract(
         pos = pd.Index(mod.obs_names).get_indexer(mdata.obs_names)
         present &= pos >= 0
         positions.append(pos)
-        v = (mod.raw.var if use_raw else mod.var).copy()
+        v = to_frame(mod.raw.var if use_raw else mod.var).copy()
         mat = Matrix(mat.data, pd.Index([f"{m}:{g}" for g in mat.var_names]), f"{m}.{mat.source}")
         v.index = mat.var_names
         v["modality"] = m

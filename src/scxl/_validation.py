@@ -43,14 +43,33 @@ def view_to_actual(adata: AnnData) -> None:
         adata._init_as_actual(adata.copy())
 
 
+def to_frame(table: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """``table`` (``obs``/``var``) as a pandas DataFrame, optionally only some ``columns``.
+
+    A pandas DataFrame is returned as it is; the xarray-backed ``Dataset2D`` of a lazy AnnData
+    (:func:`anndata.experimental.read_lazy`) is read into memory (only ``columns``, if given),
+    keeping categorical columns categorical.
+    """
+    if isinstance(table, pd.DataFrame):
+        return table if columns is None else table[list(columns)]
+    sub = table if columns is None else table[list(columns)]
+    if hasattr(sub, "to_memory"):
+        return sub.to_memory()
+    return pd.DataFrame(sub)
+
+
 def check_groupby(obs: pd.DataFrame, groupby: str, *, where: str = "adata.obs") -> pd.Series:
-    """Return ``obs[groupby]`` as a categorical Series, or raise a clear error."""
+    """Return ``obs[groupby]`` as a categorical Series, or raise a clear error.
+
+    ``obs`` may also be the lazy ``obs`` of :func:`anndata.experimental.read_lazy` (only the
+    column ``groupby`` is read).
+    """
     if not isinstance(groupby, str):
         raise TypeError(f"groupby must be the name of a column of {where}, got {type(groupby).__name__}")
-    if groupby not in obs.columns:
+    if groupby not in list(obs.columns):
         cols = ", ".join(map(repr, list(obs.columns)[:20])) or "none"
         raise KeyError(f"groupby={groupby!r} is not a column of {where} (columns: {cols})")
-    col = obs[groupby]
+    col = to_frame(obs, [groupby])[groupby]
     if isinstance(col.dtype, pd.CategoricalDtype):
         return col.cat.remove_unused_categories()
     if pd.api.types.is_bool_dtype(col) or pd.api.types.is_string_dtype(col) or col.dtype == object:

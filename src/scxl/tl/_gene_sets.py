@@ -12,7 +12,7 @@ from anndata import AnnData
 
 from .._keys import Key
 from .._logging import logger, warn
-from .._validation import TOOL_FIELD, check_adata, check_writable
+from .._validation import TOOL_FIELD, check_adata, check_writable, to_frame
 
 
 def ranking(adata: AnnData, key: str) -> dict[str, np.ndarray]:
@@ -33,8 +33,8 @@ def ranking(adata: AnnData, key: str) -> dict[str, np.ndarray]:
 def _gene_sets(adata: AnnData, gene_sets: Any) -> dict[str, list[str]]:
     if gene_sets is None:
         return {}
-    if isinstance(gene_sets, str | Path) and (str(gene_sets) in adata.var.columns):
-        col = adata.var[str(gene_sets)]
+    if isinstance(gene_sets, str | Path) and (str(gene_sets) in list(adata.var.columns)):
+        col = to_frame(adata.var, [str(gene_sets)])[str(gene_sets)]
         if col.dtype != bool:
             raise TypeError(f"var[{gene_sets!r}] must be boolean to define a gene set, found {col.dtype}")
         return {str(gene_sets): adata.var_names[col.to_numpy()].tolist()}
@@ -171,10 +171,11 @@ def gene_set_overlap(
     per_group_sets: dict[str, dict[str, list[str]]] = {g: dict(sets) for g in ranks}
     if specificity_key is not None:
         col_e, col_h = f"{specificity_key}_enriched_in", f"{specificity_key}_housekeeping"
-        if col_e not in adata.var or col_h not in adata.var:
+        if col_e not in list(adata.var.columns) or col_h not in list(adata.var.columns):
             raise KeyError(f"var[{col_e!r}] not found: run xl.tl.specificity(adata, groupby) first, or pass specificity_key=None")
-        enriched = adata.var[col_e].astype(str).str.split(";")
-        hk = adata.var_names[adata.var[col_h].to_numpy(dtype=bool)].tolist()
+        var = to_frame(adata.var, [col_e, col_h])
+        enriched = var[col_e].astype(str).str.split(";")
+        hk = adata.var_names[var[col_h].to_numpy(dtype=bool)].tolist()
         for g in ranks:
             per_group_sets[g]["specific to group"] = adata.var_names[enriched.apply(lambda s, g=g: g in s).to_numpy()].tolist()
             per_group_sets[g]["housekeeping"] = hk
@@ -224,14 +225,19 @@ def _de_fraction(adata, selected, groups, groupby, fdr, fold_change) -> pd.DataF
     import scanpy as sc
 
     a, b = map(str, groups)
-    if not groupby or groupby not in adata.obs:
+    from .._inputs import get_matrix
+
+    if not groupby or groupby not in list(adata.obs.columns):
         raise KeyError(f"de_groupby={groupby!r} is not a column of obs")
-    cats = adata.obs[groupby].astype(str)
+    cats = to_frame(adata.obs, [groupby])[groupby].astype(str)
     missing = [x for x in (a, b) if x not in set(cats)]
     if missing:
         raise ValueError(f"de_groups {missing} are not in obs[{groupby!r}]")
-    sub = AnnData(adata.X, obs=pd.DataFrame({"g": pd.Categorical(cats)}, index=adata.obs_names), var=pd.DataFrame(index=adata.var_names))
-    sub = sub[sub.obs["g"].isin([a, b]).to_numpy()].copy()
+    keep = np.flatnonzero(cats.isin([a, b]).to_numpy())
+    # only the two groups' rows are read (through the reader: backed, sparse and dask data alike)
+    X = get_matrix(adata).rows(keep)
+    sub = AnnData(X, obs=pd.DataFrame({"g": pd.Categorical(cats.iloc[keep])}, index=adata.obs_names[keep]),
+                  var=pd.DataFrame(index=adata.var_names))
     sc.tl.rank_genes_groups(sub, "g", groups=[a], reference=b, method="wilcoxon", key_added="de")
     df = sc.get.rank_genes_groups_df(sub, a, key="de").set_index("names")
     is_de = (df["pvals_adj"] <= fdr) & (df["logfoldchanges"].abs() >= np.log2(fold_change))
