@@ -10,7 +10,7 @@ Method = Literal[
 ]
 """Built-in explainers (see :func:`scxl.tl.explainers`; registered ones are accepted too)."""
 
-ReferenceKindName = Literal["zero", "normal", "universal", "specific", "sample", "rest"]
+ReferenceKindName = Literal["zero", "mean", "normal", "universal", "specific", "sample", "rest", "marginal", "rest_mean"]
 """Built-in reference kinds (registered ones are accepted too)."""
 
 Aggregate = Literal["mean", "median"]
@@ -42,3 +42,9 @@ Values = Literal["log1p", "log2p", "linear"]
 
 Replace = Literal["reference", "zero", "mean"]
 """What deleted genes are replaced with (faithfulness)."""
+
+RankBy = Literal["up", "presence", "total"]
+"""How genes are ranked within a group (presence on top; presence only; the whole contribution)."""
+
+Direction = Literal["up", "down", "all"]
+"""Which end of a ranking :func:`scxl.get.top_genes` reads."""

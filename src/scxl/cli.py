@@ -10,6 +10,15 @@ from pathlib import Path
 EXIT_BAD_INPUT = 2
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show a default only where it says something (not for flags, not for ``None``, not twice)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scxl",
@@ -29,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
             "Without DATA, runs on the built-in PBMC data (scanpy's pbmc68k_reduced, 700 cells, "
             "10 cell types)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     run.add_argument("data", nargs="?", default=None, help="input .h5ad or .h5mu (default: built-in PBMC data)")
     run.add_argument("--groupby", default=None, help="obs column with the labels (default for PBMC: cell_type)")
@@ -42,8 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--validation", type=float, default=0.1, help="validation fraction per class")
     run.add_argument("--cv", type=int, default=None, help="also estimate accuracy by k-fold cross-validation")
     run.add_argument("--method", default="deeplift", help="explainer (see xl.tl.explainers()); 'none' skips attribution")
-    run.add_argument("--baseline", default="universal", help="reference of the explainer: zero, normal, universal, specific, sample, rest")
-    run.add_argument("--n-baselines", type=int, default=None, help="references per cell (default: the explainer's)")
+    run.add_argument("--baseline", default=None,
+                     help="reference of the explainer: mean, zero, sample, marginal, rest, rest_mean, or the paper's "
+                          "universal, specific, normal (default: xl.tl.attribute's, chosen in benchmarks/markers.py)")
+    run.add_argument("--n-baselines", type=int, default=None, help="references per cell (default: 20 for random kinds, else 1)")
+    run.add_argument("--rank-by", default="up", choices=["up", "presence", "total"],
+                     help="how genes are ranked: up = expression that supports the group first, absence evidence last")
     run.add_argument("--top-k", type=int, default=100, help="top genes per group for overlaps and stability")
     run.add_argument("--values", default="log1p", choices=["log1p", "log2p", "linear"], help="scale of the expression, for specificity")
     run.add_argument("--min-expr", type=float, default=1.0, help="expression threshold on the linear scale, for specificity")
@@ -51,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--random-state", type=int, default=0, help="seed")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     run.add_argument("--out", default="scxl_output", help="output folder")
+    run.add_argument("--unit", default="auto", choices=["auto", "cells", "samples"],
+                     help="what the observations are called in the outputs (auto: samples for dense bulk-like data)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     return parser
 
@@ -81,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     import scxl as xl
 
     previous = xl.settings.progress, xl.settings.verbosity
-    xl.settings.progress = not args.quiet
+    xl.settings.progress = not args.quiet and sys.stderr.isatty()  # bars on a terminal only, not in logs
     if not args.quiet:
         xl.settings.verbosity = "info"  # the "scxl" logger prints to stderr itself: no logging.basicConfig
     try:
@@ -98,6 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     t0 = time.perf_counter()
     adata, groupby, source = _load(args.data, args.groupby)
+    args.unit = _unit(adata) if args.unit == "auto" else args.unit
     xl.tl.train_classifier(
         adata, groupby, model=args.model, n_models=args.n_models, layer=args.layer, use_raw=args.use_raw,
         genes=args.genes, max_epochs=args.max_epochs, validation=args.validation, cv=args.cv,
@@ -115,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
     result = out / f"scxl_result{suffix}"
     adata.write(result) if suffix == ".h5mu" else adata.write_h5ad(result)
     seconds = time.perf_counter() - t0
-    summary = _summary(adata, ens, groupby, source, seconds, out, analysis)
+    summary = _summary(adata, ens, groupby, source, seconds, out, analysis, args.unit)
     (out / "summary.txt").write_text(summary)
     _report(adata, ens, groupby, source, seconds, out, analysis, args)
     print(summary)
@@ -133,8 +149,9 @@ def _analyse(adata, args, groupby: str, out: Path) -> dict:
     spec = xl.explain.get_explainer(args.method)
     baseline = args.baseline if spec.needs_reference else None
     xl.tl.attribute(adata, method=args.method, baseline=baseline, n_baselines=args.n_baselines,
-                    top_k=args.top_k, random_state=args.random_state)
-    top = xl.get.top_genes(adata, key)
+                    rank_by=args.rank_by, top_k=args.top_k, random_state=args.random_state)
+    baseline = adata.uns[key]["params"]["reference"]
+    top = xl.get.top_genes(adata, key, direction="all")
     top.to_csv(out / "top_genes.csv", index=False)
     result: dict = {"key": key, "baseline": baseline}
     n_models = xl.get.ensemble(adata).n_models
@@ -154,7 +171,27 @@ def _analyse(adata, args, groupby: str, out: Path) -> dict:
     return result
 
 
-def _summary(adata, ens, groupby: str, source: str, seconds: float, out: Path, analysis: dict) -> str:
+def _unit(adata) -> str:
+    """``"samples"`` for bulk-like data (few observations, mostly non-zero values), else ``"cells"``."""
+    import numpy as np
+    from scipy import sparse
+
+    X = adata.mod[next(iter(adata.mod))].X if hasattr(adata, "mod") else adata.X
+    if X is None or adata.n_obs > 5000:
+        return "cells"
+    block = X[: min(500, X.shape[0])]
+    nonzero = block.nnz / max(np.prod(block.shape), 1) if sparse.issparse(block) else float(np.mean(np.asarray(block) != 0))
+    return "samples" if nonzero > 0.5 else "cells"
+
+
+_MARK = {"absence": " (absent)", "pattern": " (pattern)"}
+
+
+def _genes(d, *, mark_absence: bool) -> str:
+    return ", ".join(f"{g}{_MARK.get(e, '') if mark_absence else ''}" for g, e in zip(d["gene"], d["evidence"], strict=True))
+
+
+def _summary(adata, ens, groupby: str, source: str, seconds: float, out: Path, analysis: dict, unit: str = "cells") -> str:
     import numpy as np
 
     p = ens.params
@@ -164,38 +201,48 @@ def _summary(adata, ens, groupby: str, source: str, seconds: float, out: Path, a
         f"data:        {source}: {adata.n_obs} observations; {len(ens.var_names)} features used",
         f"labels:      obs[{groupby!r}], {len(ens.classes)} classes",
         f"ensemble:    {ens.n_models} × {ens.model_type.upper()} (seed {p.get('random_state')}, device {p.get('device')})",
-        f"split:       {p.get('n_train')} training / {p.get('n_validation')} validation cells (stratified"
+        f"split:       {p.get('n_train')} training / {p.get('n_validation')} validation {unit} (stratified"
         + (", drawn per member; ensemble metrics out-of-bag)" if p.get("split") == "per_model" else ", shared by all members)"),
         f"time:        {seconds:.1f} s",
         "",
     ]
     if ens.metrics is not None:
         m = ens.metrics
-        lines.append("Validation metrics (held-out cells; per member and soft-voting ensemble):")
+        lines.append(f"Validation metrics (held-out {unit}; per member and soft-voting ensemble):")
         lines.append(m[["accuracy", "balanced_accuracy", "macro_f1", "evaluated_on"]].round(3).to_string())
         lines.append("")
     if ens.recall is not None and "ensemble" in ens.recall:
-        lines.append("Per-class recall of the ensemble (validation cells):")
+        lines.append(f"Per-class recall of the ensemble (validation {unit}):")
         lines.append(ens.recall["ensemble"].round(3).to_string())
         lines.append("")
     truth = adata.obs[groupby].astype(str).to_numpy()
     pred = adata.obs["xl_prediction"].astype(str).to_numpy()
     ok = adata.obs[groupby].notna().to_numpy()
     lines.append(
-        f"Agreement of predictions with {groupby!r} on all labelled cells (mostly training cells, optimistic): "
+        f"Agreement of predictions with {groupby!r} on all labelled {unit} (mostly training {unit}, optimistic): "
         f"{np.mean(truth[ok] == pred[ok]):.3f}"
     )
     lines.append(f"Median confidence {np.nanmedian(adata.obs['xl_confidence']):.3f}; "
-                 f"cells where members disagree: {np.mean(adata.obs['xl_uncertainty'] > 0):.1%}")
+                 f"{unit} where members disagree: {np.mean(adata.obs['xl_uncertainty'] > 0):.1%}")
     if analysis:
         import scxl as xl
 
         key = analysis["key"]
-        lines += ["", f"Top contributing genes per group ({key}, reference {analysis['baseline']}; mean over the group's cells;",
-                  "  (-) marks genes lower in the group than in the rest: their absence supports the class):"]
+        params = adata.uns[key]["params"]
+        directed = "absence" in adata.uns[key]
+        lines += ["", f"Top contributing genes per group ({key}, reference {analysis['baseline']}, ranked by {params.get('rank_by')!r}; "
+                  f"mean over the group's {unit}):"]
+        if directed:
+            lines.append("  genes whose expression supports the group; '(pattern)' marks genes whose lack in some of the "
+                         "group's cells supports it, although the group does not express them less (genes acting in combination):")
         top = xl.get.top_genes(adata, key, n=5)
         for g, d in top.groupby("group", observed=True):
-            lines.append(f"  {g}: " + ", ".join(f"{n}{' (-)' if lfc < 0 else ''}" for n, lfc in zip(d["gene"], d["logfoldchanges"], strict=True)))
+            lines.append(f"  {g}: " + _genes(d, mark_absence=directed))
+        if directed:
+            lines += ["", "Absence evidence: genes whose lack in the group supports it (xl.get.top_genes(..., direction='down')):"]
+            down = xl.get.top_genes(adata, key, n=3, direction="down")
+            for g, d in down.groupby("group", observed=True):
+                lines.append(f"  {g}: " + (", ".join(d["gene"]) if len(d) else "none"))
         if "reproducibility" in analysis:
             conv = adata.uns["xl_reproducibility"]["convergence"]
             lines += ["", "Reproducibility of the contributions (median Spearman between disjoint replicates):"]
@@ -256,16 +303,28 @@ def _report(adata, ens, groupby, source, seconds, out: Path, analysis: dict, arg
             rep.figure(xl.pl.reproducibility(adata, return_fig=True), "reproducibility", figs)
             rep.table(adata.uns["xl_reproducibility"]["convergence"], index=False)
         rep.heading(f"Top genes per group ({key})")
-        top = xl.get.top_genes(adata, key, n=10)
-        many = top["group"].nunique() > 8  # many groups: one row per group keeps the table narrow
-        wide = top.pivot(index="group", columns="rank", values="gene") if many else top.pivot(index="rank", columns="group", values="gene")
-        rep.table(wide)
+        directed = "absence" in adata.uns[key]
+        if directed:
+            rep.text(f"Ranked by {adata.uns[key]['params'].get('rank_by')!r}: genes whose expression supports the group "
+                     "first; '◇' marks a gene that acts in a pattern (its lack in some of the group's cells supports the group). The second table lists each group's "
+                     "absence evidence (genes the group lacks, which the models use to tell it apart).", note=True)
+        for direction in ("up", "down") if directed else ("up",):
+            top = xl.get.top_genes(adata, key, n=10, direction=direction)
+            if top.empty:
+                continue
+            top["label"] = [f"{g} ◇" if e == "pattern" and direction == "up" else g for g, e in zip(top["gene"], top["evidence"], strict=True)]
+            many = top["group"].nunique() > 8  # many groups: one row per group keeps the table narrow
+            wide = top.pivot(index="group", columns="rank", values="label") if many else top.pivot(index="rank", columns="group", values="label")
+            if direction == "down":
+                rep.text("Absence evidence (xl.get.top_genes(..., direction='down')):", note=True)
+            rep.table(wide.fillna(""))
         rep.figure(xl.pl.top_genes(adata, key, n_genes=5, return_fig=True), "top_genes", figs,
                    "Mean expression (scaled per gene) of each group's top contributing genes across all groups.")
         import scanpy as sc
 
         sc.pl.rank_genes_groups_dotplot(adata, key=key, n_genes=3, dendrogram=False, show=False)
-        rep.figure(plt.gcf(), "dotplot", figs, "Scanpy's dot plot of the same ranking.")
+        rep.figure(plt.gcf(), "dotplot", figs, "Scanpy's dot plot of the same ranking: each group's top 3 genes "
+                   f"({'expression that supports the group' if directed else 'by attribution'}).")
         if "overlap" in analysis:
             rep.heading("Biology: specificity of the top genes")
             rep.figure(xl.pl.specificity(adata, key, return_fig=True), "specificity", figs,

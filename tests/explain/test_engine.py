@@ -56,7 +56,7 @@ def test_fast_path_equals_captum_path(setup, method, refs):
 def test_engine_equals_captum_directly(setup):
     """Engine output == Captum DeepLift per member, averaged over members."""
     mods, x, t = setup
-    res = run(mods, x, t, "deeplift", precision="double")
+    res = run(mods, x, t, "deeplift", references="zero", precision="double")
     xt, tt = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(t)
     with quiet_captum():
         want = np.mean([DeepLift(m.double()).attribute(xt, baselines=0.0, target=tt).detach().numpy() for m in mods], 0)

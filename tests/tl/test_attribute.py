@@ -21,7 +21,7 @@ def pbmc_trained():
 
 def test_attribute_writes_rank_genes_groups_format(trained):
     a = trained.copy()
-    xl.tl.attribute(a, method="deeplift", baseline="universal")
+    xl.tl.attribute(a, method="deeplift", baseline="universal", rank_by="total")
     layer = a.layers["xl_deeplift"]
     assert layer.shape == a.shape and layer.dtype == np.float32
     u = a.uns["xl_deeplift"]
@@ -39,8 +39,16 @@ def test_attribute_writes_rank_genes_groups_format(trained):
 
 def test_planted_markers_rank_first(trained):
     a = trained.copy()
-    xl.tl.attribute(a, method="integrated_gradients", baseline="universal")
+    xl.tl.attribute(a, method="integrated_gradients")  # defaults: the mean reference, rank_by="up"
     var = a.var
+    for g in ("group_0", "group_1", "group_2"):
+        top = xl.get.top_genes(a, "xl_integrated_gradients", group=g, n=5)
+        own_up = var.index[(var["marker_of"].astype(str) == g) & (var["marker_direction"] == "up")]
+        assert top["gene"].isin(own_up).all(), (g, top["gene"].tolist())
+        down = xl.get.top_genes(a, "xl_integrated_gradients", group=g, n=3, direction="down")
+        assert (down["logfoldchanges"] < 0).all()
+    # the paper's setting: the whole contribution against "universal" references
+    xl.tl.attribute(a, method="integrated_gradients", baseline="universal", rank_by="total")
     markers = var.index[var["role"].astype(str).str.startswith("marker")]
     for g in ("group_0", "group_1", "group_2"):
         top = xl.get.top_genes(a, "xl_integrated_gradients", group=g, n=10)
@@ -204,3 +212,46 @@ def test_explainers_table():
     t = xl.tl.explainers()
     assert {"saliency", "input_x_gradient", "guided_backprop", "integrated_gradients", "deeplift", "deeplift_shap",
             "guided_gradcam", "guided_gradcam_pp", "feature_ablation"} == set(t.index)
+
+
+def test_rank_by_up_puts_presence_on_top_and_keeps_absence(trained):
+    a = trained.copy()
+    xl.tl.attribute(a, baseline="mean")
+    entry = a.uns["xl_deeplift"]
+    assert entry["params"]["rank_by"] == "up" and entry["params"]["direction"] == "reference"
+    for f in ("contribution", "presence", "absence"):
+        assert f in entry
+    lin = np.expm1(a.X.astype(float))
+    for g in entry["names"].dtype.names:
+        p, ab, s = (np.asarray(entry[f][g], dtype=float) for f in ("presence", "absence", "scores"))
+        cols = a.var_names.get_indexer(np.asarray(entry["names"][g]).astype(str))
+        inside = (a.obs["group"] == g).to_numpy()
+        lower = lin[inside][:, cols].mean(0) < lin[~inside][:, cols].mean(0)  # lower on the linear scale
+        want = np.maximum(p, 0) + np.where(lower, -1, 1) * np.maximum(ab, 0)
+        np.testing.assert_allclose(s, want, rtol=1e-5, atol=1e-7)
+        assert np.all(np.diff(s) <= 1e-7)  # sorted by the up score
+    top = xl.get.top_genes(a, "xl_deeplift", n=5)
+    assert (top["evidence"] == "presence").all()
+    down = xl.get.top_genes(a, "xl_deeplift", n=5, direction="down")
+    assert (down["absence"] > 0).all() and (down.groupby("group", observed=True)["absence"].apply(
+        lambda v: bool(np.all(np.diff(v.to_numpy()) <= 1e-7)))).all()
+    xl.tl.attribute(a, baseline="mean", rank_by="total", key_added="tot")
+    t = a.uns["tot"]
+    for g in t["names"].dtype.names:
+        np.testing.assert_allclose(np.asarray(t["scores"][g]), np.asarray(t["contribution"][g]), rtol=1e-6)
+    xl.tl.attribute(a, method="saliency")
+    assert a.uns["xl_saliency"]["params"]["rank_by"] == "total" and "presence" not in a.uns["xl_saliency"]
+    with pytest.raises(ValueError, match="rank_by='best' is not valid"):
+        xl.tl.attribute(a, rank_by="best")
+
+
+def test_top_genes_down_on_a_scanpy_ranking(trained):
+    import scanpy as sc
+
+    a = trained.copy()
+    sc.tl.rank_genes_groups(a, "group", method="t-test")
+    down = xl.get.top_genes(a, "rank_genes_groups", group="group_0", n=3, direction="down")
+    want = np.asarray(a.uns["rank_genes_groups"]["names"]["group_0"])[::-1][:3]
+    assert list(down["gene"]) == list(want) and (down["evidence"] == "absence").all()
+    with pytest.raises(ValueError, match="direction='sideways' is not valid"):
+        xl.get.top_genes(a, "rank_genes_groups", direction="sideways")

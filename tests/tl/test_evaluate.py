@@ -99,3 +99,16 @@ def test_consistency_and_selection(explained):
     assert len(a.uns["xl"]["selection"]["members"]) == 3
     with pytest.raises(KeyError, match="criteria \\['f1'\\]"):
         xl.tl.select_models(a, "xl_deeplift", by=("f1",))
+
+
+def test_shared_replicates_are_never_converged(trained):
+    a = trained.copy()  # 3 members: n=2 with 2 replicates needs 4, so they share members
+    xl.tl.reproducibility(a, method="deeplift", n_values=(1, 2), n_replicates=2, target_spearman=0.01)
+    conv = a.uns["xl_reproducibility"]["convergence"]
+    summary = a.uns["xl_reproducibility"]["summary"]
+    assert not summary.loc[summary["n"] == 2, "disjoint"].any()
+    assert (conv["n_converged"].fillna(1) == 1).all()  # a target of 0 is met, but only n=1 is independent
+    assert (conv["shared_n"] == "2").all() and (conv["disjoint_up_to"] == 1).all()
+    ax = xl.pl.reproducibility(a)
+    labels = [t.get_text() for t in ax[0].get_legend().get_texts()] if isinstance(ax, list) else [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("share members" in t for t in labels)

@@ -462,13 +462,13 @@ def _register_builtins() -> None:
             "Path integral of the gradient from a reference to the input; exact closed form for "
             "one-hidden-layer ReLU MLPs (equal to DeepLift-Rescale).",
             general=C.integrated_gradients, fast=F.deeplift_kernel, cost=_reference_cost(captum_steps=True),
-            needs_reference=True, group="II", default_reference="zero", direction="reference",
+            needs_reference=True, group="II", default_reference="mean", direction="reference",
         ),
         ExplainerSpec(
             "deeplift", "DeepLift",
             "DeepLift with the Rescale rule against a reference (averaged over references if several).",
             general=C.deeplift, fast=F.deeplift_kernel, cost=ref,
-            needs_reference=True, group="II", default_reference="zero", direction="reference",
+            needs_reference=True, group="II", default_reference="mean", direction="reference",
         ),
         ExplainerSpec(
             "deeplift_shap", "DeepLiftShap",
@@ -491,7 +491,7 @@ def _register_builtins() -> None:
             "feature_ablation", "FeatureAblation",
             "Change of the target logit when one gene at a time is replaced by its reference value.",
             general=C.feature_ablation, fast=F.feature_ablation_kernel, cost=_ablation_cost(),
-            needs_reference=True, default_reference="zero", direction="reference",
+            needs_reference=True, default_reference="mean", direction="reference",
         ),
     ]
     for spec in entries:

@@ -14,7 +14,7 @@ Consistency and model selection
 Faithfulness
     :func:`deletion_curve`, :func:`insertion_curve`, :func:`curve_auc`
 Rankings over ensemble members
-    :func:`rank_groups` (a :class:`GroupRanking`)
+    :func:`rank_groups` (a :class:`GroupRanking`), :func:`direction_scores` (presence vs absence)
 """
 
 from ._agreement import (
@@ -28,12 +28,13 @@ from ._agreement import (
 from ._consistency import consistency_kld, pareto_front, selection_frequency
 from ._enrichment import OverlapResult, bh_adjust, enrichment_table, overlap_enrichment, read_gmt
 from ._faithfulness import curve_auc, deletion_curve, insertion_curve
-from ._ranking import RANKING_FIELDS, GroupRanking, rank_groups
+from ._ranking import RANK_BY, RANKING_FIELDS, GroupRanking, direction_scores, rank_groups
 from ._specificity import HPA_CATEGORIES, housekeeping, hpa_categories, tau
 
 __all__ = [
     "HPA_CATEGORIES",
     "RANKING_FIELDS",
+    "RANK_BY",
     "GroupRanking",
     "OverlapResult",
     "agreement_summary",
@@ -41,6 +42,7 @@ __all__ = [
     "consistency_kld",
     "curve_auc",
     "deletion_curve",
+    "direction_scores",
     "enrichment_table",
     "housekeeping",
     "hpa_categories",

@@ -21,6 +21,70 @@ from ._enrichment import bh_adjust
 #: Per-gene fields of a ranking, in the order they are stored.
 RANKING_FIELDS = ("scores", "scores_std", "logfoldchanges", "pvals", "pvals_adj", "topk_fraction")
 
+#: How a gene's group score is formed from its contribution S and its presence part P (A = S - P).
+RANK_BY = ("up", "presence", "total")
+
+
+def direction_scores(total: np.ndarray, presence: np.ndarray | None, rank_by: str = "up",
+                     lfc: np.ndarray | None = None) -> np.ndarray:
+    """The ranking score of every gene from its contribution and the part from being present.
+
+    A DeepLift-type contribution ``S = (x - r) × multiplier`` splits into *presence* ``P`` (the
+    part where the gene is above the reference) and *absence* ``A = S - P`` (below it). A positive
+    ``P`` means the group's expression of the gene supports the group; a positive ``A`` that its
+    lack does — either because the group does not express a gene the other groups do (an absence
+    marker, e.g. a monocyte gene for B cells) or because the gene acts in a pattern (one gene of a
+    pair low while the other is high).
+
+    Parameters
+    ----------
+    total
+        Contributions ``S`` (any shape).
+    presence
+        Presence parts ``P`` (same shape), or ``None`` (explainers without a direction: ``S``).
+    rank_by
+        ``"up"`` (the default, chosen in ``benchmarks/markers.py``): supporting evidence,
+        ``max(P, 0) + max(A, 0)`` for genes that are not lower in the group than in the rest
+        (``lfc >= 0``) and ``max(P, 0) - max(A, 0)`` for genes that are (absence markers go to
+        the bottom with negative scores): the sign convention of ``rank_genes_groups``,
+        up-regulated first and down-regulated last, while genes that act in combination keep
+        their evidence. ``"presence"``: ``P``. ``"total"``: ``S`` (the paper's ranking; absence
+        markers mix into the top).
+    lfc
+        Log fold change of the group's mean expression on the *linear* scale (e.g. normalised
+        counts, ``mean(expm1(x))`` for log1p data) against the rest, same shape as ``total``;
+        needed for ``"up"``. NaN counts as not lower. (Scanpy's ``logfoldchanges`` compare
+        ``expm1`` of the mean *log* values instead; for a gene that is high in half of a group's
+        cells and nearly absent in the other half the two disagree, and the linear mean is the
+        one that says whether the group expresses the gene less.)
+
+    Returns
+    -------
+    Scores, same shape as ``total``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scxl.metrics import direction_scores
+    >>> S = np.array([2.0, 2.0, 1.0]); P = np.array([2.0, 0.0, -0.5])  # present, absent, a pattern
+    >>> lfc = np.array([3.0, -4.0, 0.2])
+    >>> direction_scores(S, P, "up", lfc).tolist(), direction_scores(S, P, "total").tolist()
+    ([2.0, -2.0, 1.5], [2.0, 2.0, 1.0])
+    """
+    if rank_by not in RANK_BY:
+        raise ValueError(f"rank_by={rank_by!r} is not valid; choose one of {list(RANK_BY)}")
+    total = np.asarray(total, dtype=np.float64)
+    if presence is None or rank_by == "total":
+        return total
+    presence = np.asarray(presence, dtype=np.float64)
+    if rank_by == "presence":
+        return presence
+    if lfc is None:
+        raise ValueError("rank_by='up' needs the log fold changes of expression (lfc=)")
+    lower = np.broadcast_to(np.nan_to_num(np.asarray(lfc, dtype=np.float64), nan=0.0) < 0, total.shape)
+    absence = np.maximum(total - presence, 0.0)
+    return np.maximum(presence, 0.0) + np.where(lower, -absence, absence)
+
 
 @dataclass
 class GroupRanking:
@@ -107,6 +171,10 @@ def rank_groups(
     *,
     top_k: int = 100,
     extra: dict[str, np.ndarray] | None = None,
+    member_presence: np.ndarray | None = None,
+    presence: np.ndarray | None = None,
+    rank_by: str = "up",
+    lfc: np.ndarray | None = None,
 ) -> GroupRanking:
     """Assemble a :class:`GroupRanking` from per-member group scores.
 
@@ -122,6 +190,16 @@ def rank_groups(
         Size of the top-gene lists for ``topk_fraction`` and the agreement (capped at ``G``).
     extra
         Further per-gene fields to store (e.g. ``{"logfoldchanges": lfc}``).
+    member_presence, presence
+        The presence parts of ``member_group_means`` and ``group_means`` (see
+        :func:`direction_scores`), or ``None`` for explainers without a direction. When given,
+        scores, their sd, the t-test and the top-k fractions are those of the ``rank_by`` score,
+        and the fields ``contribution`` (``S``), ``presence`` (``P``) and ``absence``
+        (``S - P``) are stored too.
+    rank_by
+        See :func:`direction_scores`.
+    lfc
+        Linear-scale log fold changes for ``rank_by="up"`` (see :func:`direction_scores`).
 
     Returns
     -------
@@ -133,13 +211,19 @@ def rank_groups(
     >>> from scxl.metrics import rank_groups
     >>> member = np.random.default_rng(0).normal(size=(5, 2, 30))
     >>> r = rank_groups(member, member.mean(0), ["a", "b"], top_k=5)
-    >>> r.scores.shape, r.topk_fraction.max() <= 1
+    >>> r.scores.shape, bool(r.topk_fraction.max() <= 1)
     ((2, 30), True)
     """
     from scipy import stats as st
 
     member = np.asarray(member_group_means, dtype=np.float64)
     scores = np.asarray(group_means, dtype=np.float64)
+    extra = dict(extra or {})
+    if presence is not None:
+        total, pres = scores, np.asarray(presence, dtype=np.float64)
+        extra |= {"contribution": total, "presence": pres, "absence": total - pres}
+        scores = direction_scores(total, pres, rank_by, lfc)
+        member = direction_scores(member, member_presence, rank_by, lfc)
     n_members = member.shape[0]
     sd = member.std(axis=0, ddof=1) if n_members > 1 else np.zeros_like(scores)
     if n_members > 1:
@@ -157,7 +241,7 @@ def rank_groups(
             topk[g, np.argsort(-member[m, g], kind="stable")[:k]] += 1
     topk /= n_members
     agreement = _member_agreement(member, groups, k) if n_members > 1 else None
-    return GroupRanking(list(groups), scores, sd, pvals, topk, k, agreement, dict(extra or {}))
+    return GroupRanking(list(groups), scores, sd, pvals, topk, k, agreement, extra)
 
 
 def _member_agreement(member: np.ndarray, groups: list[str], k: int) -> pd.DataFrame:

@@ -25,7 +25,8 @@ _XLABEL = {
 
 
 def _converged_at(d: pd.DataFrame, metric: str, target: float) -> float:
-    ok = d.loc[d[metric] >= target, "n"]
+    indep = d[d["disjoint"]] if "disjoint" in d else d  # shared members agree by construction
+    ok = indep.loc[indep[metric] >= target, "n"]
     return float(ok.iloc[0]) if len(ok) else np.nan
 
 
@@ -47,7 +48,9 @@ def reproducibility(
     replicates (Spearman correlation of all genes, or overlap of the top genes) is drawn against
     ``n`` (log2 axis, one tick per ``n`` tried), one line per explainer, with a band from the
     first to the third quartile over replicate pairs (and groups, at the group level). A dashed
-    line marks the target and a star the smallest ``n`` whose median reaches it (also named in
+    line marks the target and a star the smallest ``n`` whose median reaches it with independent
+    (member-disjoint) replicates; hollow markers flag ``n`` whose replicates share members, which
+    agree by construction and are never called converged (also named in
     the legend), as in the simulations of Zhao, Shao & Asmann.
 
     Parameters
@@ -127,6 +130,7 @@ def reproducibility(
     for a, v in zip(axs, varies, strict=True):
         d_vary = summary[summary["vary"] == v]
         handles = []
+        any_shared = False
         for m in methods:
             d = d_vary[d_vary["method"] == m].sort_values("n")
             if d.empty:
@@ -134,6 +138,10 @@ def reproducibility(
             c = colors[m]
             a.fill_between(d["n"], d[f"{metric}_q25"], d[f"{metric}_q75"], color=c, alpha=0.2, lw=0)
             a.plot(d["n"], d[metric], color=c, lw=1.8, marker="o", ms=4, label=m)
+            shared = d[~d["disjoint"]] if "disjoint" in d else d.iloc[:0]
+            if len(shared):  # replicates sharing members: hollow markers, never "converged"
+                a.plot(shared["n"], shared[metric], ls="none", marker="o", ms=7, mfc="white", mec=c, mew=1.5, zorder=3)
+                any_shared = True
             label = m
             if target is not None:
                 if use_table:
@@ -146,6 +154,9 @@ def reproducibility(
                     a.plot([n_conv], [y], marker="*", ms=13, color=c, mec="black", mew=0.8, ls="none", zorder=4)
                     label = f"{m}: reaches target at n = {n_conv:g}"
             handles.append(Line2D([], [], color=c, lw=1.8, marker="o", ms=4, label=label))
+        if any_shared:
+            handles.append(Line2D([], [], ls="none", marker="o", ms=7, mfc="white", mec="0.3",
+                                  label="replicates share members (not independent)"))
         if target is not None:
             a.axhline(target, ls="--", lw=1, color="0.35", zorder=1)
             handles.append(Line2D([], [], ls="--", lw=1, color="0.35", label=f"target {target:g}"))

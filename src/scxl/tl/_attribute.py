@@ -19,7 +19,7 @@ from .._docs import doc_copy, doc_device, doc_key, doc_overwrite, doc_params, do
 from .._inputs import Aligned, aligned
 from .._keys import Key
 from .._logging import logger, renamed_kwarg
-from .._types import Aggregate, LayerDtype, Method, ReferenceKindName
+from .._types import Aggregate, LayerDtype, Method, RankBy, ReferenceKindName
 from .._validation import (
     TOOL_FIELD,
     check_groupby,
@@ -143,39 +143,58 @@ def _blocks(X: Aligned, ens, block_key: str) -> np.ndarray:
     return np.array([uniq.index(n) if n else -1 for n in names], dtype=np.int64)
 
 
-def expression_logfoldchanges(X: Aligned, codes: np.ndarray, n_groups: int, *, scale: str | None = None) -> np.ndarray:
+def expression_logfoldchanges(X: Aligned, codes: np.ndarray, n_groups: int, *, scale: str | None = None,
+                               linear: bool = False):
     """log2 fold change of mean expression, each group vs the rest, on the linear scale the data are on.
 
     For log-expression (``log1p``), as Scanpy computes it: the means of the log values are
     brought back with ``expm1``. For raw counts and other linear-scale values (detected from the
     values, see :func:`scxl._validation.detect_scale`, or given as ``scale``) the means are
-    compared as they are, so counts never overflow ``expm1``.
+    compared as they are, so counts never overflow ``expm1``. With ``linear=True`` also returns
+    the fold change of the means of the linear values (``mean(expm1(x))`` for log data), which
+    says whether a group expresses a gene less (:func:`scxl.metrics.direction_scores`).
     """
     from .._validation import ValueSummary, detect_scale, summarise_values
-    from ..explain import group_means
+    from ..explain import group_means, group_sums
 
     seen: list[ValueSummary] = []
+    codes = np.where(codes >= 0, codes, -1)
+    lin_sums = np.zeros((n_groups, X.shape[1]))
+    offset = [0]
 
-    def blocks():  # one pass: group means and the values' range together
+    def blocks():  # one pass: group means (of the values and of expm1) and the values' range together
         for _, block in X.chunks(4096):
             if scale is None:
                 seen.append(summarise_values(block))
+            if linear:
+                sl = slice(offset[0], offset[0] + block.shape[0])
+                lin_sums[:] += group_sums(np.expm1(np.minimum(block.astype(np.float64), 700.0)), codes[sl], n_groups)
+                offset[0] += block.shape[0]
             yield block
 
-    expr = group_means(blocks(), np.where(codes >= 0, codes, -1), n_groups)
+    expr = group_means(blocks(), codes, n_groups)
     if scale is None:
         scale = detect_scale(ValueSummary(min(v.minimum for v in seen), max(v.maximum for v in seen),
                                           all(v.integer for v in seen))) if seen else "log"
     counts = np.bincount(codes[codes >= 0], minlength=n_groups).astype(float)
-    total = np.nansum(expr * counts[:, None], axis=0)
+
+    def fold(means):
+        total = np.nansum(means * counts[:, None], axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return means, (total[None, :] - means * counts[:, None]) / (counts.sum() - counts)[:, None]
+
+    group, other = fold(expr)
+    if scale not in ("counts", "linear"):  # log1p (and scaled data, as Scanpy); means above 700 cannot be log values
+        group, other = np.expm1(np.minimum(group, 700.0)), np.expm1(np.minimum(other, 700.0))
     with np.errstate(invalid="ignore", divide="ignore"):
-        rest = (total[None, :] - expr * counts[:, None]) / (counts.sum() - counts)[:, None]
+        lfc = np.log2((group + 1e-9) / (other + 1e-9))
+    if not linear:
+        return lfc
     if scale in ("counts", "linear"):
-        group, other = expr, rest
-    else:  # log1p (and scaled data, which Scanpy treats the same way); means above 700 cannot be log values
-        group, other = np.expm1(np.minimum(expr, 700.0)), np.expm1(np.minimum(rest, 700.0))
+        return lfc, lfc
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.log2((group + 1e-9) / (other + 1e-9))
+        lin_group, lin_rest = fold(lin_sums / counts[:, None])
+        return lfc, np.log2((lin_group + 1e-9) / (lin_rest + 1e-9))
 
 
 @renamed_kwarg("key", "ensemble_key")
@@ -195,6 +214,7 @@ def attribute(
     target: str = "label",
     groupby: str | None = None,
     top_k: int = 100,
+    rank_by: RankBy = "up",
     gradient_correction: bool = False,
     block_key: str = Key.var.block,
     store_layer: bool = True,
@@ -267,6 +287,18 @@ def attribute(
         With ``target="label"`` its groups must be training classes.
     top_k
         Size of the top-gene lists used for the member-agreement figures.
+    rank_by
+        How genes are ranked within a group (:func:`scxl.metrics.direction_scores`). Every
+        contribution of a reference-based explainer splits into *presence* (the gene is above
+        the reference and that supports the group) and *absence* (it is below, e.g. a gene the
+        model weighs negatively that the group does not express). ``"up"`` (default): presence
+        on top, absence evidence at the bottom with negative scores — the sign convention of
+        :func:`scanpy.tl.rank_genes_groups` (up positive, down negative), so the top genes are
+        marker-grade; ``"presence"``: presence only; ``"total"``: the whole contribution (the
+        paper's ranking; genes that support the group by their absence mix into the top).
+        Explainers without a direction (Saliency, GuidedBackprop, Grad-CAM) always rank by
+        their attribution. The absence ranking stays available:
+        ``xl.get.top_genes(adata, key, direction="down")``.
     gradient_correction
         Remove, within each one-hot block of features (``var[block_key]``, see
         :func:`scxl.pp.append_covariates`), the mean gradient across the block's categories
@@ -294,14 +326,16 @@ def attribute(
     - ``layers[key_added]``: contribution of every gene to every cell's target class (0 for genes
       the models never saw);
     - ``uns[key_added]``: as :func:`scanpy.tl.rank_genes_groups` writes it — ``params``,
-      ``names`` and ``scores`` (record arrays, one field per group; group score = mean
-      contribution over the group's cells towards their targets), ``logfoldchanges``
-      (expression, group vs rest, computed as Scanpy does for log1p data), ``pvals`` and
-      ``pvals_adj`` (one-sample t-test of the members' group scores against 0, i.e. how
-      consistently the members use the gene; BH-adjusted per group) — plus ``scores_std``
-      (sd of the group score across members), ``topk_fraction`` (fraction of members that put
-      the gene in the group's top ``top_k``), ``member_agreement`` (per group: median pairwise
-      Spearman and top-k overlap between members) and ``timing``;
+      ``names`` and ``scores`` (record arrays, one field per group; the group score is formed
+      from the mean contribution over the group's cells towards their targets as ``rank_by``
+      says), ``logfoldchanges`` (expression, group vs rest, on the data's linear scale),
+      ``pvals`` and ``pvals_adj`` (one-sample t-test of the members' group scores against 0,
+      i.e. how consistently the members use the gene; BH-adjusted per group) — plus
+      ``scores_std`` (sd of the group score across members), ``topk_fraction`` (fraction of
+      members that put the gene in the group's top ``top_k``), for explainers with a direction
+      ``contribution`` (the mean contribution), ``presence`` and ``absence`` (its parts from
+      being above / below the reference), and ``member_agreement`` (per group: median pairwise
+      Spearman and top-k overlap between members);
     - with ``gradient_correction``: ``obsm[f"{{key_added}}_angle"]``, the off-simplex angle per
       block (degrees).
 
@@ -328,6 +362,7 @@ def attribute(
     spec = explain.get_explainer(method)  # raises listing the valid names
     check_in(aggregate, ("mean", "median"), "aggregate")
     check_in(layer_dtype, LAYER_DTYPES, "layer_dtype")
+    check_in(rank_by, metrics.RANK_BY, "rank_by")
     if n_baselines is not None and (not isinstance(n_baselines, int | np.integer) or n_baselines < 1):
         raise ValueError(f"n_baselines must be a positive integer, got {n_baselines!r}")
     if not (isinstance(top_k, int | np.integer) and top_k >= 1):
@@ -374,14 +409,19 @@ def attribute(
         [ens.modules[i] for i in members], X, prep.targets, method, groups=codes, n_groups=len(groups),
         blocks=blocks, store_cells=False, on_chunk=on_chunk if store_layer else None, config=config,
     )
+    lfc, linear_lfc = expression_logfoldchanges(X, codes, len(groups), linear=True)
     ranking = metrics.rank_groups(res.member_group_means, res.group_means, groups, top_k=int(top_k),
-                                  extra={"logfoldchanges": expression_logfoldchanges(X, codes, len(groups))})
+                                  extra={"logfoldchanges": lfc}, lfc=linear_lfc,
+                                  member_presence=res.member_presence_group_means, presence=res.presence_group_means,
+                                  rank_by=rank_by)
+    rank_by = rank_by if res.presence_group_means is not None else "total"
     params = {
         "groupby": prep.groupby, "reference": str(baseline if isinstance(baseline, str) else res.params.get("references")),
         "method": key_added, "use_raw": False, "layer": None, "corr_method": "t-test across members, benjamini-hochberg",
         "explainer": method, "ensemble_key": ensemble_key, "target": target, "n_models": len(members), "aggregate": aggregate,
         "n_baselines": int(res.params.get("n_baselines") or 0), "n_repeats": int(res.params.get("n_repeats", n_repeats)),
-        "smoothgrad": "None" if smoothgrad is None else list(map(float, smoothgrad)), "top_k": int(ranking.top_k),
+        "smoothgrad": "None" if smoothgrad is None else list(map(float, smoothgrad)), "top_k": int(ranking.top_k), "rank_by": rank_by,
+        "direction": str(res.params.get("direction")),
         "gradient_correction": bool(gradient_correction), "random_state": int(random_state), "device": str(dev),
         "fast_kernel": bool(np.all(res.fast)), TOOL_FIELD: "attribute", "seconds": round(time.perf_counter() - t0, 3),
     }

@@ -316,7 +316,8 @@ def faithfulness(
         "curves": pd.concat(curves, ignore_index=True),
         "auc": pd.DataFrame(aucs),
     }
-    logger.info("finished faithfulness: added uns[%r]\n%s", key_added, pd.DataFrame(aucs).to_string())
+    logger.info("finished faithfulness: added uns[%r]; AUC %s", key_added,
+                ", ".join(f"{a['ranking']} {a['mode']} {a['auc']:.3f}" for a in aucs))
 
 
 def consistency(
