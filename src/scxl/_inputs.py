@@ -415,28 +415,169 @@ def aligned(
     return Aligned(inputs, col, ens.var_names)
 
 
-def make_fetch(matrix: Matrix | ConcatMatrix, rows: np.ndarray, cols: np.ndarray, device, *, budget_bytes: int = 2**31):
-    """Row fetcher for training: caches the selected block as one dense tensor when it fits.
+#: Bytes of dense float32 rows that training from disk keeps in memory per buffer (see :class:`TrainRows`).
+BUFFER_BYTES = 2**28
+#: Bytes of one contiguous block read from disk (rounded to the storage's own row chunks).
+CHUNK_BYTES = 2**22
 
-    ``rows`` are the matrix rows that will be requested (e.g. labelled cells); the fetcher maps
-    positions *within rows* to float32 tensors on ``device``. Backed data and blocks over the
-    budget are read batch by batch instead, so the whole matrix is never densified.
+
+class TrainRows:
+    """The rows a training run reads: a dense tensor in memory, or block-shuffled reads from disk.
+
+    Calling it (``rows(i)``) maps positions *within* ``rows`` to a float32 tensor on ``device``,
+    in the order asked (random access: evaluation, statistics). Training reads through
+    :meth:`arrange` and :meth:`batch`:
+
+    * **in memory** (NumPy or SciPy data whose selected block fits ``budget_bytes``): the block is
+      cached as one dense tensor, :meth:`arrange` keeps an epoch's order as it is (a uniform
+      shuffle) and :meth:`batch` gathers rows, for one member ``(B,)`` or stacked members ``(M, B)``.
+    * **streamed** (backed ``.h5ad``, zarr, dask — or in-memory data over the budget): the rows
+      are cut into contiguous chunks of about :data:`CHUNK_BYTES` (a multiple of the storage's own
+      row chunks), each epoch shuffles the chunks (seeded by ``seed`` and the epoch, the same for
+      every member) and groups them into buffers of about :data:`BUFFER_BYTES` of dense rows.
+      :meth:`arrange` stably sorts a member's shuffled epoch by buffer, so the member still sees
+      each of its rows once per epoch (plus its up-sampling repeats), shuffled within each buffer;
+      :meth:`batch` reads a buffer from disk once, when the first member needs it, and forgets it
+      when no member does any more. Memory is a few buffers whatever the number of rows.
     """
-    import torch
 
-    backed = any(_is_backed(p.data) for p in getattr(matrix, "parts", [matrix]))
-    if not backed and rows.size * cols.size * 4 <= budget_bytes:
-        dense = np.empty((rows.size, cols.size), dtype=np.float32)
-        for start in range(0, rows.size, 8192):
-            dense[start : start + 8192] = matrix.rows(rows[start : start + 8192], cols)
-        tensor = torch.from_numpy(dense).to(device)
+    def __init__(self, matrix: Any, rows: np.ndarray, cols: np.ndarray, device: Any, *,
+                 budget_bytes: int = 2**31, buffer_bytes: int = BUFFER_BYTES,
+                 chunk_bytes: int = CHUNK_BYTES, seed: int = 0, stream: bool | None = None) -> None:
+        import torch
 
-        def fetch(i: np.ndarray) -> torch.Tensor:
-            return tensor[torch.as_tensor(i, device=device)]
+        self.matrix, self.rows, self.cols = matrix, np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+        self.device = torch.device(device) if not isinstance(device, torch.device) else device
+        self.n, self.n_cols = int(self.rows.size), int(self.cols.size)
+        parts = getattr(matrix, "parts", [matrix])
+        out_of_core = any(is_out_of_core(p.data) for p in parts)
+        row_bytes = max(1, self.n_cols * 4)
+        self.streamed = (out_of_core or self.n * row_bytes > budget_bytes) if stream is None else bool(stream)
+        self.tensor = None
+        self.loads = 0  # buffers read from disk (for tests and benchmarks)
+        if not self.streamed:
+            dense = np.empty((self.n, self.n_cols), dtype=np.float32)
+            for start in range(0, self.n, 8192):
+                dense[start : start + 8192] = matrix.rows(self.rows[start : start + 8192], self.cols)
+            self.tensor = torch.from_numpy(dense).to(self.device)
+            return
+        native = None
+        if len(parts) == 1:
+            native = native_row_chunk(parts[0].data)
+        target = max(64, chunk_bytes // row_bytes)
+        if native:
+            target = max(1, round(target / native)) * native
+        self.chunk_rows = int(max(1, min(target, self.n)))
+        self.n_chunks = -(-self.n // self.chunk_rows)
+        self.buffer_chunks = int(max(1, min(self.n_chunks, buffer_bytes // (self.chunk_rows * row_bytes))))
+        self.seed = int(seed)
+        self.read_rows = int(max(self.chunk_rows, buffer_bytes // row_bytes))  # rows per read of __call__
+        self._epoch: int | None = None
+        self._buffer_of: np.ndarray | None = None
+        self._reset_window()
 
-        return fetch
+    # ------------------------------------------------------------------ random access
+    def __call__(self, i: np.ndarray) -> Any:
+        """Rows ``i`` (positions within ``rows``), any order, as a float32 tensor on the device."""
+        import torch
 
-    def fetch_stream(i: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(matrix.rows(rows[i], cols)).to(device)
+        i = np.asarray(i, dtype=np.int64)
+        if self.tensor is not None:
+            return self.tensor[torch.as_tensor(i, device=self.device)]
+        return torch.from_numpy(self._read(i)).to(self.device)
 
-    return fetch_stream
+    def _read(self, i: np.ndarray) -> np.ndarray:
+        """Read positions ``i`` from the matrix: sorted, in contiguous runs of at most ``read_rows`` rows."""
+        flat = i.reshape(-1)
+        uniq, inverse = np.unique(flat, return_inverse=True)
+        out = np.empty((uniq.size, self.n_cols), dtype=np.float32)
+        r = self.rows[uniq]
+        start = 0
+        while start < uniq.size:  # a run: rows within read_rows of its first, read as one slice
+            stop = int(np.searchsorted(r, r[start] + self.read_rows, side="left"))
+            lo, hi = int(r[start]), int(r[stop - 1]) + 1
+            if (stop - start) * 16 >= hi - lo:  # dense enough: one contiguous read, then pick
+                block = self.matrix.rows(slice(lo, hi), self.cols)
+                out[start:stop] = block[r[start:stop] - lo]
+            else:
+                out[start:stop] = self.matrix.rows(r[start:stop], self.cols)
+            start = stop
+        return out[inverse].reshape(*i.shape, self.n_cols)
+
+    # ------------------------------------------------------------------ training
+    def arrange(self, epoch: int, positions: np.ndarray) -> np.ndarray:
+        """One member's epoch ``positions`` in the order it is trained on (in memory: unchanged)."""
+        if not self.streamed:
+            return positions
+        self._plan(epoch)
+        return positions[np.argsort(self._buffer_of[positions], kind="stable")]
+
+    def batch(self, positions: np.ndarray) -> Any:
+        """Rows at ``positions`` (``(B,)`` or ``(M, B)``, as :meth:`arrange` ordered them) as a tensor."""
+        import torch
+
+        if not self.streamed:
+            return self.tensor[torch.as_tensor(positions, device=self.device)]
+        buffers = self._buffer_of[positions]
+        lo, hi = int(buffers.min()), int(buffers.max())
+        for j in [j for j in self._loaded if j < lo]:  # no member needs it any more this epoch
+            self._free.append(self._loaded.pop(j))
+        for j in range(lo, hi + 1):
+            if j not in self._loaded:
+                self._load(j)
+        return self._pool[torch.as_tensor(self._slot[positions], device=self.device)]
+
+    def _plan(self, epoch: int) -> None:
+        if self._epoch == epoch:
+            return
+        perm = np.random.default_rng([self.seed, 7, int(epoch)]).permutation(self.n_chunks)
+        self._chunks_of = [np.sort(perm[k : k + self.buffer_chunks]) for k in range(0, self.n_chunks, self.buffer_chunks)]
+        buffer_of_chunk = np.empty(self.n_chunks, dtype=np.int64)
+        for j, ch in enumerate(self._chunks_of):
+            buffer_of_chunk[ch] = j
+        self._buffer_of = buffer_of_chunk[np.arange(self.n) // self.chunk_rows]
+        self._epoch = epoch
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self._loaded: dict[int, int] = {}  # buffer -> pool region
+        self._free: list[int] = []
+        self._pool = None
+        self._regions = 0
+        self._slot = np.full(self.n, -1, dtype=np.int64)
+
+    def _load(self, j: int) -> None:
+        import torch
+
+        size = self.buffer_chunks * self.chunk_rows
+        if not self._free:  # grow the pool by one buffer region (rare: members far apart)
+            grown = torch.empty(((self._regions + 1) * size, self.n_cols), dtype=torch.float32, device=self.device)
+            if self._pool is not None:
+                grown[: self._pool.shape[0]] = self._pool
+            self._pool = grown
+            self._free.append(self._regions)
+            self._regions += 1
+        region = self._free.pop()
+        offset = region * size
+        for c in self._chunks_of[j]:  # chunks in file order: sequential reads
+            p0, p1 = int(c) * self.chunk_rows, min((int(c) + 1) * self.chunk_rows, self.n)
+            r = self.rows[p0:p1]
+            block = self.matrix.rows(slice(int(r[0]), int(r[-1]) + 1), self.cols)
+            if block.shape[0] != r.size:  # rows not used for training (e.g. unlabelled) in between
+                block = block[r - r[0]]
+            self._pool[offset : offset + r.size] = torch.from_numpy(np.ascontiguousarray(block)).to(self.device)
+            self._slot[p0:p1] = np.arange(offset, offset + r.size)
+            offset += r.size
+        self._loaded[j] = region
+        self.loads += 1
+
+
+def make_fetch(matrix: Matrix | ConcatMatrix, rows: np.ndarray, cols: np.ndarray, device, *, budget_bytes: int = 2**31,
+               seed: int = 0, **kwargs: Any) -> TrainRows:
+    """Row reader for training (:class:`TrainRows`): cached as one dense tensor when it fits in memory.
+
+    ``rows`` are the matrix rows that will be requested (e.g. labelled cells); the reader maps
+    positions *within rows* to float32 tensors on ``device``. Backed, zarr and dask data and
+    blocks over the budget are streamed by blocks instead, so the whole matrix is never densified.
+    """
+    return TrainRows(matrix, rows, cols, device, budget_bytes=budget_bytes, seed=seed, **kwargs)

@@ -40,6 +40,8 @@ from ..train import (
     TrainConfig,
     classification_metrics,
     fit_member,
+    fit_members,
+    stackable,
     stratified_kfold,
     stratified_split,
 )
@@ -80,6 +82,7 @@ def train_classifier(
     device: str | None = None,
     key_added: str = Key.uns.ensemble,
     extend: bool = False,
+    vectorize: bool = True,
     overwrite: bool = False,
     copy: bool = False,
 ) -> AnnData | None:
@@ -180,6 +183,13 @@ def train_classifier(
         only on ``random_state`` and the member's index, so the result is identical to training
         all ``n_models`` at once; every other setting must therefore equal the stored one (an
         error lists the differences). Not with ``cv``.
+    vectorize
+        Train all MLP members at once: their weights are stacked and every mini-batch goes
+        through one batched pass for all members (the data are read once per step for all of
+        them). Each member keeps its own split, seeds, learning-rate schedule, early stopping and
+        best weights, and on the CPU the members are bit-identical to those of
+        ``vectorize=False``, which trains them one after another (the CNN and custom modules are
+        always trained one after another). See the methods page, "Training at atlas scale".
     {overwrite}
     {copy}
 
@@ -215,6 +225,8 @@ def train_classifier(
         raise ValueError(f"model={model!r} is not valid; choose 'mlp', 'cnn' or pass a callable factory(n_features, n_classes)")
     if split not in ("per_model", "shared"):
         raise ValueError(f"split={split!r} is not valid; choose 'per_model' or 'shared'")
+    if not isinstance(vectorize, bool | np.bool_):
+        raise TypeError(f"vectorize must be True or False, got {vectorize!r}")
     if cv is not None and (not _is_int(cv) or cv < 2):
         raise ValueError(f"cv must be None or an integer >= 2, got {cv!r}")
     random_state = check_random_state(random_state)
@@ -264,7 +276,10 @@ def train_classifier(
 
     n_classes = len(classes)
     y = y_all[labelled]
-    fetch = make_fetch(inputs.matrix, labelled, cols, dev)
+    fetch = make_fetch(inputs.matrix, labelled, cols, dev, seed=_member_seed(random_state, 3)[0])
+    if fetch.streamed:
+        logger.info("streaming %s by blocks: %d chunks of %d rows, shuffled in buffers of %d chunks",
+                    inputs.matrix.source, fetch.n_chunks, fetch.chunk_rows, fetch.buffer_chunks)
     model_name = "custom" if callable(model) else model
     logger.info("training %d %s models on %d cells × %d features (%d classes) on %s",
                 n_models, model_name.upper(), labelled.size, cols.size, n_classes, dev)
@@ -311,14 +326,40 @@ def train_classifier(
                                              factory=model if callable(model) else None)
         kept = [m.to(dev).eval() for m in kept]
 
+    factory = model if callable(model) else None
+
     def train_ensemble(parts: list, desc: str, fold: int = 0, start: int = 0) -> tuple[list, list]:
         modules, histories = [], []
+        if vectorize and model == "mlp" and dev.type in ("cpu", "cuda") and start < n_models:
+            # all members at once: each built from its own seed as below, its dropout generator in the state
+            # the global one would be in after that initialisation
+            members, rngs, gens = [], [], []
+            for i in range(start, n_models):
+                seed, rng = _member_seed(random_state, 2 + fold, i)
+                with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                    torch.manual_seed(seed)
+                    members.append(build_module(spec))
+                    gen = torch.Generator(device=dev)
+                    if dev.type == "cpu":
+                        gen.set_state(torch.random.get_rng_state())
+                    else:
+                        gen.manual_seed(seed)
+                rngs.append(rng)
+                gens.append(gen)
+            if all(stackable(m) for m in members):
+                trained = fit_members(members, fetch, y, parts[start:], n_classes=n_classes, config=config, rngs=rngs,
+                                      generators=gens, device=dev, desc=f"{desc} (all at once)")
+                for i, (m, hist) in zip(range(start, n_models), trained, strict=True):
+                    hist.insert(0, "model", f"model_{i}")
+                    modules.append(m)
+                    histories.append(hist)
+                return modules, histories
         for i in progress(range(start, n_models), desc=desc, leave=True):
             tr, va = parts[i]
             seed, rng = _member_seed(random_state, 2 + fold, i)
             with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
                 torch.manual_seed(seed)
-                m = build_module(spec, order=None if orders is None else orders[i], factory=model if callable(model) else None)
+                m = build_module(spec, order=None if orders is None else orders[i], factory=factory)
                 m, hist = fit_member(m, fetch, y, tr, va, n_classes=n_classes, config=config, rng=rng, device=dev,
                                      desc=f"model {i + 1}/{n_models}")
             hist.insert(0, "model", f"model_{i}")
@@ -368,6 +409,7 @@ def train_classifier(
     recall = pd.DataFrame(recalls, index=pd.Index(classes, name="class")) if recalls else None
     params = {
         **settings, "n_models": int(n_models), "cv": int(cv) if cv else 0, "device": str(dev),
+        "vectorize": bool(vectorize), "streamed": bool(fetch.streamed),
         "n_train": int(member_splits[0][0].size), "n_validation": int(member_splits[0][1].size),
         "class_counts": [int(v) for v in counts.to_numpy()],
         "training_seconds": round(time.perf_counter() - t0, 2),

@@ -3,6 +3,7 @@
 from ._loop import BALANCE, TrainConfig, evaluate, fit_member
 from ._metrics import classification_metrics, confusion_matrix
 from ._split import balanced_epoch, stratified_kfold, stratified_split
+from ._stacked import fit_members, stackable
 
 __all__ = [
     "BALANCE",
@@ -12,6 +13,8 @@ __all__ = [
     "confusion_matrix",
     "evaluate",
     "fit_member",
+    "fit_members",
+    "stackable",
     "stratified_kfold",
     "stratified_split",
 ]

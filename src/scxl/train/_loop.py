@@ -72,6 +72,16 @@ def evaluate(module: nn.Module, fetch: Fetch, idx: np.ndarray, y: np.ndarray, ba
     return sum(losses) / max(idx.size, 1), np.concatenate(preds) if preds else np.empty(0, dtype=int)
 
 
+def epoch_order(y_train: np.ndarray, n_classes: int, balance: str, rng: np.random.Generator) -> np.ndarray:
+    """One epoch's draw of a member: class-balanced up-sampling or a permutation (positions in ``y_train``)."""
+    return balanced_epoch(y_train, n_classes, rng) if balance == "upsample" else rng.permutation(y_train.size)
+
+
+def epoch_batch_size(batch_size: int, n: int) -> int:
+    """Mini-batch size of an epoch of ``n`` samples: small data gets at least :data:`MIN_STEPS` steps."""
+    return min(batch_size, max(16, -(-n // MIN_STEPS)))
+
+
 def fit_member(
     module: nn.Module,
     fetch: Fetch,
@@ -92,7 +102,9 @@ def fit_member(
     module
         A freshly initialised module.
     fetch
-        Maps row indices to a float32 tensor on ``device``.
+        Maps row indices to a float32 tensor on ``device``. A :class:`scxl._inputs.TrainRows`
+        (what :func:`scxl.tl.train_classifier` passes) also orders each epoch for block-shuffled
+        reading from disk (:meth:`~scxl._inputs.TrainRows.arrange`, :meth:`~scxl._inputs.TrainRows.batch`).
     y
         Integer class codes of all rows.
     train_idx, val_idx
@@ -121,18 +133,21 @@ def fit_member(
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=config.lr_factor, patience=config.lr_patience)
     best_loss, best_state, best_epoch, bad = np.inf, None, 0, 0
     rows = []
+    arrange = getattr(fetch, "arrange", None)
+    read_batch = getattr(fetch, "batch", fetch)
     bar = progress(range(config.max_epochs), desc=desc, leave=False)
     for epoch in bar:
         module.train()
-        order = balanced_epoch(y_train, n_classes, rng) if config.balance == "upsample" else rng.permutation(y_train.size)
+        positions = train_idx[epoch_order(y_train, n_classes, config.balance, rng)]
+        if arrange is not None:  # block-shuffled reading from disk
+            positions = arrange(epoch, positions)
         total, seen, correct = 0.0, 0, 0
-        # small data (e.g. a few hundred bulk samples): at least MIN_STEPS optimiser steps per epoch
-        bs = min(config.batch_size, max(16, -(-order.size // MIN_STEPS)))
-        for start in range(0, order.size, bs):
-            b = train_idx[order[start : start + bs]]
+        bs = epoch_batch_size(config.batch_size, positions.size)
+        for start in range(0, positions.size, bs):
+            b = positions[start : start + bs]
             if b.size < 2:  # BatchNorm needs two samples in training mode
                 continue
-            xb = fetch(b)
+            xb = read_batch(b)
             target = torch.as_tensor(y[b], device=device)
             opt.zero_grad(set_to_none=True)
             logits = module(xb)

@@ -1,0 +1,353 @@
+"""All members of an MLP ensemble trained at once: one vectorised pass per mini-batch.
+
+The weights of the members are stacked (``(M, out, in)`` per linear layer) and every mini-batch
+of every member goes through one batched matrix product (``torch.baddbmm``/``torch.bmm``), so the
+data are read once per step for all members (from memory, or from a disk buffer that all
+members share) and the per-step overhead of Python, autograd and the optimiser is paid once.
+
+Each member keeps everything that makes it a member: its own training/validation split, its own
+initialisation, dropout stream and up-sampling order (its own seeds), its own learning-rate
+schedule (ReduceLROnPlateau), early stopping and best weights. The optimiser is Adam written
+over per-member views of the stacked tensors, with per-member step counts and learning rates,
+applied to the active members only; a member that has stopped is taken out of the stack, so
+nothing (neither a gradient nor Adam's momentum) moves it any more.
+
+Every operation computes a member from that member's data alone with the very kernels that
+:func:`scxl.train.fit_member` uses (a batched product computes each matrix of the batch as the
+plain product does), so on the CPU the members are bit-identical to those trained one after
+another, and do not depend on which other members share the stack (``extend=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .._logging import progress
+from ._loop import Fetch, TrainConfig, epoch_batch_size, epoch_order
+
+_ADAM_BETAS = (0.9, 0.999)
+_ADAM_EPS = 1e-8
+
+
+def stackable(module: nn.Module) -> bool:
+    """Whether a member can be trained in the stacked pass: a :class:`~scxl.models.MLP`."""
+    from ..models import MLP
+
+    if type(module) is not MLP:
+        return False
+    kinds = (nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout)
+    return all(type(layer) in kinds for layer in module.net) and not any(
+        isinstance(layer, nn.BatchNorm1d) and (not layer.affine or not layer.track_running_stats or layer.momentum is None)
+        for layer in module.net
+    )
+
+
+class _StackedLinear(torch.autograd.Function):
+    """``x @ W.T + b`` for stacked members, with the gradients ``nn.Linear`` computes, member by member."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        gx = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        gw = torch.bmm(grad.transpose(1, 2), x)
+        gb = torch.stack([g.sum(0) for g in grad.unbind(0)])  # as nn.Linear: each member's own sum
+        return gx, gw, gb
+
+
+class _Stack:
+    """Stacked parameters, buffers and Adam state of the active members."""
+
+    def __init__(self, modules: Sequence[nn.Module], device: torch.device) -> None:
+        net = modules[0].net
+        self.layers: list[tuple[str, Any]] = []
+        self.names: list[str] = []  # parameter names (state-dict keys), in stacking order
+        self.buffers: list[str] = []
+        for k, layer in enumerate(net):
+            if isinstance(layer, nn.Linear):
+                self.layers.append(("linear", (f"net.{k}.weight", f"net.{k}.bias")))
+                self.names += [f"net.{k}.weight", f"net.{k}.bias"]
+            elif isinstance(layer, nn.BatchNorm1d):
+                keys = tuple(f"net.{k}.{n}" for n in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"))
+                self.layers.append(("bn", (keys, float(layer.momentum), float(layer.eps))))
+                self.names += list(keys[:2])
+                self.buffers += list(keys[2:])
+            elif isinstance(layer, nn.ReLU):
+                self.layers.append(("relu", None))
+            else:
+                self.layers.append(("dropout", float(layer.p)))
+        states = [m.state_dict() for m in modules]
+        self.params = {n: torch.stack([s[n] for s in states]).to(device).requires_grad_() for n in self.names}
+        self.bufs = {n: torch.stack([s[n] for s in states]).to(device) for n in self.buffers}
+        self.exp_avg = {n: torch.zeros_like(p) for n, p in self.params.items()}
+        self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in self.params.items()}
+
+    def keep(self, rows: list[int]) -> None:
+        """Drop the members not in ``rows`` (positions in the stack) from every stacked tensor."""
+        idx = torch.as_tensor(rows, dtype=torch.long, device=next(iter(self.params.values())).device)
+        with torch.no_grad():
+            self.params = {n: p.detach().index_select(0, idx).requires_grad_() for n, p in self.params.items()}
+        self.bufs = {n: b.index_select(0, idx) for n, b in self.bufs.items()}
+        self.exp_avg = {n: t.index_select(0, idx) for n, t in self.exp_avg.items()}
+        self.exp_avg_sq = {n: t.index_select(0, idx) for n, t in self.exp_avg_sq.items()}
+
+    def state(self, row: int) -> dict[str, torch.Tensor]:
+        """A copy of one member's state dict."""
+        out = {n: p.detach()[row].clone() for n, p in self.params.items()}
+        out.update({n: b[row].clone() for n, b in self.bufs.items()})
+        return out
+
+    def forward(self, x: torch.Tensor, *, train: bool, generators: Sequence[torch.Generator] = ()) -> torch.Tensor:
+        """Logits ``(M, B, C)`` of the stacked members for their inputs ``x`` ``(M, B, G)``."""
+        h = x
+        for kind, arg in self.layers:
+            if kind == "linear":
+                h = _StackedLinear.apply(h, self.params[arg[0]], self.params[arg[1]])
+            elif kind == "bn":
+                (w, b, rm, rv, nbt), momentum, eps = arg
+                if train:
+                    self.bufs[nbt].add_(1)
+                outs = [F.batch_norm(hm, self.bufs[rm][m], self.bufs[rv][m], self.params[w][m], self.params[b][m],
+                                     training=train, momentum=momentum, eps=eps) for m, hm in enumerate(h.unbind(0))]
+                h = torch.stack(outs)
+            elif kind == "relu":
+                h = torch.relu(h)
+            elif train and arg > 0:  # nn.Dropout's own arithmetic, each member from its own generator
+                noise = torch.stack([torch.empty(h.shape[1:], dtype=h.dtype, device=h.device).bernoulli_(1 - arg, generator=g)
+                                     for g in generators])
+                noise.div_(1 - arg)
+                h = h * noise
+        return h
+
+    @torch.no_grad()
+    def adam_step(self, lrs: Sequence[float], steps: Sequence[int], weight_decay: float) -> None:
+        """One Adam step of every stacked member (``torch.optim.Adam``'s arithmetic, per member)."""
+        beta1, beta2 = _ADAM_BETAS
+        params, grads, avg, avg_sq, step_sizes, bc2_sqrts = [], [], [], [], [], []
+        for n, p in self.params.items():
+            for m in range(p.shape[0]):
+                params.append(p[m])
+                grads.append(p.grad[m])
+                avg.append(self.exp_avg[n][m])
+                avg_sq.append(self.exp_avg_sq[n][m])
+                step = float(steps[m])
+                step_sizes.append(-(lrs[m] / (1 - beta1**step)))
+                bc2_sqrts.append((1 - beta2**step) ** 0.5)
+        if weight_decay != 0:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        torch._foreach_lerp_(avg, grads, 1 - beta1)
+        torch._foreach_mul_(avg_sq, beta2)
+        torch._foreach_addcmul_(avg_sq, grads, grads, value=1 - beta2)
+        denom = torch._foreach_sqrt(avg_sq)
+        torch._foreach_div_(denom, bc2_sqrts)
+        torch._foreach_add_(denom, _ADAM_EPS)
+        torch._foreach_addcdiv_(params, avg, denom, step_sizes)
+        for p in self.params.values():
+            p.grad = None
+
+
+def fit_members(
+    modules: Sequence[nn.Module],
+    fetch: Fetch,
+    y: np.ndarray,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    n_classes: int,
+    config: TrainConfig,
+    rngs: Sequence[np.random.Generator],
+    generators: Sequence[torch.Generator],
+    device: torch.device,
+    desc: str = "epochs",
+) -> list[tuple[nn.Module, pd.DataFrame]]:
+    """Train MLP members all at once (stacked weights); each as :func:`~scxl.train.fit_member` would.
+
+    Parameters
+    ----------
+    modules
+        Freshly initialised :class:`~scxl.models.MLP` members of one architecture (see
+        :func:`stackable`).
+    fetch
+        Row reader: positions to a float32 tensor; a :class:`scxl._inputs.TrainRows` also gathers
+        stacked ``(M, B)`` batches and reads from disk by shared, shuffled blocks.
+    y
+        Integer class codes of all rows.
+    splits
+        ``(train_idx, val_idx)`` of each member. Members train in step, so every member's epoch
+        must have the same length (true of stratified splits of the same labels).
+    n_classes
+        Number of classes.
+    config
+        Optimisation settings.
+    rngs
+        Each member's source of sampling randomness (up-sampling and shuffling).
+    generators
+        Each member's torch generator for dropout (in the state :func:`~scxl.train.fit_member`
+        would find the global generator in after the member's initialisation).
+    device
+        Device of the stacked weights and of the fetched tensors.
+    desc
+        Progress bar label.
+
+    Returns
+    -------
+    ``(module, history)`` of every member, best weights restored (eval mode).
+    """
+    n = len(modules)
+    if not n:
+        return []
+    if not all(stackable(m) for m in modules):
+        raise TypeError("fit_members trains MLP members only; train other modules with fit_member")
+    y_trains = [y[tr] for tr, _ in splits]
+    weights = None
+    if config.balance == "weights":
+        weights = []
+        for yt in y_trains:
+            counts = np.bincount(yt, minlength=n_classes).astype(np.float64)
+            w = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+            weights.append(torch.as_tensor(w, dtype=torch.float32, device=device))
+    val = [va for _, va in splits]
+    n_val = {v.size for v in val}
+    if len(n_val) != 1:
+        raise ValueError("fit_members needs validation sets of one size (stratified splits of the same labels)")
+    n_val = n_val.pop()
+    stack = _Stack(modules, device)
+    # per-member schedule: a real ReduceLROnPlateau on a stand-in optimiser holding the member's lr
+    dummies = [torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr) for _ in range(n)]
+    scheds = [torch.optim.lr_scheduler.ReduceLROnPlateau(d, mode="min", factor=config.lr_factor, patience=config.lr_patience)
+              for d in dummies]
+    steps = [0] * n
+    best_loss = [np.inf] * n
+    best_state: list[dict | None] = [None] * n
+    best_epoch, bad = [0] * n, [0] * n
+    rows: list[list[dict]] = [[] for _ in range(n)]
+    final: list[dict | None] = [None] * n
+    active = list(range(n))  # member index of each stack row
+    arrange = getattr(fetch, "arrange", None)
+    read_batch = getattr(fetch, "batch", None)
+    bar = progress(range(config.max_epochs), desc=desc, leave=False)
+    for epoch in bar:
+        orders = []
+        for i in active:
+            pos = splits[i][0][epoch_order(y_trains[i], n_classes, config.balance, rngs[i])]
+            orders.append(arrange(epoch, pos) if arrange is not None else pos)
+        if len({o.size for o in orders}) != 1:
+            raise ValueError("fit_members needs epochs of one length for all members (stratified splits of the same labels)")
+        order = np.stack(orders)
+        length = order.shape[1]
+        bs = epoch_batch_size(config.batch_size, length)
+        total, seen, correct = np.zeros(len(active)), 0, np.zeros(len(active), dtype=np.int64)
+        gens = [generators[i] for i in active]
+        for start in range(0, length, bs):
+            b = order[:, start : start + bs]
+            if b.shape[1] < 2:  # BatchNorm needs two samples in training mode
+                continue
+            xb = read_batch(b) if read_batch is not None else torch.stack([fetch(r) for r in b])
+            target = torch.as_tensor(y[b], device=device)
+            logits = stack.forward(xb, train=True, generators=gens)
+            losses = [F.cross_entropy(lg, t, weight=None if weights is None else weights[i])
+                      for lg, t, i in zip(logits.unbind(0), target.unbind(0), active, strict=True)]
+            torch.stack(losses).sum().backward()
+            for i in active:
+                steps[i] += 1
+            stack.adam_step([dummies[i].param_groups[0]["lr"] for i in active], [steps[i] for i in active],
+                            config.weight_decay)
+            values = torch.stack(losses).detach().cpu().tolist()
+            total += np.asarray(values) * b.shape[1]
+            seen += b.shape[1]
+            correct += (logits.detach().argmax(2) == target).sum(1).cpu().numpy()
+        val_loss, val_acc = _evaluate(stack, fetch, [val[i] for i in active], y, 4 * config.batch_size, n_val)
+        stopped = []
+        for r, i in enumerate(active):
+            train_loss = total[r] / max(seen, 1)
+            vl, va_ = (val_loss[r], val_acc[r]) if n_val else (train_loss, float("nan"))
+            rows[i].append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": int(correct[r]) / max(seen, 1),
+                            "val_loss": vl if n_val else np.nan, "val_accuracy": va_, "lr": dummies[i].param_groups[0]["lr"]})
+            if vl < best_loss[i] - 1e-6:
+                best_loss[i], best_epoch[i], bad[i] = vl, epoch + 1, 0
+                best_state[i] = stack.state(r)
+            else:
+                bad[i] += 1
+            scheds[i].step(vl)
+            if bad[i] >= config.patience or epoch + 1 == config.max_epochs:
+                stopped.append(r)
+                final[i] = stack.state(r)
+        if active:
+            bar.set_postfix(active=len(active) - len(stopped))
+        if stopped:
+            keep = [r for r in range(len(active)) if r not in stopped]
+            active = [active[r] for r in keep]
+            if not active:
+                break
+            stack.keep(keep)
+    bar.close()
+    out = []
+    for i, m in enumerate(modules):
+        state = best_state[i] if best_state[i] is not None else final[i]
+        m.to(device).load_state_dict(state)
+        m.eval()
+        history = pd.DataFrame(rows[i])
+        history["best"] = history["epoch"] == best_epoch[i]
+        out.append((m, history))
+    return out
+
+
+@torch.no_grad()
+def _evaluate(stack: _Stack, fetch: Fetch, val: list[np.ndarray], y: np.ndarray, batch_size: int, n_val: int,
+              budget_bytes: int = 2**28) -> tuple[list[float], list[float]]:
+    """Mean cross-entropy and accuracy of each stacked member on its own validation rows (eval mode).
+
+    Each member's rows are cut into the batches :func:`~scxl.train.evaluate` uses, so the
+    losses are those of the member trained alone; members are evaluated in groups that keep a
+    stacked batch under ``budget_bytes``.
+    """
+    m = len(val)
+    if not n_val or not m:
+        return [float("nan")] * m, [float("nan")] * m
+    losses = [[] for _ in range(m)]
+    correct = np.zeros(m, dtype=np.int64)
+    n_cols = int(stack.params[stack.layers[0][1][0]].shape[-1])
+    group = max(1, budget_bytes // max(1, batch_size * n_cols * 4))
+    V = np.stack(val)
+    for g0 in range(0, m, group):
+        rows = list(range(g0, min(m, g0 + group)))
+        sub = _SubStack(stack, rows)
+        for start in range(0, n_val, batch_size):
+            b = V[rows, start : start + batch_size]
+            xb = fetch(b) if getattr(fetch, "batch", None) is not None else torch.stack([fetch(r) for r in b])
+            logits = sub.forward(xb)
+            target = torch.as_tensor(y[b], device=logits.device)
+            for k, (lg, t) in enumerate(zip(logits.unbind(0), target.unbind(0), strict=True)):
+                losses[rows[k]].append(F.cross_entropy(lg, t, reduction="sum").item())
+            correct[rows] += (logits.argmax(2) == target).sum(1).cpu().numpy()
+    return [sum(v) / n_val for v in losses], [float(c) / n_val for c in correct]
+
+
+class _SubStack:
+    """Some rows of a :class:`_Stack`, evaluated in eval mode."""
+
+    def __init__(self, stack: _Stack, rows: list[int]) -> None:
+        n = next(iter(stack.params.values())).shape[0]
+        if rows == list(range(n)):
+            self.view = stack
+            return
+        idx = torch.as_tensor(rows, dtype=torch.long, device=next(iter(stack.params.values())).device)
+        view = _Stack.__new__(_Stack)
+        view.layers, view.names, view.buffers = stack.layers, stack.names, stack.buffers
+        view.params = {k: p.detach().index_select(0, idx) for k, p in stack.params.items()}
+        view.bufs = {k: b.index_select(0, idx) for k, b in stack.bufs.items()}
+        self.view = view
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.view.forward(x, train=False)
