@@ -222,7 +222,7 @@ def test_memory_model_respects_limit():
 
 def test_engine_chunk_from_memory_limit(setup):
     mods, x, t = setup
-    per = chunk_bytes_per_cell("deeplift", 30, n_hidden=8, n_baselines=1, n_members=3, itemsize=4)
+    per = chunk_bytes_per_cell("deeplift", 30, n_hidden=8, n_baselines=1, n_members=3, itemsize=4, stacked=True)
     res = run(mods, x, t, "deeplift", memory_limit_bytes=per * 10)
     assert res.params["batch_size"] == 10
     tiny = run(mods, x, t, "deeplift", memory_limit_bytes=1)
@@ -299,3 +299,42 @@ def test_sparse_reference_presence(setup):
     np.testing.assert_allclose(sp_total.numpy(), dn_total.numpy(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(sp_pres.numpy(), dn_pres.numpy(), rtol=1e-9, atol=1e-12)
     assert not np.allclose(dn_pres.numpy(), dn_total.numpy())
+
+
+@pytest.mark.parametrize(
+    "method,kw",
+    [("saliency", {}), ("input_x_gradient", {}), ("guided_backprop", {}), ("deeplift", {"references": "mean"}),
+     ("deeplift", {"references": "zero"}), ("deeplift_shap", {"references": "universal", "n_baselines": 4}),
+     ("deeplift_shap", {"references": "marginal", "n_baselines": 2, "smoothgrad": (2, 0.1), "n_repeats": 2}),
+     ("integrated_gradients", {"references": np.ones((3, 30), dtype=np.float32)})],
+)
+def test_stacked_members_equal_one_at_a_time(setup, method, kw):
+    """All members in one pass (stacked kernels) give each member's own result."""
+    mods, x, t = setup
+    together = run(mods, x, t, method, precision="double", **kw)
+    import scxl.explain._engine as E
+
+    assert E._stack(E.get_explainer(method), [E._Member(m, E.get_explainer(method), device=torch.device("cpu"),
+                                                         dtype=torch.float64, use_fast=True) for m in mods],
+                    None, None, E.AttributionConfig()) is not None
+    one = [run([m], x, t, method, precision="double", **kw) for m in mods]
+    if "smoothgrad" in kw or (isinstance(kw.get("references"), str) and kw["references"] in ("universal", "marginal")):
+        return  # member m draws its own references/noise with key m: not comparable to a one-member run
+    np.testing.assert_allclose(together.member_group_means, np.concatenate([o.member_group_means for o in one]),
+                               rtol=1e-9, atol=1e-12)
+    if together.presence_group_means is not None:
+        np.testing.assert_allclose(together.member_presence_group_means,
+                                   np.concatenate([o.member_presence_group_means for o in one]), rtol=1e-9, atol=1e-12)
+
+
+def test_stacked_random_references_equal_the_per_member_path(setup, monkeypatch):
+    """Per-member references and SmoothGrad noise: the stacked pass equals the member-by-member loop."""
+    import scxl.explain._engine as E
+
+    mods, x, t = setup
+    kw = dict(references="universal", n_baselines=3, smoothgrad=(2, 0.1), n_repeats=2, precision="double", random_state=4)
+    stacked = run(mods, x, t, "deeplift_shap", **kw)
+    monkeypatch.setattr(E, "_stack", lambda *a, **k: None)
+    loop = run(mods, x, t, "deeplift_shap", **kw)
+    np.testing.assert_allclose(stacked.attributions, loop.attributions, rtol=1e-8, atol=1e-11)
+    np.testing.assert_allclose(stacked.member_presence_group_means, loop.member_presence_group_means, rtol=1e-8, atol=1e-11)

@@ -261,6 +261,7 @@ def chunk_bytes_per_cell(
     n_steps: int = 50,
     aggregate: str = "mean",
     gene_block: int = 256,
+    stacked: bool = False,
 ) -> int:
     """Estimated peak bytes per cell of one chunk (the engine's memory model).
 
@@ -293,6 +294,8 @@ def chunk_bytes_per_cell(
         ``"mean"`` or ``"median"``.
     gene_block
         Genes ablated at once (fast feature ablation).
+    stacked
+        All members run at once (:mod:`scxl.explain._stacked`): their temporaries coexist.
 
     Returns
     -------
@@ -304,6 +307,8 @@ def chunk_bytes_per_cell(
     base = g * d * 6 + g * 4 * 2
     base += g * 4 * n_members if aggregate == "median" else g * 4 * 2
     kern = cost.fast_bytes(g, h, b, d) if fast else cost.general_bytes(g, max(activation_bytes, g * d), b, d)
+    if stacked:  # per member: output, presence, one reference's product, difference, pull-back; hidden buffers
+        kern = n_members * (g * d * 5 + h * d * 6 * b) + g * 4 * 2 * n_members
     return int(base + kern)
 
 
@@ -443,6 +448,7 @@ class _Plan:
     ref_cache: dict = field(default_factory=dict)
     cache_refs: bool = False
     stats: GeneStats | None = None
+    stack: Any = None  # StackedMLP when every member runs through one stacked kernel
 
     @property
     def n_obs(self) -> int:
@@ -570,21 +576,22 @@ def _prepare_blocks(spec, blocks, n_features, dev) -> BlockIndex | None:
     return BlockIndex(blocks, device=dev)
 
 
-def _memory(spec, cfg, members, sampler, n_features, n_obs, act_bytes, dev, dtype, smoothgrad) -> tuple[int, KernelOptions]:
+def _memory(spec, cfg, members, sampler, n_features, n_obs, act_bytes, dev, dtype, smoothgrad, *,
+            stacked: bool = False) -> tuple[int, KernelOptions]:
     """Chunk size and kernel options (workspace, gene block) within ``cfg.memory_limit_bytes``."""
     limit = cfg.memory_limit_bytes
     itemsize = torch.tensor([], dtype=dtype).element_size()
     n_b = sampler.n_baselines if sampler is not None else 1
     n_hidden = max([mem.n_hidden for mem in members] + [1])
     k_block = fixed = 0
-    if any(mem.fast for mem in members) and spec.cost.k_workspace and n_b > 2:
+    if not stacked and any(mem.fast for mem in members) and spec.cost.k_workspace and n_b > 2:
         per_ref = n_hidden * n_features * itemsize  # K workspace of k_block references: <= 1/4 of the budget
         k_block = int(min(n_b, max(1, (limit // 4) // per_ref)))
         fixed = k_block * per_ref
     per_cell = chunk_bytes_per_cell(
         spec.name, n_features, n_hidden=n_hidden, n_baselines=n_b, n_members=len(members),
         fast=all(mem.fast for mem in members), activation_bytes=act_bytes, itemsize=itemsize,
-        n_steps=cfg.n_steps, aggregate=cfg.aggregate,
+        n_steps=cfg.n_steps, aggregate=cfg.aggregate, stacked=stacked,
     )
     batch_size = cfg.batch_size
     if batch_size is None:
@@ -635,7 +642,9 @@ def _plan(modules, X, targets, method, cfg: AttributionConfig, *, groups, n_grou
                 f"is deterministic: n_repeats={n_repeats} would repeat the same computation; computing it once"
             )
             n_repeats = 1
-        batch_size, opts = _memory(spec, cfg, members, sampler, rows.n_features, rows.n_obs, act_bytes, dev, dtype, smoothgrad)
+        stack = _stack(spec, members, sampler, block_index, cfg)
+        batch_size, opts = _memory(spec, cfg, members, sampler, rows.n_features, rows.n_obs, act_bytes, dev, dtype,
+                                   smoothgrad, stacked=stack is not None)
     except Exception:
         for mem in members:
             mem.restore()
@@ -646,7 +655,24 @@ def _plan(modules, X, targets, method, cfg: AttributionConfig, *, groups, n_grou
         cache = one * len(members) * n_repeats <= cfg.memory_limit_bytes // 4
     return _Plan(spec, members, rows, targets, groups, n_groups, sampler, noise_sd, n_noise, n_repeats, block_index,
                  batch_size, opts, _entropy(cfg.random_state), dev, dtype, cfg.replace(smoothgrad=smoothgrad),
-                 cache_refs=cache, stats=stats)
+                 cache_refs=cache, stats=stats, stack=stack)
+
+
+def _stack(spec, members, sampler, block_index, cfg):
+    """The members stacked for one pass, when the explainer has a stacked kernel and the settings allow it.
+
+    Not for gradient correction, per-group references, or several real cells as references
+    (the per-member kernel skips their unexpressed genes, which is cheaper), and only with
+    ``cfg.use_fast``.
+    """
+    from ._stacked import StackedMLP
+
+    if spec.stacked is None or not cfg.use_fast or block_index is not None or not all(m.fast for m in members):
+        return None
+    if sampler is not None and (not sampler.shared or (sampler.spec is not None and "rows" in sampler.spec.needs
+                                                      and sampler.n_baselines > 2)):
+        return None
+    return StackedMLP.from_folded([m.folded for m in members])
 
 
 #: Median shift (in sd) of the references' mean above the data's beyond which the engine warns.
@@ -752,34 +778,25 @@ class _Sums:
         self.seconds = np.zeros(n_members)
         self.presence: tuple[np.ndarray, np.ndarray] | None = None  # (members, aggregated) sums
 
-    def _aggregate(self, per_member: list[torch.Tensor]) -> torch.Tensor:
-        if self.plan.cfg.aggregate != "mean":
-            return _median(torch.stack(per_member))
-        agg = per_member[0]
-        if len(per_member) > 1:
-            agg = per_member[0] + per_member[1]
-            for a in per_member[2:]:
-                agg += a
-            agg /= len(per_member)
-        return agg
+    def _aggregate(self, stacked: torch.Tensor) -> torch.Tensor:
+        return stacked.mean(0) if self.plan.cfg.aggregate == "mean" else _median(stacked)
 
-    def add(self, sl: slice, per_member: list[torch.Tensor], ang_sum, g_chunk: np.ndarray, presence=None) -> np.ndarray:
-        agg = self._aggregate(per_member)
+    def add(self, sl: slice, stacked: torch.Tensor, ang_sum, g_chunk: np.ndarray, presence=None) -> np.ndarray:
+        """Add one chunk: ``stacked`` (and ``presence``) hold every member's ``(M, n, G)`` attributions."""
+        agg = self._aggregate(stacked)
         k = self.plan.n_groups
         self.agg += group_sums(agg, g_chunk, k)
-        for mi, a in enumerate(per_member):
-            self.member[mi] += group_sums(a, g_chunk, k)
-        if presence is not None and presence[0] is not None:
+        self.member += group_sums(stacked, g_chunk, k)
+        if presence is not None:
             if self.presence is None:
                 self.presence = (np.zeros_like(self.member), np.zeros_like(self.agg))
             self.presence[1][:] += group_sums(self._aggregate(presence), g_chunk, k)
-            for mi, p in enumerate(presence):
-                self.presence[0][mi] += group_sums(p, g_chunk, k)
+            self.presence[0][:] += group_sums(presence, g_chunk, k)
         agg_np = agg.to(torch.float32).cpu().numpy()
         if self.cells is not None:
             self.cells[sl] = agg_np
         if self.angles is not None:
-            n = len(per_member) * self.plan.n_repeats * self.plan.n_noise
+            n = stacked.shape[0] * self.plan.n_repeats * self.plan.n_noise
             self.angles[sl] = (ang_sum / n).to(torch.float32).cpu().numpy()
         return agg_np
 
@@ -790,6 +807,41 @@ class _Sums:
         with np.errstate(invalid="ignore", divide="ignore"):
             denom = np.where(self.counts > 0, self.counts, np.nan)[:, None]
             return (agg / denom).astype(np.float32), (member / denom[None]).astype(np.float32)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _stacked_attribution(plan: _Plan, x, t, sl: slice):
+    """Every member at once (:mod:`scxl.explain._stacked`), averaged over repeats and SmoothGrad samples."""
+    m_all = range(len(plan.members))
+    acc = pres_acc = None
+    for r in range(plan.n_repeats):
+        refs = None
+        if plan.sampler is not None:
+            sets = [plan.references(m, r) for m in (m_all if plan.sampler.random else [0])]
+            arr = np.stack([rs.shared for rs in sets]) if plan.sampler.random else sets[0].shared
+            refs = torch.as_tensor(arr, device=plan.device).to(plan.dtype)
+        for s in range(plan.n_noise):
+            xs = x
+            if plan.noise_sd is not None:
+                xs = torch.stack([x + _noise(plan.entropy, m, r, s, sl.start, sl.stop, plan.n_obs, plan.n_features,
+                                             plan.device, plan.dtype) * plan.noise_sd for m in m_all])
+            out = plan.spec.stacked(plan.stack, xs, t, refs, plan.opts)
+            a, p = out if plan.opts.split else (out, None)
+            if plan.cfg.split and plan.spec.direction == "input":
+                p = a * (xs > 0)
+            acc = a if acc is None else acc.add_(a)
+            if p is not None:
+                pres_acc = p if pres_acc is None else pres_acc.add_(p)
+    n_draws = plan.n_repeats * plan.n_noise
+    if n_draws > 1:
+        acc /= n_draws
+        if pres_acc is not None:
+            pres_acc /= n_draws
+    return acc, pres_acc
 
 
 def _loop(plan: _Plan, sums: _Sums, on_chunk, *, progress: bool) -> None:
@@ -803,18 +855,26 @@ def _loop(plan: _Plan, sums: _Sums, on_chunk, *, progress: bool) -> None:
         x = torch.as_tensor(plan.rows(sl), device=plan.device).to(plan.dtype)
         t = torch.as_tensor(plan.targets[sl], dtype=torch.int64, device=plan.device)
         g_chunk = plan.groups[sl]
-        per_member, presence, ang_sum = [], [], None
-        for mi in range(len(plan.members)):
+        if plan.stack is not None:  # all members in one pass
             t0 = time.perf_counter()
-            a, p, ang = _member_attribution(plan, mi, x, t, g_chunk, sl)
-            if plan.device.type == "cuda":
-                torch.cuda.synchronize(plan.device)
-            sums.seconds[mi] += time.perf_counter() - t0
-            per_member.append(a)
-            presence.append(p)
-            if ang is not None:
-                ang_sum = ang if ang_sum is None else ang_sum + ang
-        agg_np = sums.add(sl, per_member, ang_sum, g_chunk, presence)
+            stacked, presence = _stacked_attribution(plan, x, t, sl)
+            _sync(plan.device)
+            sums.seconds += (time.perf_counter() - t0) / len(plan.members)
+            ang_sum = None
+        else:
+            per_member, per_presence, ang_sum = [], [], None
+            for mi in range(len(plan.members)):
+                t0 = time.perf_counter()
+                a, p, ang = _member_attribution(plan, mi, x, t, g_chunk, sl)
+                _sync(plan.device)
+                sums.seconds[mi] += time.perf_counter() - t0
+                per_member.append(a)
+                per_presence.append(p)
+                if ang is not None:
+                    ang_sum = ang if ang_sum is None else ang_sum + ang
+            stacked = torch.stack(per_member)
+            presence = torch.stack(per_presence) if per_presence[0] is not None else None
+        agg_np = sums.add(sl, stacked, ang_sum, g_chunk, presence)
         if on_chunk is not None:
             on_chunk(sl, agg_np)
     if hasattr(bar, "close"):
@@ -824,14 +884,14 @@ def _loop(plan: _Plan, sums: _Sums, on_chunk, *, progress: bool) -> None:
 def group_sums(values, codes, n_groups: int):
     """Column sums of ``values`` per group: the group-sum kernel of the package.
 
-    Rows with code ``-1`` are ignored. Works on NumPy arrays and torch tensors (any device). A
-    one-hot product keeps it deterministic on CUDA (unlike atomic scatter-adds); on the CPU a
-    sequential scatter-add is used.
+    Rows with code ``-1`` are ignored. Works on NumPy arrays and torch tensors (any device), of
+    shape ``(n, G)`` or stacked ``(M, n, G)`` (every member's values at once). One one-hot matrix
+    product per call: deterministic on CPU and CUDA alike (unlike atomic scatter-adds).
 
     Parameters
     ----------
     values
-        ``(n, G)`` array or tensor.
+        ``(n, G)`` or ``(M, n, G)`` array or tensor.
     codes
         ``(n,)`` integer group codes (``-1``: none).
     n_groups
@@ -839,7 +899,7 @@ def group_sums(values, codes, n_groups: int):
 
     Returns
     -------
-    ``(n_groups, G)`` float64 NumPy array.
+    ``(n_groups, G)`` (or ``(M, n_groups, G)``) float64 NumPy array.
 
     Examples
     --------
@@ -851,18 +911,12 @@ def group_sums(values, codes, n_groups: int):
     if not isinstance(values, torch.Tensor):
         values = torch.as_tensor(np.asarray(values))
     codes_np = codes.cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
-    out = np.zeros((n_groups, values.shape[1]), dtype=np.float64)
+    out = np.zeros((*values.shape[:-2], n_groups, values.shape[-1]), dtype=np.float64)
     present = np.unique(codes_np[codes_np >= 0])
     if present.size == 0:
         return out
-    if values.device.type == "cpu":  # sequential scatter-add: deterministic on CPU
-        keep = np.flatnonzero(codes_np >= 0)
-        pos = torch.as_tensor(np.searchsorted(present, codes_np[keep]))
-        part = torch.zeros(present.size, values.shape[1], dtype=values.dtype).index_add_(0, pos, values[torch.as_tensor(keep)])
-    else:
-        onehot = torch.as_tensor(codes_np[None, :] == present[:, None], dtype=values.dtype, device=values.device)
-        part = onehot @ values
-    out[present] = part.cpu().numpy()
+    onehot = torch.as_tensor(codes_np[None, :] == present[:, None], dtype=values.dtype, device=values.device)
+    out[..., present, :] = torch.matmul(onehot, values).cpu().numpy()
     return out
 
 

@@ -163,6 +163,10 @@ class ExplainerSpec:
         gradient; gradient correction of one-hot blocks applies to exactly these.
     cost
         Memory and compute model, see :class:`Cost`.
+    stacked
+        The exact kernel for all members at once (:mod:`scxl.explain._stacked`):
+        ``stacked(stacked_mlp, x, targets, refs, opts) -> (M, n, G)``; used instead of ``fast``
+        when every member is a foldable MLP of the same shape.
     direction
         How a contribution splits into *presence* (the gene being above its reference supports
         the class) and *absence* (being below it does): ``"reference"`` — the kernels return
@@ -187,6 +191,7 @@ class ExplainerSpec:
     fast: FastKernel | None = field(default=None)
     from_gradient: Callable[..., Any] | None = None
     direction: str | None = None
+    stacked: Callable[..., Any] | None = None
 
     @property
     def fast_kernel(self) -> bool:
@@ -274,7 +279,7 @@ def get_explainer(name: str) -> ExplainerSpec:
     return EXPLAINERS.get_entry(name)
 
 
-_TABLE_SKIP = ("general", "fast", "from_gradient", "cost")
+_TABLE_SKIP = ("general", "fast", "from_gradient", "cost", "stacked")
 
 
 def explainers_table() -> pd.DataFrame:
@@ -432,6 +437,7 @@ def _ablation_cost(gene_block: int = 256) -> Cost:
 def _register_builtins() -> None:
     from . import _captum as C
     from . import _fast as F
+    from . import _stacked as St
 
     grad, ref = _gradient_cost(), _reference_cost()
 
@@ -446,34 +452,36 @@ def _register_builtins() -> None:
             "saliency", "Saliency",
             "Gradient of the target logit w.r.t. the input (absolute value by default, as Captum).",
             general=C.saliency, fast=F.saliency_kernel, from_gradient=saliency_from_gradient, cost=grad,
+            stacked=St.saliency_kernel,
         ),
         ExplainerSpec(
             "input_x_gradient", "InputXGradient", "Input times the gradient of the target logit.",
             general=C.input_x_gradient, fast=F.input_x_gradient_kernel, from_gradient=ixg_from_gradient,
-            cost=grad, group="II", direction="input",
+            cost=grad, group="II", direction="input", stacked=St.input_x_gradient_kernel,
         ),
         ExplainerSpec(
             "guided_backprop", "GuidedBackprop",
             "Gradient with negative gradients zeroed at every ReLU on the way back.",
-            general=C.guided_backprop, fast=F.guided_backprop_kernel, cost=grad,
+            general=C.guided_backprop, fast=F.guided_backprop_kernel, cost=grad, stacked=St.guided_backprop_kernel,
         ),
         ExplainerSpec(
             "integrated_gradients", "IntegratedGradients",
             "Path integral of the gradient from a reference to the input; exact closed form for "
             "one-hidden-layer ReLU MLPs (equal to DeepLift-Rescale).",
             general=C.integrated_gradients, fast=F.deeplift_kernel, cost=_reference_cost(captum_steps=True),
+            stacked=St.deeplift_kernel,
             needs_reference=True, group="II", default_reference="mean", direction="reference",
         ),
         ExplainerSpec(
             "deeplift", "DeepLift",
             "DeepLift with the Rescale rule against a reference (averaged over references if several).",
-            general=C.deeplift, fast=F.deeplift_kernel, cost=ref,
+            general=C.deeplift, fast=F.deeplift_kernel, cost=ref, stacked=St.deeplift_kernel,
             needs_reference=True, group="II", default_reference="mean", direction="reference",
         ),
         ExplainerSpec(
             "deeplift_shap", "DeepLiftShap",
             "DeepLift averaged over a distribution of references (expected DeepLift, SHAP values).",
-            general=C.deeplift, fast=F.deeplift_kernel, cost=ref,
+            general=C.deeplift, fast=F.deeplift_kernel, cost=ref, stacked=St.deeplift_kernel,
             needs_reference=True, stochastic=True, group="II", default_reference="sample", default_n_baselines=20,
             direction="reference",
         ),
