@@ -341,3 +341,20 @@ def check_writable(adata: Any, key: str, *, tool: str, overwrite: bool = False, 
         taken = [c for c in var_columns if c in adata.var.columns]
         if taken:
             raise ValueError(f"var already has columns {taken} that xl.tl.{tool} did not write: {hint}")
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can still give this process (``MemAvailable`` on Linux), or ``None`` if unknown."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None

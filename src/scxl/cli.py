@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return run(args)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError, MemoryError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"scxl run: error: {msg}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -255,3 +255,36 @@ def test_top_genes_down_on_a_scanpy_ranking(trained):
     assert list(down["gene"]) == list(want) and (down["evidence"] == "absence").all()
     with pytest.raises(ValueError, match="direction='sideways' is not valid"):
         xl.get.top_genes(a, "rank_genes_groups", direction="sideways")
+
+
+def test_layers_that_fit(trained, monkeypatch):
+    from scipy import sparse
+
+    a = trained.copy()
+    xl.tl.attribute(a, key_added="dense")
+    xl.tl.attribute(a, key_added="zero_dense", baseline="zero", layer_format="dense")
+    xl.tl.attribute(a, key_added="zero", baseline="zero")  # auto: sparse, exact zeros not stored
+    assert sparse.issparse(a.layers["zero"]) and a.layers["zero"].nnz <= np.count_nonzero(a.X)
+    np.testing.assert_array_equal(a.layers["zero"].toarray(), a.layers["zero_dense"])
+    xl.tl.attribute(a, key_added="top", layer_genes="top", top_k=5)
+    top = a.layers["top"].toarray()
+    kept = np.flatnonzero(np.abs(top).sum(0) > 0)
+    assert 0 < kept.size <= 3 * 5
+    np.testing.assert_array_equal(top[:, kept], a.layers["dense"][:, kept])
+    assert a.uns["top"]["params"]["layer_genes"] == "top"
+    for g in a.uns["top"]["names"].dtype.names:  # the ranking is the same as without a gene subset
+        assert list(a.uns["top"]["names"][g]) == list(a.uns["dense"]["names"][g])
+    xl.tl.attribute(a, key_added="half", layer_dtype="float16", layer_genes=list(a.var_names[:4]))
+    assert a.layers["half"].dtype == np.float16
+    with pytest.raises(ValueError, match="float16.*layer_format='dense'"):
+        xl.tl.attribute(a, key_added="bad", layer_dtype="float16", layer_format="sparse")
+    with pytest.raises(KeyError, match="layer_genes are not genes"):
+        xl.tl.attribute(a, key_added="bad", layer_genes=["nope"])
+    import scxl._validation as V
+
+    monkeypatch.setattr(V, "available_memory_bytes", lambda: 1000)
+    before = set(a.uns), set(a.layers)
+    with pytest.raises(MemoryError, match="store_layer=False.*layer_genes='top'.*float16"):
+        xl.tl.attribute(a, key_added="big")
+    assert (set(a.uns), set(a.layers)) == before
+    xl.tl.attribute(a, key_added="lean", store_layer=False)  # rankings only: no layer, no check

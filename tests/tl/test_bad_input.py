@@ -200,7 +200,7 @@ def test_use_raw_with_more_genes_in_raw(synth):
     assert a.layers["raw_True"].shape == a.shape
     ens = xl.get.ensemble(a)
     col = ens.var_names.get_indexer(a.var_names)
-    ranked = {g: s for g, s in zip(a.uns["raw_True"]["names"]["group_0"], a.uns["raw_True"]["scores"]["group_0"], strict=True)}
+    ranked = {g: s for g, s in zip(a.uns["raw_True"]["names"]["group_0"], a.uns["raw_True"]["contribution"]["group_0"], strict=True)}
     grp = (a.obs["group"] == "group_0").to_numpy()
     np.testing.assert_allclose(a.layers["raw_True"][grp].mean(0), [ranked[g] for g in a.var_names], rtol=1e-4, atol=1e-6)
     assert (col >= 0).all()

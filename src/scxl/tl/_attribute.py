@@ -8,6 +8,7 @@ and write everything in one place (:func:`_write`), only after the whole computa
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,48 @@ from ._predict import resolve_ensemble
 
 TARGETS = ("label", "prediction")
 LAYER_DTYPES = ("float32", "float16")
+LAYER_FORMATS = ("auto", "dense", "sparse")
+
+
+class _Layer:
+    """The per-cell layer of one destination, dense or sparse (CSR), filled chunk by chunk."""
+
+    def __init__(self, d: _Destination, dtype: str, keep: np.ndarray | None, *, sparse: bool) -> None:
+        self.d, self.dtype, self.sparse = d, np.dtype(dtype), sparse
+        self.cols = np.arange(d.features.size) if keep is None else np.flatnonzero(np.isin(d.features, keep))
+        self.var_pos = d.var_pos[self.cols]
+        self.features = d.features[self.cols]
+        self.dense = None if sparse else np.zeros((d.adata.n_obs, d.adata.n_vars), dtype=self.dtype)
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, sl: slice, chunk: np.ndarray) -> None:
+        block = chunk[:, self.features].astype(self.dtype)
+        rows = self.d.rows[sl]
+        if self.dense is not None:
+            self.dense[np.ix_(rows, self.var_pos)] = block
+            return
+        r, c = np.nonzero(block)  # exact zeros (e.g. unexpressed genes against the zero reference) are not stored
+        self.parts.append((rows[r].astype(np.int64), self.var_pos[c].astype(np.int64), block[r, c]))
+
+    def result(self):
+        if self.dense is not None:
+            return self.dense
+        from scipy import sparse
+
+        shape = (self.d.adata.n_obs, self.d.adata.n_vars)
+        if not self.parts:
+            return sparse.csr_matrix(shape, dtype=self.dtype)
+        r, c, v = (np.concatenate(x) for x in zip(*self.parts, strict=True))
+        self.parts = []
+        return sparse.csr_matrix((v, (r, c)), shape=shape)
+
+    @staticmethod
+    def bytes_needed(d: _Destination, dtype: str, n_genes: int, *, sparse: bool) -> int:
+        """Upper bound of the layer's memory (sparse: as if every stored value were non-zero)."""
+        item = np.dtype(dtype).itemsize
+        if sparse:
+            return int(d.adata.n_obs * n_genes * (item + 8 + 8))  # COO triplets while building
+        return int(d.adata.n_obs * d.adata.n_vars * item)
 
 
 @dataclass
@@ -219,6 +262,8 @@ def attribute(
     block_key: str = Key.var.block,
     store_layer: bool = True,
     layer_dtype: LayerDtype = "float32",
+    layer_genes: str | Sequence[str] | np.ndarray | None = None,
+    layer_format: str = "auto",
     batch_size: int | None = None,
     random_state: int = 0,
     device: str | None = None,
@@ -310,6 +355,19 @@ def attribute(
         per-group summaries, computed while streaming (memory does not grow with the cells).
     layer_dtype
         ``"float32"`` or ``"float16"`` (half the memory) for the layer.
+    layer_genes
+        Store the layer for these genes only (the others read as 0): a list of names, the name
+        of a boolean ``var`` column, or ``"top"`` — the union of every group's top ``top_k``
+        genes of the final ranking (this runs the attribution twice: once for the ranking, once
+        for the layer; both passes use the same seeds, so the numbers agree). Rankings always
+        cover every gene.
+    layer_format
+        ``"dense"`` (a NumPy array), ``"sparse"`` (SciPy CSR; exact zeros are not stored) or
+        ``"auto"``: sparse when ``layer_genes`` is given or the contributions are exactly 0 for
+        unexpressed genes (the ``"zero"`` reference, InputXGradient), else dense (and always
+        dense for ``float16``, which SciPy's sparse matrices do not have). Before
+        computing, the layer's size is checked against the available memory; an error names the
+        options that fit (the methods page has a memory table).
     batch_size
         Cells per chunk (default: the largest chunk within a 1 GiB working-memory bound).
     {random_state}
@@ -362,6 +420,7 @@ def attribute(
     spec = explain.get_explainer(method)  # raises listing the valid names
     check_in(aggregate, ("mean", "median"), "aggregate")
     check_in(layer_dtype, LAYER_DTYPES, "layer_dtype")
+    check_in(layer_format, LAYER_FORMATS, "layer_format")
     check_in(rank_by, metrics.RANK_BY, "rank_by")
     if n_baselines is not None and (not isinstance(n_baselines, int | np.integer) or n_baselines < 1):
         raise ValueError(f"n_baselines must be a positive integer, got {n_baselines!r}")
@@ -397,23 +456,39 @@ def attribute(
     for d in dests:
         if d.adata is not adata:
             check_writable(d.adata, key_added, tool="attribute", overwrite=overwrite, layer=store_layer)
-    layers = {id(d): np.zeros((d.adata.n_obs, d.adata.n_vars), dtype=layer_dtype) for d in dests} if store_layer else {}
-
-    def on_chunk(sl: slice, chunk: np.ndarray) -> None:
-        for d in dests:
-            layers[id(d)][np.ix_(d.rows[sl], d.var_pos)] = chunk[:, d.features]
-
+    keep = None if layer_genes is None or (isinstance(layer_genes, str) and layer_genes == "top") else \
+        _layer_features(X, ens, layer_genes)
+    zero_exact = config.references is None and spec.direction == "input" or (
+        isinstance(config.references, str) and config.references == "zero") or (
+        spec.needs_reference and config.references is None and spec.default_reference == "zero")
+    if layer_format == "sparse" and layer_dtype == "float16":
+        raise ValueError("layer_dtype='float16' needs layer_format='dense': SciPy's sparse matrices have no float16")
+    sparse_layer = layer_format == "sparse" or (layer_format == "auto" and layer_dtype != "float16"
+                                                and (layer_genes is not None or zero_exact))
+    if store_layer:
+        n_keep = X.shape[1] if keep is None else keep.size
+        _check_layer_memory(dests, layer_dtype, n_keep, sparse=sparse_layer, exact_zeros=zero_exact)
+    modules = [ens.modules[i] for i in members]
+    run = dict(groups=codes, n_groups=len(groups), blocks=blocks, store_cells=False, config=config)
     logger.info("attributing %d observations with %s over %d %s models on %s", X.shape[0], method,
                 len(members), ens.model_type.upper(), dev)
-    res = explain.attribute_modules(
-        [ens.modules[i] for i in members], X, prep.targets, method, groups=codes, n_groups=len(groups),
-        blocks=blocks, store_cells=False, on_chunk=on_chunk if store_layer else None, config=config,
-    )
+    two_pass = store_layer and isinstance(layer_genes, str) and layer_genes == "top"
+    layers = {} if not store_layer or two_pass else {id(d): _Layer(d, layer_dtype, keep, sparse=sparse_layer) for d in dests}
+
+    def on_chunk(sl: slice, chunk: np.ndarray) -> None:
+        for layer in layers.values():
+            layer.add(sl, chunk)
+
+    res = explain.attribute_modules(modules, X, prep.targets, method, on_chunk=on_chunk if layers else None, **run)
     lfc, linear_lfc = expression_logfoldchanges(X, codes, len(groups), linear=True)
     ranking = metrics.rank_groups(res.member_group_means, res.group_means, groups, top_k=int(top_k),
                                   extra={"logfoldchanges": lfc}, lfc=linear_lfc,
                                   member_presence=res.member_presence_group_means, presence=res.presence_group_means,
                                   rank_by=rank_by)
+    if two_pass:  # the layer of the union of every group's top genes, by a second, identical pass
+        keep = np.unique(np.argsort(-np.nan_to_num(ranking.scores, nan=-np.inf), axis=1, kind="stable")[:, : ranking.top_k])
+        layers = {id(d): _Layer(d, layer_dtype, keep, sparse=sparse_layer) for d in dests}
+        explain.attribute_modules(modules, X, prep.targets, method, on_chunk=on_chunk, progress=False, **run)
     rank_by = rank_by if res.presence_group_means is not None else "total"
     params = {
         "groupby": prep.groupby, "reference": str(baseline if isinstance(baseline, str) else res.params.get("references")),
@@ -424,11 +499,53 @@ def attribute(
         "direction": str(res.params.get("direction")),
         "gradient_correction": bool(gradient_correction), "random_state": int(random_state), "device": str(dev),
         "fast_kernel": bool(np.all(res.fast)), TOOL_FIELD: "attribute", "seconds": round(time.perf_counter() - t0, 3),
+        "store_layer": "no" if not store_layer else ("sparse" if sparse_layer else "dense"),
+        "layer_genes": "all" if layer_genes is None else ("top" if two_pass else int(keep.size)),
     }
     _write(adata, dests, key_added, ranking, params, layers, res, ens, X)
     logger.info("finished %s (%.1fs): added %s", method, time.perf_counter() - t0,
                 ", ".join(f"{d.label}.uns[{key_added!r}]" + (f", {d.label}.layers[{key_added!r}]" if store_layer else "") for d in dests))
     return None if not copy else adata
+
+
+def _layer_features(X: Aligned, ens, genes) -> np.ndarray:
+    """Ensemble feature indices selected by ``layer_genes`` (names or a boolean ``var`` column)."""
+    var = X.inputs.var.reindex(ens.var_names)
+    if isinstance(genes, str):
+        if genes not in var.columns or var[genes].dtype != bool:
+            raise KeyError(f"layer_genes={genes!r} is not a boolean column of var (or 'top')")
+        idx = np.flatnonzero(var[genes].fillna(False).to_numpy())
+    else:
+        names = pd.Index(np.asarray(genes, dtype=str))
+        missing = names[~names.isin(ens.var_names)]
+        if len(missing):
+            raise KeyError(f"{len(missing)} of layer_genes are not genes of the ensemble, e.g. {missing[:5].tolist()}")
+        idx = ens.var_names.get_indexer(names)
+    if idx.size == 0:
+        raise ValueError("layer_genes selects no gene")
+    return np.unique(idx)
+
+
+def _check_layer_memory(dests, dtype: str, n_genes: int, *, sparse: bool, exact_zeros: bool) -> None:
+    """Refuse, before computing, a layer that cannot fit, and say what would."""
+    from .._validation import available_memory_bytes
+
+    free = available_memory_bytes()
+    if free is None:
+        return
+    need = sum(_Layer.bytes_needed(d, dtype, n_genes, sparse=sparse) for d in dests)
+    if sparse and exact_zeros:
+        need //= 3  # most contributions are exact zeros with the zero reference (sparse data)
+    if need <= 0.8 * free:
+        return
+    gib = 2**30
+    raise MemoryError(
+        f"the attribution layer would need about {need / gib:.1f} GiB ({dests[0].adata.n_obs} observations × "
+        f"{n_genes} genes, {dtype}, {'sparse' if sparse else 'dense'}) but only {free / gib:.1f} GiB are available. "
+        "Options: store_layer=False (rankings only, memory flat in the number of cells); layer_genes='top' (the "
+        "union of every group's top genes) or a gene list; layer_dtype='float16' (half); or the zero reference "
+        "with layer_format='sparse' (unexpressed genes contribute exactly 0)"
+    )
 
 
 def _write(adata, dests, key_added, ranking, params, layers, res, ens, X) -> None:
@@ -444,7 +561,7 @@ def _write(adata, dests, key_added, ranking, params, layers, res, ens, X) -> Non
             names = d.adata.var_names[d.var_pos].to_numpy()
         d.adata.uns[key_added] = _entry(ranking, ranked, names, with_cells, params)
         if layers:
-            d.adata.layers[key_added] = layers[id(d)]
+            d.adata.layers[key_added] = layers[id(d)].result()
         if res.angles is not None:
             full = np.full((d.adata.n_obs, res.angles.shape[1]), np.nan, dtype=np.float32)
             full[d.rows] = res.angles
