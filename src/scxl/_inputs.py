@@ -442,10 +442,12 @@ class TrainRows:
     """
 
     def __init__(self, matrix: Any, rows: np.ndarray, cols: np.ndarray, device: Any, *,
-                 budget_bytes: int = 2**31, buffer_bytes: int = BUFFER_BYTES,
-                 chunk_bytes: int = CHUNK_BYTES, seed: int = 0, stream: bool | None = None) -> None:
+                 budget_bytes: int = 2**31, buffer_bytes: int | None = None,
+                 chunk_bytes: int | None = None, seed: int = 0, stream: bool | None = None) -> None:
         import torch
 
+        buffer_bytes = BUFFER_BYTES if buffer_bytes is None else int(buffer_bytes)
+        chunk_bytes = CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
         self.matrix, self.rows, self.cols = matrix, np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
         self.n, self.n_cols = int(self.rows.size), int(self.cols.size)

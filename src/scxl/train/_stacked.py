@@ -13,9 +13,11 @@ applied to the active members only; a member that has stopped is taken out of th
 nothing (neither a gradient nor Adam's momentum) moves it any more.
 
 Every operation computes a member from that member's data alone with the very kernels that
-:func:`scxl.train.fit_member` uses (a batched product computes each matrix of the batch as the
-plain product does), so on the CPU the members are bit-identical to those trained one after
-another, and do not depend on which other members share the stack (``extend=True``).
+:func:`scxl.train.fit_member` uses — a batched product is used for a layer only where it was
+checked to compute each matrix exactly as the plain product does (true of the large layers on
+the CPU; small ones may be computed member by member) — so the members are bit-identical to those
+trained one after another, and do not depend on which other members share the stack
+(``extend=True``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,52 @@ class _StackedLinear(torch.autograd.Function):
         return gx, gw, gb
 
 
+#: (device, M, B, in, out, needs input grad) -> whether the batched products equal nn.Linear's, member by member
+_EXACT: dict[tuple, bool] = {}
+
+
+def _batched_is_exact(device: torch.device, m: int, b: int, k: int, n: int, needs_gx: bool) -> bool:
+    """Whether ``baddbmm``/``bmm`` give, for these shapes, exactly what ``nn.Linear`` gives member by member.
+
+    BLAS libraries compute a batched product matrix by matrix with the kernel of the plain product
+    for most shapes, but pick other kernels for some (small) ones. This is checked once per shape on
+    random data (different kernels round differently): where it fails, the members' products are
+    computed one by one, as a lone member's would be.
+    """
+    key = (str(device), m, b, k, n, needs_gx)
+    if key not in _EXACT:
+        with torch.enable_grad():
+            _EXACT[key] = _check_batched(device, m, b, k, n, needs_gx)
+    return _EXACT[key]
+
+
+def _check_batched(device: torch.device, m: int, b: int, k: int, n: int, needs_gx: bool) -> bool:
+    """Compare the batched products with ``nn.Linear`` (forward and gradients) on random data."""
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(m, b, k, generator=gen).to(device), torch.randn(m, n, k, generator=gen).to(device)
+    bias, g = torch.randn(m, n, generator=gen).to(device), torch.randn(m, b, n, generator=gen).to(device)
+    out = torch.baddbmm(bias.unsqueeze(1), x, w.transpose(1, 2))
+    gw, gx = torch.bmm(g.transpose(1, 2), x), torch.bmm(g, w)
+    ok = True
+    for i in range(m):
+        wi, xi, bi = (w[i].clone().requires_grad_(), x[i].clone().requires_grad_(needs_gx),
+                      bias[i].clone().requires_grad_())
+        oi = F.linear(xi, wi, bi)
+        oi.backward(g[i])
+        ok = ok and torch.equal(oi.detach(), out[i]) and torch.equal(wi.grad, gw[i]) and torch.equal(bi.grad, g[i].sum(0))
+        if needs_gx:
+            ok = ok and torch.equal(xi.grad, gx[i])
+    return bool(ok)
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Stacked ``nn.Linear``: one batched product where that is exact, else member by member."""
+    m, b, k = x.shape
+    if _batched_is_exact(x.device, m, b, k, weight.shape[1], x.requires_grad):
+        return _StackedLinear.apply(x, weight, bias)
+    return torch.stack([F.linear(xi, wi, bi) for xi, wi, bi in zip(x.unbind(0), weight.unbind(0), bias.unbind(0), strict=True)])
+
+
 class _Stack:
     """Stacked parameters, buffers and Adam state of the active members."""
 
@@ -114,7 +162,7 @@ class _Stack:
         h = x
         for kind, arg in self.layers:
             if kind == "linear":
-                h = _StackedLinear.apply(h, self.params[arg[0]], self.params[arg[1]])
+                h = _linear(h, self.params[arg[0]], self.params[arg[1]])
             elif kind == "bn":
                 (w, b, rm, rv, nbt), momentum, eps = arg
                 if train:

@@ -1,0 +1,109 @@
+"""All members at once (stacked weights): the same members as one after another, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import scxl as xl
+from scxl.models import MLP, GridCNN
+from scxl.train import TrainConfig, fit_member, fit_members, stackable, stratified_split
+
+
+def _toy(seed=0, n=300, g=10):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    X = rng.normal(size=(n, g)).astype(np.float32)
+    X[np.arange(n), y] += 1.5
+    return torch.from_numpy(X), y
+
+
+def _members(n, seed0=10, **kw):
+    mods, gens = [], []
+    for i in range(n):
+        torch.manual_seed(seed0 + i)
+        mods.append(MLP(10, 3, **kw))
+        g = torch.Generator()
+        g.set_state(torch.random.get_rng_state())
+        gens.append(g)
+    return mods, gens
+
+
+@pytest.mark.parametrize("kw", [{}, {"hidden": (8, 6), "batchnorm": True}])
+def test_fit_members_equals_fit_member(kw):
+    """Each stacked member is the member trained alone, including members that stop at different epochs."""
+    X, y = _toy()
+    fetch = lambda i: X[torch.as_tensor(i)]  # noqa: E731
+    cfg = TrainConfig(max_epochs=25, patience=3, lr_patience=1, batch_size=32)
+    splits = [stratified_split(y, 0.2, np.random.default_rng(i)) for i in range(4)]
+    mods, gens = _members(4, **kw)
+    together = fit_members(mods, fetch, y, splits, n_classes=3, config=cfg,
+                           rngs=[np.random.default_rng(100 + i) for i in range(4)], generators=gens,
+                           device=torch.device("cpu"))
+    lengths = set()
+    for i in range(4):
+        torch.manual_seed(10 + i)
+        alone, hist = fit_member(MLP(10, 3, **kw), fetch, y, *splits[i], n_classes=3, config=cfg,
+                                 rng=np.random.default_rng(100 + i), device=torch.device("cpu"))
+        m, h = together[i]
+        for k, v in alone.state_dict().items():
+            torch.testing.assert_close(m.state_dict()[k], v, rtol=0, atol=0)
+        assert h.equals(hist)
+        assert not m.training
+        lengths.add(len(h))
+    assert len(lengths) > 1  # members stopped at different epochs: a stopped member no longer moved
+    assert any((h["lr"] < cfg.lr).any() for _, h in together)  # the learning-rate schedule, per member
+
+
+def test_stackable_and_errors():
+    assert stackable(MLP(10, 3))
+    assert not stackable(GridCNN(16, 3, channels=(2,), kernels=(3,)))
+    assert not stackable(torch.nn.Sequential(torch.nn.Linear(10, 3)))
+    X, y = _toy()
+    mods, gens = _members(2)
+    with pytest.raises(TypeError, match="MLP members only"):
+        fit_members([torch.nn.Linear(10, 3)], lambda i: X[i], y, [(np.arange(10), np.arange(10, 12))],
+                    n_classes=3, config=TrainConfig(), rngs=[np.random.default_rng(0)], generators=gens[:1],
+                    device=torch.device("cpu"))
+    with pytest.raises(ValueError, match="validation sets of one size"):
+        fit_members(mods, lambda i: X[torch.as_tensor(i)], y, [(np.arange(100), np.arange(100, 110)),
+                                                              (np.arange(100), np.arange(100, 120))],
+                    n_classes=3, config=TrainConfig(max_epochs=1), rngs=[np.random.default_rng(0)] * 2,
+                    generators=gens, device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("extra", [{}, {"model_kwargs": {"batchnorm": True}, "balance": "weights", "hidden": (16, 8)},
+                                   {"split": "shared", "validation": 0.0}])
+def test_vectorize_matches_one_after_another(synth, extra):
+    a, b = synth.copy(), synth.copy()
+    xl.tl.train_classifier(a, "group", n_models=3, max_epochs=6, patience=3, vectorize=True, **extra)
+    xl.tl.train_classifier(b, "group", n_models=3, max_epochs=6, patience=3, vectorize=False, **extra)
+    for i in range(3):
+        wa, wb = a.uns["xl"]["weights"][f"model_{i}"], b.uns["xl"]["weights"][f"model_{i}"]
+        assert wa.keys() == wb.keys()
+        for k in wa:
+            np.testing.assert_array_equal(wa[k], wb[k])
+    assert a.uns["xl"]["history"].equals(b.uns["xl"]["history"])
+    assert a.uns["xl"]["params"]["vectorize"] and not b.uns["xl"]["params"]["vectorize"]
+    # the stored format is unchanged: ordinary MLP state dicts
+    assert isinstance(xl.get.ensemble(a).modules[0], MLP)
+
+
+def test_extend_vectorised_equals_all_at_once(synth):
+    """Members 2..3 trained later (stacked with each other only) equal those of a 4-member stacked run."""
+    full, part = synth.copy(), synth.copy()
+    xl.tl.train_classifier(full, "group", n_models=4, max_epochs=4)
+    xl.tl.train_classifier(part, "group", n_models=2, max_epochs=4, vectorize=False)
+    xl.tl.train_classifier(part, "group", n_models=4, max_epochs=4, extend=True)
+    for i in range(4):
+        for k, v in full.uns["xl"]["weights"][f"model_{i}"].items():
+            np.testing.assert_array_equal(v, part.uns["xl"]["weights"][f"model_{i}"][k])
+
+
+def test_cnn_and_custom_train_one_after_another(synth):
+    a = synth.copy()
+    xl.tl.train_classifier(a, "group", model="cnn", model_kwargs={"channels": (2, 2, 2)}, n_models=2, max_epochs=1)
+    assert xl.get.ensemble(a).n_models == 2
+    with pytest.raises(TypeError, match="vectorize must be True or False"):
+        xl.tl.train_classifier(synth.copy(), "group", vectorize="yes")
