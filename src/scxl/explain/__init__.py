@@ -9,6 +9,7 @@ page, "How to add an explainer or a reference kind").
 """
 
 from ._correction import BlockIndex, correct_gradients
+from ._distributed import active_client, attribute_dask
 from ._engine import (
     DEFAULT_MEMORY_LIMIT,
     AttributionConfig,
@@ -23,6 +24,7 @@ from ._fast import FoldedMLP, fold_mlp, is_foldable
 from ._gradcam import gene_positions, gradcam_map, gradcam_pp_map, guided_gradcam, guided_gradcam_pp
 from ._references import (
     REFERENCE_KINDS,
+    FixedReferences,
     GeneStats,
     ReferenceKind,
     ReferenceSampler,
@@ -59,6 +61,7 @@ __all__ = [
     "BlockIndex",
     "Cost",
     "ExplainerSpec",
+    "FixedReferences",
     "FoldedMLP",
     "GeneStats",
     "KernelOptions",
@@ -66,6 +69,8 @@ __all__ = [
     "ReferenceSampler",
     "ReferenceSet",
     "ReferenceSource",
+    "active_client",
+    "attribute_dask",
     "attribute_modules",
     "choose_batch_size",
     "chunk_bytes_per_cell",

@@ -42,17 +42,18 @@ from .._types import Aggregate, Precision
 from ._correction import BlockIndex, correct_gradients
 from ._fast import FoldedMLP, fold_mlp, gradient, is_foldable
 from ._references import (
+    FixedReferences,
     GeneStats,
     ReferenceSampler,
     ReferenceSet,
     compute_gene_stats,
     make_reference_sampler,
+    seeded,
 )
 from ._registry import (
     ExplainerSpec,
     KernelOptions,
     get_explainer,
-    is_stochastic,
     resolve_n_baselines,
     resolve_reference,
 )
@@ -100,6 +101,10 @@ class AttributionResult:
         contributions (genes above their reference, see :attr:`ExplainerSpec.direction
         <scxl.explain.ExplainerSpec>`); the rest is the *absence* part. ``None`` for explainers
         without a direction or with ``split=False``.
+    sums
+        The float64 group sums behind the means (``"member"``, ``"aggregated"`` and, with a
+        direction, ``"member_presence"``, ``"presence"``), for combining runs over blocks of
+        cells (:func:`scxl.explain.attribute_dask`).
     params
         Effective settings (method, references, n_baselines, n_repeats actually run,
         stochastic, smoothgrad, aggregate, batch_size, device, precision, random_state, ...).
@@ -118,6 +123,7 @@ class AttributionResult:
     params: dict[str, Any] = field(default_factory=dict)
     presence_group_means: np.ndarray | None = None
     member_presence_group_means: np.ndarray | None = None
+    sums: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -396,8 +402,7 @@ def _entropy(random_state) -> int:
     raise TypeError(f"random_state must be an int, a numpy Generator or None, got {random_state!r}")
 
 
-def _rng(entropy: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=tuple(int(k) for k in key)))
+_rng = seeded  # the generator of one draw, keyed by (purpose, member, repeat, ...)
 
 
 def _noise(entropy, m, r, s, start, stop, n_obs, n_features, dev, dtype) -> torch.Tensor:
@@ -449,6 +454,8 @@ class _Plan:
     cache_refs: bool = False
     stats: GeneStats | None = None
     stack: Any = None  # StackedMLP when every member runs through one stacked kernel
+    row_offset: int = 0  # position of the first row in the whole data set (SmoothGrad noise keys)
+    total_obs: int | None = None
 
     @property
     def n_obs(self) -> int:
@@ -464,7 +471,7 @@ class _Plan:
             return None
         key = (m, r) if self.sampler.random else (0, 0)
         if key not in self.ref_cache:
-            rs = self.sampler.draw(_rng(self.entropy, 0, *key))
+            rs = self.sampler.draw_for(self.entropy, *key)
             if not (self.cache_refs or not self.sampler.random):
                 return rs
             self.ref_cache[key] = rs
@@ -527,6 +534,10 @@ def _prepare_sampler(spec, cfg, rows, groups, n_groups, stats, stat_rows) -> tup
     """The reference sampler of the run (statistics streamed over the rows when the kind needs them)."""
     from ._references import get_reference_kind
 
+    if isinstance(cfg.references, ReferenceSampler):  # e.g. FixedReferences drawn on a Dask client
+        if not spec.needs_reference:
+            raise ValueError(f"method={spec.name!r} takes no reference; pass references=None")
+        return cfg.references, stats
     kind = resolve_reference(spec, cfg.references)
     if kind is None:
         return None, stats
@@ -611,7 +622,8 @@ def _memory(spec, cfg, members, sampler, n_features, n_obs, act_bytes, dev, dtyp
     return batch_size, opts
 
 
-def _plan(modules, X, targets, method, cfg: AttributionConfig, *, groups, n_groups, stats, gene_sd, blocks) -> _Plan:
+def _plan(modules, X, targets, method, cfg: AttributionConfig, *, groups, n_groups, stats, gene_sd, blocks,
+          row_offset=0, total_obs=None) -> _Plan:
     """Validate the inputs and resolve every setting (members are put in eval mode)."""
     spec = get_explainer(method)
     if cfg.aggregate not in ("mean", "median"):
@@ -636,7 +648,7 @@ def _plan(modules, X, targets, method, cfg: AttributionConfig, *, groups, n_grou
         noise_sd, n_noise, smoothgrad = _prepare_noise(cfg.smoothgrad, gene_sd, stats, rows, stat_rows, dev, dtype)
         block_index = _prepare_blocks(spec, blocks, rows.n_features, dev)
         n_repeats = int(cfg.n_repeats)
-        if n_repeats > 1 and not is_stochastic(spec, resolve_reference(spec, cfg.references), smoothgrad):
+        if n_repeats > 1 and not (smoothgrad is not None or (sampler.random if sampler is not None else spec.stochastic)):
             warn(
                 f"method={method!r} with references={getattr(sampler, 'kind', None)!r} and no SmoothGrad "
                 f"is deterministic: n_repeats={n_repeats} would repeat the same computation; computing it once"
@@ -655,7 +667,7 @@ def _plan(modules, X, targets, method, cfg: AttributionConfig, *, groups, n_grou
         cache = one * len(members) * n_repeats <= cfg.memory_limit_bytes // 4
     return _Plan(spec, members, rows, targets, groups, n_groups, sampler, noise_sd, n_noise, n_repeats, block_index,
                  batch_size, opts, _entropy(cfg.random_state), dev, dtype, cfg.replace(smoothgrad=smoothgrad),
-                 cache_refs=cache, stats=stats, stack=stack)
+                 cache_refs=cache, stats=stats, stack=stack, row_offset=int(row_offset), total_obs=total_obs)
 
 
 def _stack(spec, members, sampler, block_index, cfg):
@@ -684,8 +696,8 @@ def _check_shift(plan: _Plan) -> float | None:
     from ._references import reference_shift
 
     kind = plan.sampler.spec if plan.sampler is not None else None
-    if kind is None or not kind.check_shift:
-        return None
+    if kind is None or not kind.check_shift or isinstance(plan.sampler, FixedReferences):
+        return None  # (drawn in advance, e.g. on a Dask client: checked there, not on every block)
     stats = plan.stats
     if stats is None or (kind.per_group and stats.group_mean is None):
         stat_rows = int(max(1, min(4096, plan.cfg.memory_limit_bytes // (plan.n_features * 8 * 4))))
@@ -747,7 +759,8 @@ def _member_attribution(plan: _Plan, mi: int, x, t, g_chunk, sl: slice):
         for s in range(plan.n_noise):
             xs = x
             if plan.noise_sd is not None:
-                noise = _noise(plan.entropy, mi, r, s, sl.start, sl.stop, plan.n_obs, plan.n_features, plan.device, plan.dtype)
+                noise = _noise(plan.entropy, mi, r, s, sl.start + plan.row_offset, sl.stop + plan.row_offset,
+                               plan.total_obs or plan.n_obs, plan.n_features, plan.device, plan.dtype)
                 xs = x + noise * plan.noise_sd
             a, p, ang = _kernel(plan, mem, xs, t, g_chunk, rs)
             acc = a if acc is None else acc.add_(a)
@@ -827,8 +840,9 @@ def _stacked_attribution(plan: _Plan, x, t, sl: slice):
         for s in range(plan.n_noise):
             xs = x
             if plan.noise_sd is not None:
-                xs = torch.stack([x + _noise(plan.entropy, m, r, s, sl.start, sl.stop, plan.n_obs, plan.n_features,
-                                             plan.device, plan.dtype) * plan.noise_sd for m in m_all])
+                xs = torch.stack([x + _noise(plan.entropy, m, r, s, sl.start + plan.row_offset, sl.stop + plan.row_offset,
+                                             plan.total_obs or plan.n_obs, plan.n_features, plan.device, plan.dtype)
+                                  * plan.noise_sd for m in m_all])
             out = plan.spec.stacked(plan.stack, xs, t, refs, plan.opts)
             a, p = out if plan.opts.split else (out, None)
             if plan.cfg.split and plan.spec.direction == "input":
@@ -983,6 +997,8 @@ def attribute_modules(
     on_chunk: Callable[[slice, np.ndarray], None] | None = None,
     progress: bool = True,
     config: AttributionConfig | None = None,
+    row_offset: int = 0,
+    total_obs: int | None = None,
     **settings: Any,
 ) -> AttributionResult:
     """Attributions of every ensemble member for every cell, aggregated and summarised by group.
@@ -1024,6 +1040,11 @@ def attribute_modules(
         Show a progress bar (also subject to ``xl.settings.progress``).
     config
         An :class:`AttributionConfig`; keyword ``settings`` override its fields.
+    row_offset, total_obs
+        When ``X`` is one block of a larger data set (e.g. a Dask chunk on a worker): the position
+        of its first row and the number of rows of the whole, so SmoothGrad noise is that of an
+        in-memory run. With random references, pass the run's draws as
+        ``references=sampler.fixed(...)`` (:class:`~scxl.explain.FixedReferences`).
     **settings
         Fields of :class:`AttributionConfig`: ``references``, ``n_baselines``, ``smoothgrad``,
         ``n_repeats``, ``aggregate``, ``absolute``, ``n_steps``, ``batch_size``,
@@ -1052,7 +1073,7 @@ def attribute_modules(
         raise TypeError(f"attribute_modules got unknown settings {unknown}; see AttributionConfig")
     cfg = (config or AttributionConfig()).replace(**settings) if settings else (config or AttributionConfig())
     plan = _plan(modules, X, targets, method, cfg, groups=groups, n_groups=n_groups, stats=stats, gene_sd=gene_sd,
-                 blocks=blocks)
+                 blocks=blocks, row_offset=row_offset, total_obs=total_obs)
     sums = _Sums(plan, store_cells=store_cells)
     try:
         shift = _check_shift(plan)
@@ -1069,6 +1090,8 @@ def attribute_modules(
         group_counts=sums.counts, angles=sums.angles,
         block_ids=plan.block_index.block_ids if plan.block_index is not None else None,
         fast=np.array([mem.fast for mem in plan.members]), seconds=seconds, member_seconds=sums.seconds,
+        sums={"member": sums.member, "aggregated": sums.agg,
+              **({"member_presence": sums.presence[0], "presence": sums.presence[1]} if sums.presence else {})},
         params=_params(plan) | {"reference_shift": shift}, presence_group_means=presence_mean, member_presence_group_means=member_presence_means,
     )
 

@@ -441,6 +441,11 @@ def get_reference_kind(name: str) -> ReferenceKind:
     return REFERENCE_KINDS.get_entry(name)
 
 
+def seeded(entropy: int, *key: int) -> np.random.Generator:
+    """The generator of one draw: ``SeedSequence(entropy, spawn_key=key)`` (independent of chunking)."""
+    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=tuple(int(k) for k in key)))
+
+
 class ReferenceSampler:
     """Draws :class:`ReferenceSet` objects; build it with :func:`make_reference_sampler`.
 
@@ -470,6 +475,16 @@ class ReferenceSampler:
     def __repr__(self) -> str:
         return f"ReferenceSampler(kind={self.kind!r}, n_baselines={self.n_baselines}, n_features={self.n_features})"
 
+    def draw_for(self, entropy: int, member: int, repeat: int) -> ReferenceSet:
+        """The references of one member and repeat of a run seeded with ``entropy`` (key ``(0, m, r)``)."""
+        key = (member, repeat) if self.random else (0, 0)
+        return self.draw(seeded(entropy, 0, *key))
+
+    def fixed(self, entropy: int, n_members: int, n_repeats: int) -> FixedReferences:
+        """Every draw of a run, made now (e.g. on a Dask client, to be shipped to the workers)."""
+        keys = [(m, r) for m in range(n_members) for r in range(n_repeats)] if self.random else [(0, 0)]
+        return FixedReferences(self, {k: self.draw_for(entropy, *k) for k in keys})
+
     def draw(self, rng: np.random.Generator | int | None = None) -> ReferenceSet:
         """Draw one set of references.
 
@@ -493,6 +508,29 @@ class ReferenceSampler:
         if self.spec.per_group:
             return ReferenceSet(self.kind, per_group=np.ascontiguousarray(arr))
         return ReferenceSet(self.kind, shared=np.ascontiguousarray(arr))
+
+
+class FixedReferences(ReferenceSampler):
+    """The draws of a run made in advance: the same references wherever the cells are attributed.
+
+    Parameters
+    ----------
+    sampler
+        The sampler the draws came from (its kind, count and flags are kept).
+    draws
+        ``{(member, repeat): ReferenceSet}`` (a single ``(0, 0)`` entry for deterministic kinds).
+    """
+
+    def __init__(self, sampler: ReferenceSampler, draws: dict[tuple[int, int], ReferenceSet]) -> None:
+        self.kind, self.n_baselines, self.n_features = sampler.kind, sampler.n_baselines, sampler.n_features
+        self.spec, self.random, self.shared = sampler.spec, sampler.random, sampler.shared
+        self.source = ReferenceSource(sampler.n_features)  # no data: nothing is drawn any more
+        self._array = None
+        self.draws = draws
+
+    def draw_for(self, entropy: int, member: int, repeat: int) -> ReferenceSet:
+        """The stored draw of ``(member, repeat)``."""
+        return self.draws[(member, repeat) if self.random else (0, 0)]
 
 
 def make_reference_sampler(

@@ -264,6 +264,7 @@ def attribute(
     layer_dtype: LayerDtype = "float32",
     layer_genes: str | Sequence[str] | np.ndarray | None = None,
     layer_format: str = "auto",
+    backend: str = "auto",
     batch_size: int | None = None,
     random_state: int = 0,
     device: str | None = None,
@@ -368,6 +369,13 @@ def attribute(
         dense for ``float16``, which SciPy's sparse matrices do not have). Before
         computing, the layer's size is checked against the available memory; an error names the
         options that fit (the methods page has a memory table).
+    backend
+        ``"auto"``: Dask when the expression is a Dask array (e.g. from
+        ``anndata.experimental.read_lazy``), else in this process; ``"dask"`` forces Dask
+        (:func:`scxl.explain.attribute_dask`: one task per block of rows, on the workers of the
+        active ``dask.distributed`` client if there is one; the layer is then a Dask array, kept on
+        the workers and written chunk by chunk, e.g. by ``adata.write_zarr``); ``"memory"`` reads the
+        blocks into this process. The numbers are the same either way (to float rounding).
     batch_size
         Cells per chunk (default: the largest chunk within a 1 GiB working-memory bound).
     {random_state}
@@ -421,6 +429,7 @@ def attribute(
     check_in(aggregate, ("mean", "median"), "aggregate")
     check_in(layer_dtype, LAYER_DTYPES, "layer_dtype")
     check_in(layer_format, LAYER_FORMATS, "layer_format")
+    check_in(backend, ("auto", "memory", "dask"), "backend")
     check_in(rank_by, metrics.RANK_BY, "rank_by")
     if n_baselines is not None and (not isinstance(n_baselines, int | np.integer) or n_baselines < 1):
         raise ValueError(f"n_baselines must be a positive integer, got {n_baselines!r}")
@@ -479,7 +488,20 @@ def attribute(
         for layer in layers.values():
             layer.add(sl, chunk)
 
-    res = explain.attribute_modules(modules, X, prep.targets, method, on_chunk=on_chunk if layers else None, **run)
+    dask_X = _dask_aligned(X) if backend != "memory" else None
+    if backend == "dask" and dask_X is None:
+        import dask.array as dsa
+
+        dask_X = dsa.from_array(_DenseRows(X), chunks=(max(1, min(X.shape[0], 8192)), X.shape[1]))
+    if dask_X is not None:
+        if two_pass or (store_layer and (sparse_layer or keep is not None)):
+            raise ValueError("with Dask the layer is dense and covers every gene; use layer_genes=None, "
+                             "layer_format='dense' (or 'auto'), or backend='memory'")
+        res, cells = explain.attribute_dask(modules, dask_X, prep.targets, method, groups=codes, n_groups=len(groups),
+                                            config=config, store_cells=store_layer)
+        layers = {id(d): _DaskLayer(d, cells, layer_dtype) for d in dests} if store_layer else {}
+    else:
+        res = explain.attribute_modules(modules, X, prep.targets, method, on_chunk=on_chunk if layers else None, **run)
     lfc, linear_lfc = expression_logfoldchanges(X, codes, len(groups), linear=True)
     ranking = metrics.rank_groups(res.member_group_means, res.group_means, groups, top_k=int(top_k),
                                   extra={"logfoldchanges": lfc}, lfc=linear_lfc,
@@ -506,6 +528,63 @@ def attribute(
     logger.info("finished %s (%.1fs): added %s", method, time.perf_counter() - t0,
                 ", ".join(f"{d.label}.uns[{key_added!r}]" + (f", {d.label}.layers[{key_added!r}]" if store_layer else "") for d in dests))
     return None if not copy else adata
+
+
+class _DenseRows:
+    """Array-like view of a reader for ``dask.array.from_array`` (``backend="dask"`` on in-memory data)."""
+
+    def __init__(self, X: Aligned) -> None:
+        self.X, self.shape, self.dtype, self.ndim = X, X.shape, np.dtype(np.float32), 2
+
+    def __getitem__(self, key):
+        rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+        return self.X.rows(rows)[:, cols]
+
+
+def _dask_aligned(X: Aligned):
+    """The inputs as a Dask array in ensemble feature order, if they are a Dask array (else ``None``)."""
+    from .._inputs import _is_dask
+
+    data = getattr(X.base, "data", None)
+    if data is None or not _is_dask(data):
+        return None
+    present = X.present
+    blocks = data[:, X.col[present]].astype(np.float32)
+    if present.all():
+        return blocks
+
+    def scatter(b):
+        b = np.asarray(b.todense() if hasattr(b, "todense") else b)
+        out = np.zeros((b.shape[0], present.size), dtype=np.float32)
+        out[:, present] = b
+        return out
+
+    return blocks.map_blocks(scatter, chunks=(blocks.chunks[0], (present.size,)), dtype=np.float32,
+                             meta=np.empty((0, 0), dtype=np.float32))
+
+
+class _DaskLayer:
+    """The layer of one destination as a Dask array in its ``var_names`` order (computed when written or read)."""
+
+    def __init__(self, d: _Destination, cells, dtype: str) -> None:
+        self.d, self.cells, self.dtype = d, cells, np.dtype(dtype)
+
+    def result(self):
+        d, n_vars = self.d, self.d.adata.n_vars
+        if d.rows.size != d.adata.n_obs or not np.array_equal(d.rows, np.arange(d.adata.n_obs)):
+            raise ValueError("Dask layers need every observation of the AnnData in order; use backend='memory'")
+        if d.var_pos.size == n_vars and np.array_equal(d.var_pos, np.arange(n_vars)) and \
+                np.array_equal(d.features, np.arange(n_vars)):
+            return self.cells.astype(self.dtype)
+        features, var_pos, dtype = d.features, d.var_pos, self.dtype
+
+        def place(b):
+            out = np.zeros((b.shape[0], n_vars), dtype=dtype)
+            out[:, var_pos] = b[:, features]
+            return out
+
+        return self.cells.map_blocks(place, chunks=(self.cells.chunks[0], (n_vars,)), dtype=dtype,
+                                     meta=np.empty((0, 0), dtype=dtype))
 
 
 def _layer_features(X: Aligned, ens, genes) -> np.ndarray:

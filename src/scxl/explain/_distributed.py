@@ -1,0 +1,179 @@
+"""The attribution engine over a Dask array: one task per block of rows, on a cluster if one is active.
+
+:func:`attribute_dask` splits the cells by the row chunks of a :class:`dask.array.Array`, runs
+:func:`~scxl.explain.attribute_modules` on every block as a task (on the workers of the active
+``dask.distributed`` client, else on Dask's local scheduler), and adds the float64 group sums of
+the blocks. Everything random is fixed before the tasks start, so the result is the in-memory
+one (to float rounding of differently chunked sums): per-gene statistics come from Dask
+reductions, the references of every member and repeat are drawn once on the client
+(:class:`~scxl.explain.FixedReferences`) and SmoothGrad noise is keyed by each cell's position in
+the whole data set. The per-cell layer stays a *lazy* Dask array, one block per task, computed
+chunk by chunk when written (e.g. ``AnnData.write_zarr``) or indexed: computing it runs each block's
+attribution again (with the same seeds, so the same numbers), so a stored layer costs a second
+pass; the group summaries alone (``store_cells=False``) cost one. Note that anndata writes Dask
+arrays with Dask's threaded scheduler (on the client machine); to write the layer with the cluster,
+``adata.layers[key].to_zarr(...)`` under the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._engine import AttributionConfig, AttributionResult, attribute_modules
+from ._references import GeneStats, get_reference_kind, make_reference_sampler
+from ._registry import get_explainer, resolve_n_baselines, resolve_reference
+
+
+def active_client():
+    """The current ``dask.distributed`` client, or ``None`` (no cluster, or distributed not installed)."""
+    try:
+        from distributed import get_client
+    except ImportError:  # pragma: no cover - distributed is optional
+        return None
+    try:
+        return get_client()
+    except ValueError:
+        return None
+
+
+def _dask_stats(X, groups: np.ndarray, n_groups: int, *, per_group: bool) -> GeneStats:
+    """Per-gene (and per-group) mean and population sd through Dask reductions."""
+    import dask.array as da
+
+    X = X.astype(np.float64)
+    n = X.shape[0]
+    mean, sq = da.compute(X.sum(0), (X * X).sum(0))
+    mean, sq = np.asarray(mean) / n, np.asarray(sq) / n
+    sd = np.sqrt(np.maximum(sq - mean**2, 0.0))
+    if not per_group:
+        return GeneStats(n, mean, sd)
+    onehot = da.from_array((groups[:, None] == np.arange(n_groups)[None]).astype(np.float64), chunks=(X.chunks[0], n_groups))
+    gs, gsq = da.compute(onehot.T @ X, onehot.T @ (X * X))
+    counts = np.bincount(groups[groups >= 0], minlength=n_groups).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gmean = np.asarray(gs) / np.maximum(counts, 1)[:, None]
+        gsd = np.sqrt(np.maximum(np.asarray(gsq) / np.maximum(counts, 1)[:, None] - gmean**2, 0.0))
+    return GeneStats(n, mean, sd, counts.astype(np.int64), gmean, gsd)
+
+
+def _block(modules, x, targets, groups, n_groups, method, config, offset, total, store_cells, gene_sd):
+    """One task: the engine on one block of rows; returns its float64 sums (and its cells)."""
+    x = np.asarray(x.todense() if hasattr(x, "todense") else x, dtype=np.float32)
+    res = attribute_modules(modules, x, targets, method, groups=groups, n_groups=n_groups, config=config, gene_sd=gene_sd,
+                            store_cells=store_cells, progress=False, row_offset=offset, total_obs=total)
+    return res.sums, res.attributions, res.params
+
+
+def attribute_dask(
+    modules: Sequence[Any],
+    X: Any,
+    targets: np.ndarray,
+    method: str = "deeplift",
+    *,
+    groups: np.ndarray | None = None,
+    n_groups: int | None = None,
+    config: AttributionConfig | None = None,
+    store_cells: bool = True,
+    client: Any = None,
+) -> tuple[AttributionResult, Any]:
+    """Attributions of every member for the cells of a Dask array, block by block, on a cluster.
+
+    Parameters
+    ----------
+    modules
+        Ensemble members (shipped to the workers with the tasks).
+    X
+        ``(n_cells, G)`` :class:`dask.array.Array` (dense or sparse chunks); its row chunks are
+        the tasks.
+    targets, groups, n_groups, method
+        As for :func:`~scxl.explain.attribute_modules`.
+    config
+        :class:`~scxl.explain.AttributionConfig`.
+    store_cells
+        Return the per-cell, member-aggregated attributions as a Dask array (one chunk per task).
+    client
+        A ``dask.distributed`` client; default: the active one, else Dask's local scheduler.
+
+    Returns
+    -------
+    ``(result, cells)``: an :class:`~scxl.explain.AttributionResult` with the group summaries
+    (``attributions`` is ``None``) and the Dask array of cells (``None`` without ``store_cells``).
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> from scxl.models import MLP
+    >>> from scxl.explain import attribute_dask, attribute_modules
+    >>> X = np.random.default_rng(0).random((40, 6), dtype=np.float32)
+    >>> t = np.arange(40) % 2
+    >>> mods = [MLP(6, 2, [8]), MLP(6, 2, [8])]
+    >>> res, cells = attribute_dask(mods, da.from_array(X, chunks=(15, 6)), t, "deeplift")
+    >>> ref = attribute_modules(mods, X, t, "deeplift", progress=False)
+    >>> bool(np.allclose(res.group_means, ref.group_means, atol=1e-6)), cells.shape
+    (True, (40, 6))
+    """
+    import dask
+    import dask.array as da
+
+    config = config or AttributionConfig()
+    targets = np.asarray(targets, dtype=np.int64)
+    groups = targets.copy() if groups is None else np.asarray(groups, dtype=np.int64)
+    if n_groups is None:
+        n_groups = int(max(groups.max(initial=-1), targets.max(initial=-1))) + 1
+    n_obs = X.shape[0]
+    if targets.shape[0] != n_obs or groups.shape[0] != n_obs:
+        raise ValueError(f"targets and groups need {n_obs} entries, one per row of X")
+    spec = get_explainer(method)
+    kind = resolve_reference(spec, config.references)
+    entropy = int(config.random_state) if config.random_state is not None else int(np.random.SeedSequence().entropy)
+    cfg = config.replace(random_state=entropy)
+    if kind is not None:  # draw every reference of the run now, on the client
+        stats = None
+        if isinstance(kind, str):
+            ref_kind = get_reference_kind(kind)
+            if set(ref_kind.needs) & {"stats", "group_stats"} or cfg.smoothgrad is not None:
+                stats = _dask_stats(X, groups, n_groups, per_group="group_stats" in ref_kind.needs)
+
+            def read_rows(idx):
+                block = X[np.asarray(idx)].compute()
+                return np.asarray(block.todense() if hasattr(block, "todense") else block, dtype=np.float32)
+        else:
+            read_rows = None
+        sampler = make_reference_sampler(kind, n_features=X.shape[1], n_baselines=resolve_n_baselines(spec, kind, cfg.n_baselines),
+                                         stats=stats, read_rows=read_rows, n_obs=n_obs, groups=groups, n_groups=n_groups)
+        cfg = cfg.replace(references=sampler.fixed(entropy, len(modules), max(int(cfg.n_repeats), 1)))
+    gene_sd = None
+    if cfg.smoothgrad is not None:
+        gene_sd = _dask_stats(X, groups, n_groups, per_group=False).sd
+    run = dask.delayed(_block, nout=3, pure=False)
+    mods = dask.delayed(list(modules), traverse=False)
+    starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)
+    tasks = [run(mods, blk, targets[s:s + n], groups[s:s + n], n_groups, method, cfg, int(s), n_obs, store_cells, gene_sd)
+             for blk, s, n in zip(X.to_delayed().ravel(), starts, X.chunks[0], strict=True)]
+    client = client or active_client()
+    parts = [t[0] for t in tasks] + [tasks[0][2]]
+    out = client.gather(client.compute(parts)) if client is not None else dask.compute(*parts)
+    sums, params = list(out[:-1]), out[-1]
+    cells = None
+    if store_cells:  # lazy: computing it runs each block's task again (same seeds, same numbers)
+        cells = da.concatenate([da.from_delayed(t[1], shape=(n, X.shape[1]), dtype=np.float32)
+                                for t, n in zip(tasks, X.chunks[0], strict=True)])
+    return _combine(sums, groups, n_groups, spec.name, params), cells
+
+
+def _combine(sums: list[dict], groups: np.ndarray, n_groups: int, method: str, params: dict) -> AttributionResult:
+    total = {k: np.sum([s[k] for s in sums], axis=0) for k in sums[0]}
+    counts = np.bincount(groups[groups >= 0], minlength=n_groups).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        denom = np.where(counts > 0, counts, np.nan)[:, None]
+        mean = {k: (v / (denom[None] if v.ndim == 3 else denom)).astype(np.float32) for k, v in total.items()}
+    n_members = total["member"].shape[0]
+    return AttributionResult(
+        method=method, attributions=None, group_means=mean["aggregated"], member_group_means=mean["member"],
+        group_counts=counts, angles=None, block_ids=None, fast=np.ones(n_members, dtype=bool), seconds=float("nan"),
+        member_seconds=np.full(n_members, np.nan), params=dict(params) | {"n_blocks": len(sums), "backend": "dask"},
+        presence_group_means=mean.get("presence"), member_presence_group_means=mean.get("member_presence"), sums=total,
+    )
