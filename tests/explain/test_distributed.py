@@ -1,9 +1,8 @@
 """The engine over Dask arrays: the same numbers as in memory, on a LocalCluster too."""
 
+import dask.array as da
 import numpy as np
 import pytest
-
-import dask.array as da
 
 from scxl.explain import attribute_dask, attribute_modules
 
