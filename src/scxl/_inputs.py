@@ -76,6 +76,13 @@ def native_row_chunk(data: Any) -> int | None:
     return None
 
 
+def _compute(block: Any) -> Any:
+    """Compute a dask block: in this thread, unless the user chose a scheduler (e.g. a distributed client)."""
+    import dask
+
+    return block.compute(scheduler=None if dask.config.get("scheduler", None) else "synchronous")
+
+
 def _read_sorted(data: Any, uniq: np.ndarray) -> Any:
     """Rows ``uniq`` (sorted, unique) of an on-disk or dask matrix; a contiguous run is read as a slice."""
     if uniq.size and uniq[-1] - uniq[0] + 1 == uniq.size:
@@ -87,7 +94,7 @@ def _read_sorted(data: Any, uniq: np.ndarray) -> Any:
         block = data.oindex[uniq]
     else:
         block = data[uniq]
-    return block.compute() if _is_dask(block) else block
+    return _compute(block) if _is_dask(block) else block
 
 
 @dataclass
@@ -112,7 +119,7 @@ class Matrix(RowChunks):
         if isinstance(idx, slice):
             block = data[idx]
             if _is_dask(block):  # compute only the chunks of these rows
-                block = block.compute()
+                block = _compute(block)
         elif is_out_of_core(data):  # h5py wants increasing, unique indices; dask and zarr read them fastest
             idx = np.asarray(idx, dtype=np.int64)
             uniq, inverse = np.unique(idx, return_inverse=True)

@@ -8,7 +8,7 @@ members share) and the per-step overhead of Python, autograd and the optimiser i
 Each member keeps everything that makes it a member: its own training/validation split, its own
 initialisation, dropout stream and up-sampling order (its own seeds), its own learning-rate
 schedule (ReduceLROnPlateau), early stopping and best weights. The optimiser is Adam written
-over per-member views of the stacked tensors, with per-member step counts and learning rates,
+over (slices of) the stacked tensors, with per-member step counts and learning rates,
 applied to the active members only; a member that has stopped is taken out of the stack, so
 nothing (neither a gradient nor Adam's momentum) moves it any more.
 
@@ -181,17 +181,31 @@ class _Stack:
 
     @torch.no_grad()
     def adam_step(self, lrs: Sequence[float], steps: Sequence[int], weight_decay: float) -> None:
-        """One Adam step of every stacked member (``torch.optim.Adam``'s arithmetic, per member)."""
+        """One Adam step of every stacked member (``torch.optim.Adam``'s arithmetic, per member).
+
+        Members that share a learning rate and a step count and sit next to each other in the
+        stack are updated by one operation on their slice of the stacked tensors where the
+        element-wise kernels were checked to compute every element alike wherever it sits
+        (:func:`_elementwise_is_exact`); else member by member.
+        """
         beta1, beta2 = _ADAM_BETAS
+        first = next(iter(self.params.values()))
+        n = first.shape[0]
+        runs, r0 = [], 0
+        together = _elementwise_is_exact(first.device)
+        for r in range(1, n + 1):
+            if r == n or not together or (lrs[r], steps[r]) != (lrs[r0], steps[r0]):
+                runs.append((r0, r))
+                r0 = r
         params, grads, avg, avg_sq, step_sizes, bc2_sqrts = [], [], [], [], [], []
-        for n, p in self.params.items():
-            for m in range(p.shape[0]):
-                params.append(p[m])
-                grads.append(p.grad[m])
-                avg.append(self.exp_avg[n][m])
-                avg_sq.append(self.exp_avg_sq[n][m])
-                step = float(steps[m])
-                step_sizes.append(-(lrs[m] / (1 - beta1**step)))
+        for name, p in self.params.items():
+            for a, b in runs:
+                params.append(p[a:b])
+                grads.append(p.grad[a:b])
+                avg.append(self.exp_avg[name][a:b])
+                avg_sq.append(self.exp_avg_sq[name][a:b])
+                step = float(steps[a])
+                step_sizes.append(-(lrs[a] / (1 - beta1**step)))
                 bc2_sqrts.append((1 - beta2**step) ** 0.5)
         if weight_decay != 0:
             grads = torch._foreach_add(grads, params, alpha=weight_decay)
@@ -204,6 +218,35 @@ class _Stack:
         torch._foreach_addcdiv_(params, avg, denom, step_sizes)
         for p in self.params.values():
             p.grad = None
+
+
+_ELEMENTWISE: dict[str, bool] = {}
+
+
+def _elementwise_is_exact(device: torch.device) -> bool:
+    """Whether Adam's element-wise kernels give every element the same bits wherever it sits in a tensor.
+
+    Vectorised kernels and their scalar remainders may round fused operations (``a + s * b``)
+    differently, which would make a member's update depend on its position in the stack. Checked
+    once per device on random data at odd offsets.
+    """
+    key = str(device)
+    if key not in _ELEMENTWISE:
+        gen = torch.Generator().manual_seed(0)
+        n = 70001
+        a, b = torch.randn(n, generator=gen).to(device), torch.randn(n, generator=gen).to(device)
+        c = (torch.rand(n, generator=gen) + 0.1).to(device)
+        ops = [lambda a, b, c: a.add(b, alpha=1e-4), lambda a, b, c: a.clone().lerp_(b, 0.1),
+               lambda a, b, c: a.clone().mul_(0.999).addcmul_(b, b, value=0.001),
+               lambda a, b, c: (c.sqrt() / 0.03).add_(1e-8), lambda a, b, c: a.clone().addcdiv_(b, c, value=-1e-3)]
+        ok = True
+        for f in ops:
+            full = f(a, b, c)
+            for off, length in ((1, 5), (3, 37), (7, 40001), (13, 33333), (17, 50000)):
+                part = f(a[off : off + length].clone(), b[off : off + length].clone(), c[off : off + length].clone())
+                ok = ok and torch.equal(part, full[off : off + length])
+        _ELEMENTWISE[key] = bool(ok)
+    return _ELEMENTWISE[key]
 
 
 def fit_members(
