@@ -146,3 +146,16 @@ def test_sampler_errors(data):
         make_reference_sampler(np.zeros((2, 5)), n_features=12)
     with pytest.raises(ValueError, match="per-group statistics"):
         make_reference_sampler("specific", n_features=12, stats=compute_gene_stats([x]), n_groups=3)
+
+
+@pytest.mark.parametrize("mean,sd,low,high", [(-1.0, 1.0, 0.0, np.inf), (0.3, 0.2, 0.0, np.inf), (0.0, 1.0, 0.0, 1.0),
+                                              (-3.0, 0.5, 0.0, np.inf), (5.0, 1.0, 0.0, np.inf), (-12.0, 1.0, 0.0, np.inf),
+                                              (-40.0, 1.0, 0.0, np.inf)])
+def test_truncated_normal_is_the_truncated_law(mean, sd, low, high):
+    """The fast inverse-CDF sampler draws scipy's truncnorm law (KS test), deep tails included."""
+    from scipy.stats import kstest, truncnorm
+
+    d = truncated_normal(np.array([mean]), np.array([sd]), (5000, 1), np.random.default_rng(3), low=low, high=high)[:, 0]
+    assert d.min() >= low and d.max() <= high
+    a, b = (low - mean) / sd, (high - mean) / sd
+    assert kstest(d, truncnorm(a, b, loc=mean, scale=sd).cdf).pvalue > 0.001

