@@ -1,0 +1,165 @@
+"""Atlas scale: train 10 MLPs, attribute and rank from a file on disk, 10k to 1M cells × 2,000 genes.
+
+For each size, a synthetic single-cell data set (10 cell types with planted markers, sparse
+log-normalised counts, about 10 % non-zero) is first written to disk as ``.h5ad`` (in blocks, so
+writing never holds the whole matrix). Then, in a fresh process per size (so peak memory is that
+of the step), the file is opened *backed* and scxl trains a 10-MLP ensemble streaming from disk,
+attributes every cell (DeepLift, the defaults, rankings only: ``store_layer=False``) and writes the
+rankings; Scanpy's Wilcoxon ``rank_genes_groups`` runs on the same cells in memory as the peer
+(sizes up to ``--wilcoxon-max``). Printed per size: seconds and cells/s per step, peak RSS, and
+the ratio of scxl's end-to-end time (train + attribute) to Wilcoxon's.
+
+    python benchmarks/scale.py [--sizes 10000,50000,200000,1000000] [--dir /tmp/scxl_scale] [--out FILE]
+    python benchmarks/scale.py --quick           # 10k and 50k only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+GENES, GROUPS = 2000, 10
+
+
+def write_data(path: Path, n_obs: int, seed: int = 0, block: int = 50_000) -> None:
+    """Sparse log-normalised counts with planted markers, written to ``path`` block by block."""
+    import anndata as ad
+    import h5py
+    import pandas as pd
+    from anndata.io import sparse_dataset, write_elem
+    from scipy import sparse
+
+    rng = np.random.default_rng(seed)
+    base = np.exp(rng.normal(np.log(0.08), 1.0, size=GENES))
+    markers = rng.permutation(GENES)[: GROUPS * 20].reshape(GROUPS, 20)
+    groups = rng.integers(0, GROUPS, n_obs)
+    obs = pd.DataFrame({"cell_type": pd.Categorical([f"type_{g}" for g in groups])},
+                       index=[f"cell_{i}" for i in range(n_obs)])
+    var = pd.DataFrame({"marker_of": "none"}, index=[f"gene_{j}" for j in range(GENES)])
+    for g in range(GROUPS):
+        var.iloc[markers[g], 0] = f"type_{g}"
+    with h5py.File(path, "w") as f:
+        write_elem(f, "obs", obs)
+        write_elem(f, "var", var)
+        first = True
+        for start in range(0, n_obs, block):
+            g = groups[start : start + block]
+            lam = np.broadcast_to(base, (g.size, GENES)).copy()
+            for k in range(GROUPS):
+                lam[np.ix_(g == k, markers[k])] *= 6.0
+            counts = rng.poisson(lam * rng.gamma(4, 0.25, size=(g.size, 1)) * 4)
+            x = sparse.csr_matrix(counts.astype(np.float32))
+            total = np.asarray(x.sum(1)).ravel()
+            x = sparse.diags((1e4 / np.maximum(total, 1)).astype(np.float32)) @ x
+            x.data = np.log1p(x.data)
+            x = sparse.csr_matrix(x, dtype=np.float32)
+            if first:
+                write_elem(f, "X", x)
+                first = False
+            else:
+                sparse_dataset(f["X"]).append(x)
+    ad.read_h5ad(path, backed="r").file.close()  # a valid AnnData
+
+
+def run_size(path: str, n_models: int, wilcoxon: bool) -> dict:
+    """One size, in this (fresh) process: the steps and their peak memory."""
+    import resource
+
+    import anndata as ad
+
+    import scxl as xl
+
+    xl.settings.progress = False
+    rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # noqa: E731  (GiB; Linux: KiB)
+    out = {"baseline_rss_gib": rss()}
+    a = ad.read_h5ad(path, backed="r")
+    n = a.n_obs
+    t = time.perf_counter()
+    xl.tl.train_classifier(a, "cell_type", n_models=n_models, max_epochs=30, random_state=0)
+    out["train_s"] = time.perf_counter() - t
+    out["train_rss_gib"] = rss()
+    out["accuracy"] = float(xl.get.training_metrics(a).loc["ensemble", "accuracy"])
+    t = time.perf_counter()
+    xl.tl.attribute(a, store_layer=False)
+    out["attribute_s"] = time.perf_counter() - t
+    out["attribute_rss_gib"] = rss()
+    top = xl.get.top_genes(a, "xl_deeplift", n=20)
+    truth = a.var["marker_of"].astype(str)
+    out["top20_markers"] = float(np.mean([truth[g] == grp for g, grp in zip(top["gene"], top["group"].astype(str), strict=True)]))
+    if wilcoxon:
+        import scanpy as sc
+
+        mem = a.to_memory()
+        t = time.perf_counter()
+        sc.tl.rank_genes_groups(mem, "cell_type", method="wilcoxon")
+        out["wilcoxon_s"] = time.perf_counter() - t
+    out["n_obs"] = n
+    out["peak_rss_gib"] = rss()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,50000,200000,1000000")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--dir", default="/tmp/scxl_scale")
+    parser.add_argument("--n-models", type=int, default=10)
+    parser.add_argument("--wilcoxon-max", type=int, default=200_000)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--_run", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._run:
+        print(json.dumps(run_size(args._run, args.n_models, args.wilcoxon_max > 0 and "--wilcoxon" in sys.argv)))
+        return
+    sizes = [10_000, 50_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    import scxl as xl
+
+    header = (f"python benchmarks/scale.py --sizes {','.join(map(str, sizes))} — {time.strftime('%Y-%m-%d')}, "
+              f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, scxl {xl.__version__}, "
+              f"{args.n_models} MLPs, {GENES} genes, data read backed from .h5ad")
+    print(header, flush=True)
+    rows = []
+    for n in sizes:
+        path = folder / f"cells_{n}.h5ad"
+        t = time.perf_counter()
+        if not path.exists():
+            write_data(path, n)
+        write_s = time.perf_counter() - t
+        cmd = [sys.executable, __file__, "--_run", str(path), "--n-models", str(args.n_models)]
+        if n <= args.wilcoxon_max:
+            cmd.append("--wilcoxon")
+        res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        res["write_s"] = write_s
+        rows.append(res)
+        print(f"  {n:>9,} cells: train {res['train_s']:.0f} s, attribute {res['attribute_s']:.0f} s, "
+              f"peak RSS {res['peak_rss_gib']:.2f} GiB", flush=True)
+    lines = [header, "",
+             "| cells | train (s) | train cells·epochs/s | attribute (s) | attribute cells/s | end to end (s) | peak RSS (GiB) "
+             "| Wilcoxon (s) | end to end / Wilcoxon | top-20 planted | ensemble accuracy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        e2e = r["train_s"] + r["attribute_s"]
+        wil = r.get("wilcoxon_s")
+        lines.append(f"| {r['n_obs']:,} | {r['train_s']:.0f} | – | {r['attribute_s']:.1f} | {r['n_obs'] / r['attribute_s']:,.0f} | "
+                     f"{e2e:.0f} | {r['peak_rss_gib']:.2f} | {'' if wil is None else f'{wil:.0f}'} | "
+                     f"{'' if wil is None else f'{e2e / wil:.1f}×'} | {r['top20_markers']:.2f} | {r['accuracy']:.3f} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
