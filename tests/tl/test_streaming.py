@@ -1,0 +1,162 @@
+"""Training and every reading tool on data from disk: backed .h5ad, .zarr and anndata's lazy (dask) AnnData."""
+
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+import scxl as xl
+from scxl import _inputs
+
+FAST = {"n_models": 2, "max_epochs": 4}
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """64-row chunks (the smallest), 2 chunks per buffer (60 genes), so 400 cells make 4 buffers."""
+    monkeypatch.setattr(_inputs, "CHUNK_BYTES", 64 * 60 * 4)
+    monkeypatch.setattr(_inputs, "BUFFER_BYTES", 2 * 64 * 60 * 4)
+
+
+def _write(adata, path):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*zarr v2.*", category=UserWarning)
+        if str(path).endswith(".zarr"):
+            adata.write_zarr(path)
+        else:
+            adata.write_h5ad(path)
+    return path
+
+
+@pytest.fixture
+def files(synth, tmp_path):
+    csr = synth.copy()
+    csr.X = sparse.csr_matrix(csr.X)
+    return {"dense.h5ad": _write(synth, tmp_path / "dense.h5ad"), "csr.h5ad": _write(csr, tmp_path / "csr.h5ad"),
+            "dense.zarr": _write(synth, tmp_path / "dense.zarr"), "csr.zarr": _write(csr, tmp_path / "csr.zarr")}
+
+
+def _open(files, kind):
+    how, name = kind.split(":")
+    return ad.read_h5ad(files[name], backed="r") if how == "backed" else ad.experimental.read_lazy(files[name])
+
+
+def test_block_shuffled_reading(small_blocks, synth, files):
+    backed = ad.read_h5ad(files["dense.h5ad"], backed="r")
+    rows = _inputs.make_fetch(_inputs.get_matrix(backed), np.arange(400), np.arange(60), "cpu", seed=1)
+    assert rows.streamed and rows.chunk_rows == 64 and rows.buffer_chunks == 2 and rows.n_chunks == 7
+    rng = np.random.default_rng(0)
+    members = [rng.permutation(np.concatenate([np.arange(400), rng.integers(0, 400, 50)])) for _ in range(2)]
+    arranged = [rows.arrange(0, m) for m in members]
+    for m, a in zip(members, arranged, strict=True):
+        assert np.array_equal(np.sort(a), np.sort(m))  # each row once (plus its repeats) per epoch
+        buffers = rows._buffer_of[a]
+        assert np.all(np.diff(buffers) >= 0)  # buffer after buffer
+        chunks = pd.Series(a // 64).groupby(buffers).nunique()
+        assert chunks.max() <= 2  # a buffer holds 2 chunks of contiguous rows
+        inside = a[buffers == 0]
+        assert np.array_equal(inside, m[np.isin(m, inside)])  # shuffled within the buffer: the member's own order
+    assert np.array_equal(rows.arrange(0, members[0]), arranged[0])  # seeded
+    assert not np.array_equal(rows.arrange(1, members[0]), arranged[0])  # every epoch its own chunk order
+    rows.arrange(0, members[0])
+    stacked = np.stack(arranged)
+    X = np.asarray(synth.X)
+    for start in range(0, stacked.shape[1], 50):  # both members at once, from shared buffers
+        b = stacked[:, start : start + 50]
+        np.testing.assert_array_equal(rows.batch(b).numpy(), X[b])
+    assert rows.loads == 4  # each of the 4 buffers read once for both members
+    assert rows._regions <= 3  # memory: a few buffers, not the data
+    idx = np.array([399, 3, 3, 250])
+    np.testing.assert_array_equal(rows(idx).numpy(), X[idx])  # random access (evaluation)
+    backed.file.close()
+
+
+@pytest.mark.parametrize("kind", ["backed:dense.h5ad", "backed:csr.h5ad", "lazy:dense.h5ad", "lazy:csr.h5ad",
+                                  "lazy:dense.zarr", "lazy:csr.zarr"])
+def test_train_from_disk(small_blocks, files, kind):
+    """Block-shuffled training: stacked and one-after-another members agree, runs are seeded, accuracy holds."""
+    a, b, c = _open(files, kind), _open(files, kind), _open(files, kind)
+    xl.tl.train_classifier(a, "group", **FAST)
+    xl.tl.train_classifier(b, "group", **FAST, vectorize=False)
+    xl.tl.train_classifier(c, "group", **FAST)
+    assert a.uns["xl"]["params"]["streamed"]
+    for i in range(2):
+        for k, v in a.uns["xl"]["weights"][f"model_{i}"].items():
+            np.testing.assert_array_equal(v, b.uns["xl"]["weights"][f"model_{i}"][k])
+            np.testing.assert_array_equal(v, c.uns["xl"]["weights"][f"model_{i}"][k])
+    assert xl.get.training_metrics(a).loc["ensemble", "accuracy"] >= 0.9
+
+
+def test_backed_dense_and_sparse_blocks_agree(small_blocks, files):
+    """The same rows in the same blocks: dense and CSR files give the same members."""
+    a, b = _open(files, "backed:dense.h5ad"), _open(files, "backed:csr.h5ad")
+    xl.tl.train_classifier(a, "group", **FAST)
+    xl.tl.train_classifier(b, "group", **FAST)
+    np.testing.assert_allclose(a.uns["xl"]["weights"]["model_1"]["net.0.weight"],
+                               b.uns["xl"]["weights"]["model_1"]["net.0.weight"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["dense.h5ad", "csr.zarr"])
+def test_lazy_anndata_everywhere(trained, tmp_path, name):
+    """read_lazy (dask X and layers, xarray obs/var): every reading tool gives the in-memory answer."""
+    mem = trained.copy()
+    if name.startswith("csr"):
+        mem.X = sparse.csr_matrix(mem.X)
+    path = _write(mem, tmp_path / name)
+    lazy = ad.experimental.read_lazy(path)
+    assert type(lazy.X).__module__.startswith("dask")
+    for a in (mem, lazy):
+        xl.tl.predict(a)
+        xl.tl.attribute(a, method="saliency")
+        xl.tl.specificity(a, "group", min_expr=0.5)
+        xl.tl.gene_set_overlap(a, "xl_saliency", de_groups=("group_0", "group_1"))
+        xl.tl.reproducibility(a, method="saliency", n_values=(1,), n_replicates=2, max_cells=100)
+    np.testing.assert_array_equal(np.asarray(lazy.obs["xl_prediction"]), mem.obs["xl_prediction"].to_numpy())
+    np.testing.assert_allclose(np.asarray(lazy.layers["xl_saliency"]), mem.layers["xl_saliency"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(lazy.var["xl_tau"]), mem.var["xl_tau"].to_numpy(), rtol=1e-5)
+    pd.testing.assert_frame_equal(lazy.uns["xl_saliency_overlap"]["de"], mem.uns["xl_saliency_overlap"]["de"])
+    pd.testing.assert_frame_equal(lazy.uns["xl_reproducibility"]["summary"], mem.uns["xl_reproducibility"]["summary"])
+
+
+def test_read_lazy_groupby_is_categorical(files):
+    lazy = ad.experimental.read_lazy(files["dense.h5ad"])
+    labels = xl._validation.check_groupby(lazy.obs, "group")
+    assert isinstance(labels.dtype, pd.CategoricalDtype) and labels.cat.categories.tolist() == ["group_0", "group_1", "group_2"]
+
+
+class _Counting:
+    """An array-like that records which rows a dask graph reads."""
+
+    def __init__(self, x):
+        self.x, self.shape, self.dtype, self.ndim, self.reads = x, x.shape, x.dtype, x.ndim, []
+
+    def __getitem__(self, key):
+        self.reads.append(key[0] if isinstance(key, tuple) else key)
+        return self.x[key]
+
+
+@pytest.mark.parametrize("chunk_type", ["dense", "csr"])
+def test_dask_x_computes_only_needed_chunks(synth, chunk_type):
+    import dask.array as da
+
+    X = np.asarray(synth.X)
+    src = _Counting(X)
+    arr = da.from_array(src, chunks=(100, 60), asarray=False)
+    if chunk_type == "csr":
+        arr = arr.map_blocks(sparse.csr_matrix, dtype=X.dtype)
+    a = ad.AnnData(arr, obs=synth.obs, var=synth.var)
+    m = _inputs.get_matrix(a)
+    src.reads.clear()
+    np.testing.assert_array_equal(m.rows(np.array([150, 105, 150])), X[[150, 105, 150]])
+    assert len(src.reads) == 1 and src.reads[0] == slice(100, 200)  # one chunk of 100 rows
+    np.testing.assert_array_equal(m.rows(slice(390, 400), np.array([2, 0])), X[390:400][:, [2, 0]])
+    # and the tools: train (streamed by blocks) and predict on it
+    xl.tl.train_classifier(a, "group", **FAST)
+    assert a.uns["xl"]["params"]["streamed"]
+    xl.tl.predict(a)
+    assert a.obs["xl_prediction"].notna().all()
