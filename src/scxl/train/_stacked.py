@@ -39,7 +39,24 @@ _ADAM_EPS = 1e-8
 
 
 def stackable(module: nn.Module) -> bool:
-    """Whether a member can be trained in the stacked pass: a :class:`~scxl.models.MLP`."""
+    """Whether a member can be trained in the stacked pass: a :class:`~scxl.models.MLP`.
+
+    Parameters
+    ----------
+    module
+        A member.
+
+    Returns
+    -------
+    ``True`` for an MLP (any hidden sizes, with or without BatchNorm), ``False`` otherwise.
+
+    Examples
+    --------
+    >>> from scxl.models import MLP, GridCNN
+    >>> from scxl.train import stackable
+    >>> stackable(MLP(20, 3)), stackable(GridCNN(16, 3))
+    (True, False)
+    """
     from ..models import MLP
 
     if type(module) is not MLP:
@@ -294,6 +311,24 @@ def fit_members(
     Returns
     -------
     ``(module, history)`` of every member, best weights restored (eval mode).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from scxl.models import MLP
+    >>> from scxl.train import TrainConfig, fit_members, stratified_split
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 200)
+    >>> X = torch.as_tensor(rng.normal(size=(200, 5)) + y[:, None], dtype=torch.float32)
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> members = [MLP(5, 2, (8,)) for _ in range(3)]
+    >>> splits = [stratified_split(y, 0.2, np.random.default_rng(i)) for i in range(3)]
+    >>> out = fit_members(members, lambda i: X[torch.as_tensor(i)], y, splits, n_classes=2,
+    ...                   config=TrainConfig(max_epochs=3), rngs=[np.random.default_rng(i) for i in range(3)],
+    ...                   generators=[torch.Generator().manual_seed(i) for i in range(3)], device=torch.device("cpu"))
+    >>> [len(history) for _, history in out]
+    [3, 3, 3]
     """
     n = len(modules)
     if not n:
