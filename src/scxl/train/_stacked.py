@@ -90,7 +90,7 @@ class _StackedLinear(torch.autograd.Function):
 _EXACT: dict[tuple, bool] = {}
 
 
-def _batched_is_exact(device: torch.device, m: int, b: int, k: int, n: int, needs_gx: bool) -> bool:
+def _batched_is_exact(device: torch.device, m: int, b: int, k: int, n: int, *, needs_gx: bool) -> bool:
     """Whether ``baddbmm``/``bmm`` give, for these shapes, exactly what ``nn.Linear`` gives member by member.
 
     BLAS libraries compute a batched product matrix by matrix with the kernel of the plain product
@@ -101,11 +101,11 @@ def _batched_is_exact(device: torch.device, m: int, b: int, k: int, n: int, need
     key = (str(device), m, b, k, n, needs_gx)
     if key not in _EXACT:
         with torch.enable_grad():
-            _EXACT[key] = _check_batched(device, m, b, k, n, needs_gx)
+            _EXACT[key] = _check_batched(device, m, b, k, n, needs_gx=needs_gx)
     return _EXACT[key]
 
 
-def _check_batched(device: torch.device, m: int, b: int, k: int, n: int, needs_gx: bool) -> bool:
+def _check_batched(device: torch.device, m: int, b: int, k: int, n: int, *, needs_gx: bool) -> bool:
     """Compare the batched products with ``nn.Linear`` (forward and gradients) on random data."""
     gen = torch.Generator().manual_seed(0)
     x, w = torch.randn(m, b, k, generator=gen).to(device), torch.randn(m, n, k, generator=gen).to(device)
@@ -127,7 +127,7 @@ def _check_batched(device: torch.device, m: int, b: int, k: int, n: int, needs_g
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Stacked ``nn.Linear``: one batched product where that is exact, else member by member."""
     m, b, k = x.shape
-    if _batched_is_exact(x.device, m, b, k, weight.shape[1], x.requires_grad):
+    if _batched_is_exact(x.device, m, b, k, weight.shape[1], needs_gx=x.requires_grad):
         return _StackedLinear.apply(x, weight, bias)
     return torch.stack([F.linear(xi, wi, bi) for xi, wi, bi in zip(x.unbind(0), weight.unbind(0), bias.unbind(0), strict=True)])
 
