@@ -141,6 +141,19 @@ class Matrix(RowChunks):
         """A reader of some columns only (``cols``: positions)."""
         return Columns(self, np.asarray(cols, dtype=np.int64), self.var_names[cols])
 
+    @property
+    def is_sparse(self) -> bool:
+        """Whether the matrix is stored sparse (SciPy, anndata's backed sparse, sparse Dask chunks)."""
+        return is_sparse_storage(self.data)
+
+
+def is_sparse_storage(data: Any) -> bool:
+    """Whether ``data`` stores a sparse matrix (in memory, backed, or as the chunks of a Dask array)."""
+    if sparse.issparse(data) or "sparse_dataset" in type(data).__module__ or "Sparse" in type(data).__name__:
+        return True
+    meta = getattr(data, "_meta", None)  # a Dask array's chunk type
+    return meta is not None and (sparse.issparse(meta) or hasattr(meta, "todense"))
+
 
 def get_matrix(adata: AnnData, *, layer: str | None = None, use_raw: bool = False) -> Matrix:
     """Return the matrix a tool works on: ``X``, ``layers[layer]`` or ``raw.X`` (never inferred).
@@ -220,6 +233,11 @@ class ConcatMatrix(RowChunks):
         """A reader of some columns only (``cols``: positions)."""
         return Columns(self, np.asarray(cols, dtype=np.int64), self.var_names[cols])
 
+    @property
+    def is_sparse(self) -> bool:
+        """Whether every modality is stored sparse."""
+        return all(p.is_sparse for p in self.parts)
+
 
 class Columns(RowChunks):
     """Some columns of a matrix, in a given order; position ``-1`` reads as zeros (a missing feature)."""
@@ -242,6 +260,11 @@ class Columns(RowChunks):
 
     def __getitem__(self, sl: slice) -> np.ndarray:
         return self.rows(sl)
+
+    @property
+    def is_sparse(self) -> bool:
+        """Whether the underlying matrix is stored sparse."""
+        return self.base.is_sparse
 
 
 @dataclass

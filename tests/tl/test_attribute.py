@@ -263,9 +263,13 @@ def test_layers_that_fit(trained, monkeypatch):
     a = trained.copy()
     xl.tl.attribute(a, key_added="dense")
     xl.tl.attribute(a, key_added="zero_dense", baseline="zero", layer_format="dense")
-    xl.tl.attribute(a, key_added="zero", baseline="zero")  # auto: sparse, exact zeros not stored
-    assert sparse.issparse(a.layers["zero"]) and a.layers["zero"].nnz <= np.count_nonzero(a.X)
+    xl.tl.attribute(a, key_added="zero_auto", baseline="zero")  # auto on dense X: dense, as X
+    assert isinstance(a.layers["zero_auto"], np.ndarray)
+    a.X = sparse.csr_matrix(a.X)
+    xl.tl.attribute(a, key_added="zero", baseline="zero")  # auto on sparse X: sparse, exact zeros not stored
+    assert sparse.issparse(a.layers["zero"]) and a.layers["zero"].nnz <= a.X.nnz
     np.testing.assert_array_equal(a.layers["zero"].toarray(), a.layers["zero_dense"])
+    a.X = a.X.toarray()
     xl.tl.attribute(a, key_added="top", layer_genes="top", top_k=5)
     top = a.layers["top"].toarray()
     kept = np.flatnonzero(np.abs(top).sum(0) > 0)

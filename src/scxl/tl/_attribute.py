@@ -364,11 +364,12 @@ def attribute(
         cover every gene.
     layer_format
         ``"dense"`` (a NumPy array), ``"sparse"`` (SciPy CSR; exact zeros are not stored) or
-        ``"auto"``: sparse when ``layer_genes`` is given or the contributions are exactly 0 for
-        unexpressed genes (the ``"zero"`` reference, InputXGradient), else dense (and always
+        ``"auto"``: sparse when ``layer_genes`` is given, or when the expression is stored sparse
+        and the contributions are exactly 0 for unexpressed genes (the ``"zero"`` reference,
+        InputXGradient), else dense (and always
         dense for ``float16``, which SciPy's sparse matrices do not have). Before
         computing, the layer's size is checked against the available memory; an error names the
-        options that fit (the methods page has a memory table).
+        options that fit (the atlas page of the docs has a memory table).
     backend
         ``"auto"``: Dask when the expression is a Dask array (e.g. from
         ``anndata.experimental.read_lazy``), else in this process; ``"dask"`` forces Dask
@@ -473,7 +474,7 @@ def attribute(
     if layer_format == "sparse" and layer_dtype == "float16":
         raise ValueError("layer_dtype='float16' needs layer_format='dense': SciPy's sparse matrices have no float16")
     sparse_layer = layer_format == "sparse" or (layer_format == "auto" and layer_dtype != "float16"
-                                                and (layer_genes is not None or zero_exact))
+                                                and (layer_genes is not None or (zero_exact and X.is_sparse)))
     if store_layer:
         n_keep = X.shape[1] if keep is None else keep.size
         _check_layer_memory(dests, layer_dtype, n_keep, sparse=sparse_layer, exact_zeros=zero_exact)
