@@ -68,68 +68,87 @@ def stackable(module: nn.Module) -> bool:
     )
 
 
+def _lone_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, g: torch.Tensor, *, needs_gx: bool):
+    """``nn.Linear``'s own gradients of one member (``autograd`` on a fresh graph)."""
+    with torch.enable_grad():
+        w, b = w.detach().requires_grad_(), b.detach().requires_grad_()
+        x = x.detach().requires_grad_(needs_gx)
+        out = F.linear(x, w, b)
+        grads = torch.autograd.grad(out, [x, w, b] if needs_gx else [w, b], g)
+    return (grads if needs_gx else (None, *grads)), out.detach()
+
+
 class _StackedLinear(torch.autograd.Function):
-    """``x @ W.T + b`` for stacked members, with the gradients ``nn.Linear`` computes, member by member."""
+    """``x @ W.T + b`` for stacked members, with the results ``nn.Linear`` computes, member by member.
+
+    ``plan`` says, for the forward product, the weight gradient, the input gradient and the bias
+    gradient, whether the batched form is exact (:func:`_plan`); the others are computed member by
+    member with ``nn.Linear``'s own kernels.
+    """
 
     @staticmethod
-    def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(x, weight)
-        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+    def forward(ctx, x, weight, bias, plan):
+        ctx.save_for_backward(x, weight, bias)
+        ctx.plan = plan
+        if plan[0]:
+            return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+        return torch.stack([F.linear(xi, wi, bi) for xi, wi, bi in zip(x.unbind(0), weight.unbind(0), bias.unbind(0), strict=True)])
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
+        x, weight, bias = ctx.saved_tensors
+        _, exact_gw, exact_gx, exact_gb = ctx.plan
         grad = grad.contiguous()
-        gx = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
-        gw = torch.bmm(grad.transpose(1, 2), x)
-        gb = torch.stack([g.sum(0) for g in grad.unbind(0)])  # as nn.Linear: each member's own sum
-        return gx, gw, gb
+        needs_gx = ctx.needs_input_grad[0]
+        gx = torch.bmm(grad, weight) if needs_gx and exact_gx else None
+        gw = torch.bmm(grad.transpose(1, 2), x) if exact_gw else None
+        gb = grad.sum(1) if exact_gb else None
+        if gw is None or gb is None or (needs_gx and gx is None):
+            lone = [_lone_linear(x[i], weight[i], bias[i], grad[i], needs_gx=needs_gx)[0] for i in range(x.shape[0])]
+            if needs_gx and gx is None:
+                gx = torch.stack([g[0] for g in lone])
+            gw = torch.stack([g[1] for g in lone]) if gw is None else gw
+            gb = torch.stack([g[2] for g in lone]) if gb is None else gb
+        return gx, gw, gb, None
 
 
-#: (device, M, B, in, out, needs input grad) -> whether the batched products equal nn.Linear's, member by member
-_EXACT: dict[tuple, bool] = {}
+#: (device, M, B, in, out, needs input grad) -> which batched products equal nn.Linear's, member by member
+_EXACT: dict[tuple, tuple[bool, bool, bool, bool]] = {}
 
 
-def _batched_is_exact(device: torch.device, m: int, b: int, k: int, n: int, *, needs_gx: bool) -> bool:
-    """Whether ``baddbmm``/``bmm`` give, for these shapes, exactly what ``nn.Linear`` gives member by member.
+def _plan(device: torch.device, m: int, b: int, k: int, n: int, *, needs_gx: bool) -> tuple[bool, bool, bool, bool]:
+    """Which batched products give, for these shapes, exactly what ``nn.Linear`` gives member by member.
+
+    The four are ``baddbmm`` (forward), ``bmm`` (weight and input gradients) and a stacked sum
+    (bias gradient).
 
     BLAS libraries compute a batched product matrix by matrix with the kernel of the plain product
     for most shapes, but pick other kernels for some (small) ones. This is checked once per shape on
-    random data (different kernels round differently): where it fails, the members' products are
-    computed one by one, as a lone member's would be.
+    random data (different kernels round differently): where it fails, that product is computed
+    member by member, as a lone member's would be.
     """
     key = (str(device), m, b, k, n, needs_gx)
     if key not in _EXACT:
-        with torch.enable_grad():
-            _EXACT[key] = _check_batched(device, m, b, k, n, needs_gx=needs_gx)
+        gen = torch.Generator().manual_seed(0)
+        x, w = torch.randn(m, b, k, generator=gen).to(device), torch.randn(m, n, k, generator=gen).to(device)
+        bias, g = torch.randn(m, n, generator=gen).to(device), torch.randn(m, b, n, generator=gen).to(device)
+        out = torch.baddbmm(bias.unsqueeze(1), x, w.transpose(1, 2))
+        gw, gx, gb = torch.bmm(g.transpose(1, 2), x), torch.bmm(g, w), g.sum(1)
+        ok = [True, True, needs_gx, True]
+        for i in range(m):
+            (gxi, gwi, gbi), oi = _lone_linear(x[i], w[i], bias[i], g[i], needs_gx=needs_gx)
+            ok[0] &= torch.equal(oi, out[i])
+            ok[1] &= torch.equal(gwi, gw[i])
+            ok[2] &= needs_gx and torch.equal(gxi, gx[i])
+            ok[3] &= torch.equal(gbi, gb[i])
+        _EXACT[key] = tuple(bool(v) for v in ok)
     return _EXACT[key]
 
 
-def _check_batched(device: torch.device, m: int, b: int, k: int, n: int, *, needs_gx: bool) -> bool:
-    """Compare the batched products with ``nn.Linear`` (forward and gradients) on random data."""
-    gen = torch.Generator().manual_seed(0)
-    x, w = torch.randn(m, b, k, generator=gen).to(device), torch.randn(m, n, k, generator=gen).to(device)
-    bias, g = torch.randn(m, n, generator=gen).to(device), torch.randn(m, b, n, generator=gen).to(device)
-    out = torch.baddbmm(bias.unsqueeze(1), x, w.transpose(1, 2))
-    gw, gx = torch.bmm(g.transpose(1, 2), x), torch.bmm(g, w)
-    ok = True
-    for i in range(m):
-        wi, xi, bi = (w[i].clone().requires_grad_(), x[i].clone().requires_grad_(needs_gx),
-                      bias[i].clone().requires_grad_())
-        oi = F.linear(xi, wi, bi)
-        oi.backward(g[i])
-        ok = ok and torch.equal(oi.detach(), out[i]) and torch.equal(wi.grad, gw[i]) and torch.equal(bi.grad, g[i].sum(0))
-        if needs_gx:
-            ok = ok and torch.equal(xi.grad, gx[i])
-    return bool(ok)
-
-
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Stacked ``nn.Linear``: one batched product where that is exact, else member by member."""
+    """Stacked ``nn.Linear``: batched where that is exact, else member by member."""
     m, b, k = x.shape
-    if _batched_is_exact(x.device, m, b, k, weight.shape[1], needs_gx=x.requires_grad):
-        return _StackedLinear.apply(x, weight, bias)
-    return torch.stack([F.linear(xi, wi, bi) for xi, wi, bi in zip(x.unbind(0), weight.unbind(0), bias.unbind(0), strict=True)])
+    return _StackedLinear.apply(x, weight, bias, _plan(x.device, m, b, k, weight.shape[1], needs_gx=x.requires_grad))
 
 
 class _Stack:
@@ -382,9 +401,12 @@ def fit_members(
             xb = read_batch(b) if read_batch is not None else torch.stack([fetch(r) for r in b])
             target = torch.as_tensor(y[b], device=device)
             logits = stack.forward(xb, train=True, generators=gens)
-            losses = [F.cross_entropy(lg, t, weight=None if weights is None else weights[i])
-                      for lg, t, i in zip(logits.unbind(0), target.unbind(0), active, strict=True)]
-            torch.stack(losses).sum().backward()
+            if weights is None and hasattr(torch, "_log_softmax_backward_data"):  # private: absent -> per member
+                losses = _cross_entropy_backward(logits, target)
+            else:
+                losses = [F.cross_entropy(lg, t, weight=weights[i])
+                          for lg, t, i in zip(logits.unbind(0), target.unbind(0), active, strict=True)]
+                torch.stack(losses).sum().backward()
             for i in active:
                 steps[i] += 1
             stack.adam_step([dummies[i].param_groups[0]["lr"] for i in active], [steps[i] for i in active],
@@ -427,6 +449,24 @@ def fit_members(
         history["best"] = history["epoch"] == best_epoch[i]
         out.append((m, history))
     return out
+
+
+def _cross_entropy_backward(logits: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
+    """Back-propagate every member's mean cross-entropy from stacked ``(M, B, C)`` logits; the losses.
+
+    ``nn.CrossEntropyLoss``'s arithmetic (log-softmax, then the mean negative log-likelihood,
+    whose gradient is ``-1/B`` at each target), with the row-wise log-softmax and its backward
+    run once for all members; each member's loss value is its own ``nll_loss``.
+    """
+    with torch.no_grad():
+        logp = torch.log_softmax(logits.detach(), dim=-1)
+        b = logits.shape[1]
+        grad = torch.zeros_like(logp)
+        grad.scatter_(2, target.unsqueeze(2), -(torch.ones((), dtype=logp.dtype) / b).item())  # -1/B in float32
+        grad_logits = torch._log_softmax_backward_data(grad, logp, -1, logp.dtype)
+        losses = [F.nll_loss(lp, t) for lp, t in zip(logp.unbind(0), target.unbind(0), strict=True)]
+    logits.backward(grad_logits)
+    return losses
 
 
 @torch.no_grad()
