@@ -150,11 +150,11 @@ def deeplift_kernel(st: StackedMLP, x, targets, refs, opts, *, eps: float = DEEP
         r = refs[:, b : b + 1, :] if per_member else refs[b]
         v = st.backward(rescale_multipliers(z, z0[:, b : b + 1, :], eps=eps) * w)  # (M, n, G)
         d = x - r
-        part = v * d
-        out = part if out is None else out.add_(part)
-        if opts.split:
-            above = torch.where(d > 0, part, torch.zeros((), dtype=part.dtype, device=part.device))
+        if opts.split:  # the part from genes above the reference: v * max(d, 0) (one product, no mask)
+            above = v * d.clamp_min(0)
             pres = above if pres is None else pres.add_(above)
+        part = v.mul_(d)
+        out = part if out is None else out.add_(part)
     if n_refs > 1:
         out /= n_refs
         if pres is not None:
