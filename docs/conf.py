@@ -4,9 +4,12 @@ Build (from the repository root, warnings are errors)::
 
     .venv/bin/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
-Works offline: no intersphinx, notebooks are not executed (``nb_execution_mode = "off"``; the
-tutorials are executed by the test suite), and ``nitpicky`` is off so that references to
-objects of other packages (AnnData, NumPy, torch) render as plain text instead of failing.
+Works offline and fast: no intersphinx, and the tutorials are rendered with the outputs and
+figures stored in them, not executed here (``nb_execution_mode = "off"``). The outputs are
+written into the notebooks by ``tutorials/execute.py``; ``tests/test_tutorials.py`` fails when
+they are missing or older than the notebook's code, and ``tests/test_docs.py`` checks that every
+tutorial page shows them. ``nitpicky`` is off so that references to objects of other packages
+(AnnData, NumPy, torch) render as plain text instead of failing.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ GENERATED = HERE / "generated"
 shutil.rmtree(GENERATED, ignore_errors=True)
 (GENERATED / "tutorials").mkdir(parents=True)
 
-# tutorials live in <repo>/tutorials (executed by the tests); copy the notebooks in as sources.
-# A notebook saved without running has no language_info, and myst-nb then warns that it has no
+# tutorials live in <repo>/tutorials, stored with their outputs (tutorials/execute.py); copy the
+# notebooks in as sources. A notebook without language_info makes myst-nb warn that it has no
 # lexer for its code cells: fill in Python.
 TUTORIALS = Path(os.environ.get("SCXL_DOCS_TUTORIALS", ROOT / "tutorials"))
 for nb in sorted(TUTORIALS.glob("*.ipynb")):
@@ -93,7 +96,7 @@ python_use_unqualified_type_names = True
 # -- MyST / notebooks ------------------------------------------------------------------------
 myst_enable_extensions = ["colon_fence", "dollarmath", "amsmath", "deflist", "substitution"]
 myst_heading_anchors = 3
-nb_execution_mode = "off"  # the test suite executes the tutorials
+nb_execution_mode = "off"  # render the stored outputs (tutorials/execute.py writes them; the tests check them)
 nb_merge_streams = True
 
 # -- HTML ------------------------------------------------------------------------------------

@@ -93,3 +93,43 @@ def test_every_tutorial_rendered(html):
         page = html / "generated" / "tutorials" / f"{nb.stem}.html"
         assert page.is_file(), f"tutorial {nb.name} is not in the docs"
         assert f"generated/tutorials/{nb.stem}.html" in (html / "tutorials.html").read_text(encoding="utf-8")
+
+
+_IMG = re.compile(r"<img\b[^>]*\bsrc=\"([^\"]+)\"")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nb", sorted((ROOT / "tutorials").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_tutorial_pages_show_outputs_and_figures(html, nb):
+    """Every stored output of a tutorial is on its page, every figure as a PNG that exists."""
+    import nbformat
+
+    page = html / "generated" / "tutorials" / f"{nb.stem}.html"
+    text = page.read_text(encoding="utf-8")
+    cells = [c for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code"]
+    with_output = sum(1 for c in cells if c.outputs)
+    figures = sum(1 for c in cells for o in c.outputs if "image/png" in o.get("data", {}))
+    assert with_output and figures, f"{nb.name} has no stored outputs: run tutorials/execute.py"
+
+    rendered = text.count('<div class="cell_output')
+    assert rendered == with_output, f"{page.name}: {rendered} cell outputs rendered, the notebook has {with_output}"
+    assert 'class="output text_html"' in text or 'class="output text_plain' in text, f"{page.name}: no table or value shown"
+    pngs = []
+    for src in _IMG.findall(text):
+        if src.startswith("data:image/png"):
+            pngs.append(src)
+        elif src.endswith(".png"):
+            assert (page.parent / src).resolve().is_file(), f"{page.name}: figure {src} is missing from the build"
+            pngs.append(src)
+    assert len(pngs) == figures, f"{page.name}: {len(pngs)} PNG figures shown, the notebook has {figures}"
+
+
+def test_front_pages_name_existing_functions():
+    """Every ``xl.<module>.<name>`` on the index page and in the README exists; no plot is "in development"."""
+    import scxl
+
+    for page in (DOCS / "index.md", ROOT / "README.md"):
+        text = page.read_text(encoding="utf-8")
+        assert "in development" not in text, f"{page.name} calls something 'in development'"
+        for module, name in set(re.findall(r"\bxl\.(tl|pp|pl|get|datasets|models|explain|metrics|train|settings)\.(\w+)", text)):
+            assert hasattr(getattr(scxl, module), name), f"{page.name} names xl.{module}.{name}, which does not exist"
