@@ -220,6 +220,31 @@ def test_top_genes_uses_the_ensembles_layer(res):
     np.testing.assert_allclose(ax.get_images()[0].get_array(), group_mean(a, genes, groups, "counts"), rtol=1e-5)
 
 
+def test_top_genes_absence_markers(res, figdir):
+    """direction='down': each group's last genes with negative scores, lower in the group than elsewhere."""
+    ax = xl.pl.top_genes(res, "xl_deeplift", n_genes=3, direction="down", standard_scale=None)
+    save(ax, figdir, "top_genes_down")
+    entry = res.uns["xl_deeplift"]
+    want = []
+    for g in ["group_0", "group_1", "group_2"]:
+        names, scores = np.asarray(entry["names"][g])[::-1], np.asarray(entry["scores"][g])[::-1]
+        for name in names[scores < 0][:3]:
+            if name not in want:
+                want.append(name)
+    assert want and ticklabels(ax) == want
+    assert "absence markers" in ax.get_xlabel() and "absence-marker" in ax.figure.axes[1].get_title()
+    img = np.asarray(ax.get_images()[0].get_array())
+    owner = [g for g in ["group_0", "group_1", "group_2"]
+             for name in np.asarray(entry["names"][g])[::-1][np.asarray(entry["scores"][g])[::-1] < 0][:3]]
+    col = {name: i for i, name in enumerate(ticklabels(ax))}
+    lower = [img[["group_0", "group_1", "group_2"].index(g), col[n]] <= img[:, col[n]].mean()
+             for g in ["group_0", "group_1", "group_2"]
+             for n in np.asarray(entry["names"][g])[::-1][np.asarray(entry["scores"][g])[::-1] < 0][:3]]
+    assert owner and all(lower)  # an absence marker is expressed less in its group than on average
+    with pytest.raises(ValueError, match="direction must be 'up' or 'down'"):
+        xl.pl.top_genes(res, "xl_deeplift", direction="both")
+
+
 def test_top_genes_errors(res, adata):
     with pytest.raises(KeyError, match=r"no ranking under uns\['xl_deeplift'\]: run xl.tl.attribute"):
         xl.pl.top_genes(adata, "xl_deeplift")

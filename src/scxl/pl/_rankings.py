@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._docs import doc_params, doc_return_fig
 
@@ -22,6 +22,7 @@ def top_genes(
     key: str,
     *,
     n_genes: int = 5,
+    direction: Literal["up", "down"] = "up",
     groupby: str | None = None,
     dendrogram: bool = False,
     standard_scale: str | None = "var",
@@ -52,6 +53,12 @@ def top_genes(
         or any ``rank_genes_groups``-format key.
     n_genes
         Top genes taken from each group.
+    direction
+        ``"up"``: the top of each group's ranking (with scxl's default ``rank_by="up"``, genes
+        whose expression supports the group; for Scanpy's rankings, up-regulated genes).
+        ``"down"``: the bottom, genes with negative scores taken from the last one up — the
+        absence markers (genes the group does not express that the others do; down-regulated
+        genes in Scanpy's rankings). The title says which.
     groupby
         ``obs`` column of the groups; default: the ranking's ``params["groupby"]``.
     dendrogram
@@ -83,6 +90,7 @@ def top_genes(
     >>> ax.get_images()[0].get_array().shape[0]
     3
     >>> ax = xl.pl.top_genes(adata, "xl_deeplift", dendrogram=True, standard_scale=None)
+    >>> ax = xl.pl.top_genes(adata, "xl_deeplift", direction="down")  # absence markers
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
@@ -91,6 +99,8 @@ def top_genes(
     entry, groups = ranking_entry(adata, key)
     if not (isinstance(n_genes, int | np.integer) and n_genes >= 1):
         raise ValueError(f"n_genes must be a positive integer, got {n_genes!r}")
+    if direction not in ("up", "down"):
+        raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
     if standard_scale not in (None, "var", "group"):
         raise ValueError(f"standard_scale must be 'var', 'group' or None, got {standard_scale!r}")
     if groupby is not None and groupby not in adata.obs:
@@ -107,13 +117,21 @@ def top_genes(
         d_link = linkage(profile, method="average", metric="correlation")
         groups = [groups[i] for i in leaves_list(d_link)]
     names = entry["names"]
+    scores = entry.get("scores")
     genes: list[str] = []
     owner: list[str] = []
     for g in groups:
         taken = 0
-        for name in np.asarray(names[g]).astype(str):
+        order = np.asarray(names[g]).astype(str)
+        score = None if scores is None else np.asarray(scores[g], dtype=float)
+        if direction == "down":
+            order = order[::-1]
+            score = None if score is None else score[::-1]
+        for i, name in enumerate(order):
             if taken == n_genes:
                 break
+            if direction == "down" and score is not None and not score[i] < 0:
+                break  # only genes with negative scores are absence evidence
             if name in ("", "nan") or name not in expr.columns:
                 continue
             taken += 1
@@ -121,6 +139,9 @@ def top_genes(
                 genes.append(name)
                 owner.append(g)
     if not genes:
+        if direction == "down":
+            raise ValueError(f"no group of uns[{key!r}] has genes with negative scores (absence markers); "
+                             "rankings with rank_by='up' (the default) or Scanpy's have them")
         raise ValueError(f"none of the top genes of uns[{key!r}] is in the expression matrix's var_names")
     M = expr.loc[groups, genes].to_numpy(dtype=float)
     if standard_scale == "var":
@@ -140,7 +161,9 @@ def top_genes(
                    vmin=0 if standard_scale else None, vmax=1 if standard_scale else None)
     ax.set_xticks(range(len(genes)), genes, rotation=90, fontsize="small")
     ax.set_yticks([])
-    ax.set_xlabel(f"top {n_genes} genes per group ({key})")
+    what = f"top {n_genes} genes per group" if direction == "up" else \
+        f"absence markers: last {n_genes} per group"
+    ax.set_xlabel(f"{what} ({key})")
     for s in ax.spines.values():
         s.set_visible(False)
     colors = dict(zip(groups, group_colors(adata, groupby or entry.get("params", {}).get("groupby"), groups), strict=True))
@@ -161,7 +184,8 @@ def top_genes(
         ax_top.text((start + stop) / 2, 0.16, g, ha="left" if rotate else "center", va="bottom",
                     rotation=90 if rotate else 0, rotation_mode="anchor", fontsize="small")
     ax_top.set_axis_off()
-    ax_top.set_title(f"mean expression of the top genes of {key}", fontsize="medium")
+    ax_top.set_title(f"mean expression of the {'top' if direction == 'up' else 'absence-marker'} genes of {key}",
+                     fontsize="medium")
     # colour strip and labels of the rows
     ax.tick_params(axis="y", left=False, labelleft=False)
     ax_left = divider.append_axes("left", size=0.14, pad=0.04)
