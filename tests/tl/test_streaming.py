@@ -118,6 +118,13 @@ def test_lazy_anndata_everywhere(trained, tmp_path, name):
         xl.tl.reproducibility(a, method="saliency", n_values=(1,), n_replicates=2, max_cells=100)
     np.testing.assert_array_equal(np.asarray(lazy.obs["xl_prediction"]), mem.obs["xl_prediction"].to_numpy())
     np.testing.assert_allclose(np.asarray(lazy.layers["xl_saliency"]), mem.layers["xl_saliency"], rtol=1e-5, atol=1e-7)
+    for a in (mem, lazy):  # the defaults: DeepLift against the gene means (Dask reductions over sparse chunks)
+        xl.tl.attribute(a, store_layer=False)
+    for field in ("scores", "presence"):
+        for g in mem.uns["xl_deeplift"][field].dtype.names:
+            np.testing.assert_allclose(np.asarray(lazy.uns["xl_deeplift"][field][g], dtype=float),
+                                       np.asarray(mem.uns["xl_deeplift"][field][g], dtype=float), rtol=1e-5, atol=1e-7)
+    assert lazy.uns["xl_deeplift"]["params"]["backend"] == "dask" and mem.uns["xl_deeplift"]["params"]["backend"] == "memory"
     np.testing.assert_allclose(np.asarray(lazy.var["xl_tau"]), mem.var["xl_tau"].to_numpy(), rtol=1e-5)
     pd.testing.assert_frame_equal(lazy.uns["xl_saliency_overlap"]["de"], mem.uns["xl_saliency_overlap"]["de"])
     pd.testing.assert_frame_equal(lazy.uns["xl_reproducibility"]["summary"], mem.uns["xl_reproducibility"]["summary"])

@@ -43,7 +43,8 @@ def _dask_stats(X, groups: np.ndarray, n_groups: int, *, per_group: bool) -> Gen
     """Per-gene (and per-group) mean and population sd through Dask reductions."""
     import dask.array as da
 
-    X = X.astype(np.float64)
+    X = X.map_blocks(lambda b: np.asarray(b.todense() if hasattr(b, "todense") else b, dtype=np.float64),  # sparse chunks
+                     dtype=np.float64, meta=np.empty((0, 0), dtype=np.float64))
     n = X.shape[0]
     mean, sq = da.compute(X.sum(0), (X * X).sum(0))
     mean, sq = np.asarray(mean) / n, np.asarray(sq) / n

@@ -374,9 +374,12 @@ def attribute(
         ``"auto"``: Dask when the expression is a Dask array (e.g. from
         ``anndata.experimental.read_lazy``), else in this process; ``"dask"`` forces Dask
         (:func:`scxl.explain.attribute_dask`: one task per block of rows, on the workers of the
-        active ``dask.distributed`` client if there is one; the layer is then a Dask array, kept on
-        the workers and written chunk by chunk, e.g. by ``adata.write_zarr``); ``"memory"`` reads the
-        blocks into this process. The numbers are the same either way (to float rounding).
+        active ``dask.distributed`` client if there is one; the layer is then a lazy Dask array,
+        computed block by block when it is written or indexed: ``layer.to_zarr(...)`` or
+        ``dask.array.store`` under the client write it from the workers, ``adata.write_zarr`` of an
+        in-memory AnnData computes it in this process, and anndata cannot write a ``read_lazy``
+        AnnData yet); ``"memory"`` reads the blocks into this process. The numbers are the same
+        either way (to float rounding); ``params["backend"]`` records which ran.
     batch_size
         Cells per chunk (default: the largest chunk within a 1 GiB working-memory bound).
     {random_state}
@@ -524,6 +527,7 @@ def attribute(
         "fast_kernel": bool(np.all(res.fast)), TOOL_FIELD: "attribute", "seconds": round(time.perf_counter() - t0, 3),
         "store_layer": "no" if not store_layer else ("sparse" if sparse_layer else "dense"),
         "layer_genes": "all" if layer_genes is None else ("top" if two_pass else int(keep.size)),
+        "backend": "dask" if dask_X is not None else "memory",
     }
     _write(adata, dests, key_added, ranking, params, layers, res, ens, X)
     logger.info("finished %s (%.1fs): added %s", method, time.perf_counter() - t0,
