@@ -112,11 +112,12 @@ class _StackedLinear(torch.autograd.Function):
         return gx, gw, gb, None
 
 
-#: (device, M, B, in, out, needs input grad) -> which batched products equal nn.Linear's, member by member
+#: (device, M, B, in, out, needs input grad, gradients needed) -> which batched products equal nn.Linear's, member by member
 _EXACT: dict[tuple, tuple[bool, bool, bool, bool]] = {}
 
 
-def _plan(device: torch.device, m: int, b: int, k: int, n: int, *, needs_gx: bool) -> tuple[bool, bool, bool, bool]:
+def _plan(device: torch.device, m: int, b: int, k: int, n: int, *, needs_gx: bool,
+          grads: bool = True) -> tuple[bool, bool, bool, bool]:
     """Which batched products give, for these shapes, exactly what ``nn.Linear`` gives member by member.
 
     The four are ``baddbmm`` (forward), ``bmm`` (weight and input gradients) and a stacked sum
@@ -125,9 +126,17 @@ def _plan(device: torch.device, m: int, b: int, k: int, n: int, *, needs_gx: boo
     BLAS libraries compute a batched product matrix by matrix with the kernel of the plain product
     for most shapes, but pick other kernels for some (small) ones. This is checked once per shape on
     random data (different kernels round differently): where it fails, that product is computed
-    member by member, as a lone member's would be.
+    member by member, as a lone member's would be. Without ``grads`` (inference) only the forward
+    product is checked.
     """
-    key = (str(device), m, b, k, n, needs_gx)
+    key = (str(device), m, b, k, n, needs_gx, grads)
+    if key not in _EXACT and not grads:  # inference (validation): only the forward product matters
+        gen = torch.Generator().manual_seed(0)
+        x, w = torch.randn(m, b, k, generator=gen).to(device), torch.randn(m, n, k, generator=gen).to(device)
+        bias = torch.randn(m, n, generator=gen).to(device)
+        out = torch.baddbmm(bias.unsqueeze(1), x, w.transpose(1, 2))
+        fwd = all(torch.equal(F.linear(x[i], w[i], bias[i]), out[i]) for i in range(m))
+        _EXACT[key] = (fwd, True, True, True)
     if key not in _EXACT:
         gen = torch.Generator().manual_seed(0)
         x, w = torch.randn(m, b, k, generator=gen).to(device), torch.randn(m, n, k, generator=gen).to(device)
@@ -148,7 +157,9 @@ def _plan(device: torch.device, m: int, b: int, k: int, n: int, *, needs_gx: boo
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Stacked ``nn.Linear``: batched where that is exact, else member by member."""
     m, b, k = x.shape
-    return _StackedLinear.apply(x, weight, bias, _plan(x.device, m, b, k, weight.shape[1], needs_gx=x.requires_grad))
+    grads = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad)
+    plan = _plan(x.device, m, b, k, weight.shape[1], needs_gx=x.requires_grad, grads=grads)
+    return _StackedLinear.apply(x, weight, bias, plan)
 
 
 class _Stack:
