@@ -104,14 +104,16 @@ def disk_table(adata, folder: Path, epochs: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# peak RSS: VmHWM of /proc/self/status (ru_maxrss survives exec, so it would report the parent's peak)
 _CHILD = """
-import resource, sys, time, anndata as ad, scxl as xl
+import sys, time, anndata as ad, scxl as xl
 xl.settings.progress = False
 path, mode = sys.argv[1], sys.argv[2]
 a = ad.read_h5ad(path, backed="r") if mode == "backed" else ad.read_h5ad(path)
 t = time.perf_counter()
 xl.tl.train_classifier(a, "group", n_models=10, max_epochs=1, patience=2)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - t)
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(hwm / 1024, time.perf_counter() - t)
 """
 
 

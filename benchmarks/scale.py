@@ -71,14 +71,16 @@ def write_data(path: Path, n_obs: int, seed: int = 0, block: int = 50_000) -> No
 
 def run_size(path: str, n_models: int, *, wilcoxon: bool) -> dict:
     """One size, in this (fresh) process: the steps and their peak memory."""
-    import resource
-
     import anndata as ad
 
     import scxl as xl
 
     xl.settings.progress = False
-    rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # noqa: E731  (GiB; Linux: KiB)
+    def rss() -> float:
+        """Peak resident memory of this process so far (GiB): VmHWM, not ru_maxrss, which survives exec."""
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 2**20
+
     out = {"baseline_rss_gib": rss()}
     a = ad.read_h5ad(path, backed="r")
     n = a.n_obs
