@@ -135,7 +135,9 @@ class Matrix(RowChunks):
         if hasattr(block, "todense") and not isinstance(block, np.ndarray):  # pydata sparse chunks
             block = block.todense()
         block = np.asarray(block, dtype=np.float32)
-        return block[:, cols] if cols is not None else block
+        # take, not block[:, cols]: NumPy's fancy indexing on columns returns Fortran order, and the
+        # kernels' elementwise products over (members, cells, genes) run ~8x slower on it
+        return np.ascontiguousarray(block if cols is None else block.take(cols, axis=1))
 
     def select(self, cols: np.ndarray) -> Columns:
         """A reader of some columns only (``cols``: positions)."""
@@ -227,7 +229,7 @@ class ConcatMatrix(RowChunks):
             idx = np.arange(self.n_obs)[idx]
         blocks = [p.rows(rm[idx]) for p, rm in zip(self.parts, self.row_maps, strict=True)]
         out = np.concatenate(blocks, axis=1)
-        return out[:, cols] if cols is not None else out
+        return out.take(cols, axis=1) if cols is not None else out
 
     def select(self, cols: np.ndarray) -> Columns:
         """A reader of some columns only (``cols``: positions)."""
@@ -245,13 +247,15 @@ class Columns(RowChunks):
     def __init__(self, base: Matrix | ConcatMatrix, col: np.ndarray, var_names: pd.Index) -> None:
         self.base, self.col = base, np.asarray(col, dtype=np.int64)
         self.present = self.col >= 0
+        # every column, in order: read the rows as they are (no column copy)
+        self._identity = self.col.size == base.shape[1] and np.array_equal(self.col, np.arange(self.col.size))
         self.var_names = pd.Index(var_names)
         self.source = base.source
         self.shape = (base.n_obs, self.col.size)
 
     def rows(self, idx: np.ndarray | slice) -> np.ndarray:
         """Dense float32 rows in this reader's column order, zeros for missing columns."""
-        block = self.base.rows(idx, self.col[self.present])
+        block = self.base.rows(idx, None if self._identity else self.col[self.present])
         if self.present.all():
             return block
         out = np.zeros((block.shape[0], self.present.size), dtype=np.float32)
