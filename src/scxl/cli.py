@@ -234,7 +234,7 @@ def _summary(adata, ens, groupby: str, source: str, seconds: float, out: Path, a
                   f"mean over the group's {unit}):"]
         if directed:
             lines.append("  genes whose expression supports the group; '(pattern)' marks genes whose lack in some of the "
-                         "group's cells supports it, although the group does not express them less (genes acting in combination):")
+                         f"group's {unit} supports it, although the group does not express them less (genes acting in combination):")
         top = xl.get.top_genes(adata, key, n=5)
         for g, d in top.groupby("group", observed=True):
             lines.append(f"  {g}: " + _genes(d, mark_absence=directed))
@@ -289,8 +289,10 @@ def _report(adata, ens, groupby, source, seconds, out: Path, analysis: dict, arg
              f"{ens.model_type.upper()} models. Run time {seconds:.0f} s.")
     rep.heading("Accuracy")
     if ens.metrics is not None:
-        rep.text("Held-out validation cells (stratified, per class): each member on its own; the soft-voting "
-                 "ensemble on every held-out cell, averaging the members that did not train on it.", note=True)
+        unit = getattr(args, "unit", "cells")
+        one = unit[:-1]
+        rep.text(f"Held-out validation {unit} (stratified, per class): each member on its own; the soft-voting "
+                 f"ensemble on every held-out {one}, averaging the members that did not train on it.", note=True)
         rep.table(ens.metrics[["accuracy", "balanced_accuracy", "macro_f1"]])
     rep.figure(xl.pl.training(adata, return_fig=True), "training", figs,
                "Loss per member (dashed: training, solid: validation; dots: restored best epoch) and the ensemble's confusion matrix.")
@@ -306,7 +308,8 @@ def _report(adata, ens, groupby, source, seconds, out: Path, analysis: dict, arg
         directed = "absence" in adata.uns[key]
         if directed:
             rep.text(f"Ranked by {adata.uns[key]['params'].get('rank_by')!r}: genes whose expression supports the group "
-                     "first; '◇' marks a gene that acts in a pattern (its lack in some of the group's cells supports the group). The second table lists each group's "
+                     f"first; '◇' marks a gene that acts in a pattern (its lack in some of the group's {getattr(args, 'unit', 'cells')} "
+                     "supports the group). The second table lists each group's "
                      "absence evidence (genes the group lacks, which the models use to tell it apart).", note=True)
         for direction in ("up", "down") if directed else ("up",):
             top = xl.get.top_genes(adata, key, n=10, direction=direction)
