@@ -69,7 +69,7 @@ def write_data(path: Path, n_obs: int, seed: int = 0, block: int = 50_000) -> No
     ad.read_h5ad(path, backed="r").file.close()  # a valid AnnData
 
 
-def run_size(path: str, n_models: int, *, wilcoxon: bool) -> dict:
+def run_size(path: str, n_models: int, *, wilcoxon: bool, max_epochs: int = 30) -> dict:
     """One size, in this (fresh) process: the steps and their peak memory."""
     import anndata as ad
 
@@ -85,7 +85,7 @@ def run_size(path: str, n_models: int, *, wilcoxon: bool) -> dict:
     a = ad.read_h5ad(path, backed="r")
     n = a.n_obs
     t = time.perf_counter()
-    xl.tl.train_classifier(a, "cell_type", n_models=n_models, max_epochs=30, random_state=0)
+    xl.tl.train_classifier(a, "cell_type", n_models=n_models, max_epochs=max_epochs, random_state=0)
     out["train_s"] = time.perf_counter() - t
     out["train_rss_gib"] = rss()
     metrics = xl.get.training_metrics(a)
@@ -116,13 +116,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--dir", default="/tmp/scxl_scale")
     parser.add_argument("--n-models", type=int, default=10)
+    parser.add_argument("--max-epochs", type=int, default=30, help="training epochs at most (early stopping may stop sooner)")
     parser.add_argument("--wilcoxon-max", type=int, default=200_000)
     parser.add_argument("--wilcoxon", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None)
     parser.add_argument("--_run", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._run:
-        print(json.dumps(run_size(args._run, args.n_models, wilcoxon=args.wilcoxon)))
+        print(json.dumps(run_size(args._run, args.n_models, wilcoxon=args.wilcoxon, max_epochs=args.max_epochs)))
         return
     sizes = [10_000, 50_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     folder = Path(args.dir)
@@ -133,7 +134,8 @@ def main() -> None:
 
     header = (f"python benchmarks/scale.py --sizes {','.join(map(str, sizes))} — {time.strftime('%Y-%m-%d')}, "
               f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, scxl {xl.__version__}, "
-              f"{args.n_models} MLPs, {GENES} genes, data read backed from .h5ad")
+              f"{args.n_models} MLPs (at most {args.max_epochs} epochs), {GENES} genes, data read backed from .h5ad, "
+              f"{torch.get_num_threads()} torch thread(s)")
     print(header, flush=True)
     rows = []
     for n in sizes:
@@ -142,7 +144,8 @@ def main() -> None:
         if not path.exists():
             write_data(path, n)
         write_s = time.perf_counter() - t
-        cmd = [sys.executable, __file__, "--_run", str(path), "--n-models", str(args.n_models)]
+        cmd = [sys.executable, __file__, "--_run", str(path), "--n-models", str(args.n_models),
+               "--max-epochs", str(args.max_epochs)]
         if n <= args.wilcoxon_max:
             cmd.append("--wilcoxon")
         res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
