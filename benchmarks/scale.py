@@ -154,14 +154,14 @@ def main() -> None:
         print(f"  {n:>9,} cells: train {res['train_s']:.0f} s, attribute {res['attribute_s']:.0f} s, "
               f"peak RSS {res['peak_rss_gib']:.2f} GiB", flush=True)
     lines = [header, "",
-             "| cells | train (s) | train cells·member-epochs/s | attribute (s) | attribute cells/s | end to end (s) | peak RSS (GiB) "
-             "| Wilcoxon (s) | end to end / Wilcoxon | top-20 planted | ensemble accuracy |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| cells | train (s) | train cells·member-epochs/s | attribute (s) | attribute cells/s | end to end (s) | peak RSS, all (GiB) "
+             "| scxl peak RSS (GiB) | Wilcoxon (s) | end to end / Wilcoxon | top-20 planted | ensemble accuracy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         e2e = r["train_s"] + r["attribute_s"]
         wil = r.get("wilcoxon_s")
         lines.append(f"| {r['n_obs']:,} | {r['train_s']:.0f} | {0.9 * r['n_obs'] * r['member_epochs'] / r['train_s']:,.0f} | {r['attribute_s']:.1f} | {r['n_obs'] / r['attribute_s']:,.0f} | "
-                     f"{e2e:.0f} | {r['peak_rss_gib']:.2f} | {'' if wil is None else f'{wil:.0f}'} | "
+                     f"{e2e:.0f} | {r['peak_rss_gib']:.2f} | {r['attribute_rss_gib']:.2f} | {'' if wil is None else f'{wil:.0f}'} | "
                      f"{'' if wil is None else f'{e2e / wil:.1f}×'} | {r['top20_markers']:.2f} | {r['accuracy']:.3f} |")
     text = "\n".join(lines)
     print(text)
