@@ -483,8 +483,6 @@ def attribute(
         _check_layer_memory(dests, layer_dtype, n_keep, sparse=sparse_layer, exact_zeros=zero_exact)
     modules = [ens.modules[i] for i in members]
     run = dict(groups=codes, n_groups=len(groups), blocks=blocks, store_cells=False, config=config)
-    logger.info("attributing %d observations with %s over %d %s models on %s", X.shape[0], method,
-                len(members), ens.model_type.upper(), dev)
     two_pass = store_layer and isinstance(layer_genes, str) and layer_genes == "top"
     layers = {} if not store_layer or two_pass else {id(d): _Layer(d, layer_dtype, keep, sparse=sparse_layer) for d in dests}
 
@@ -497,6 +495,9 @@ def attribute(
         import dask.array as dsa
 
         dask_X = dsa.from_array(_DenseRows(X), chunks=(max(1, min(X.shape[0], 8192)), X.shape[1]))
+    where = dev if dask_X is None else ("the Dask workers" if explain.active_client() is not None else "Dask's local scheduler")
+    logger.info("attributing %d observations with %s over %d %s models on %s", X.shape[0], method,
+                len(members), ens.model_type.upper(), where)
     if dask_X is not None:
         if two_pass or (store_layer and (sparse_layer or keep is not None)):
             raise ValueError("with Dask the layer is dense and covers every gene; use layer_genes=None, "
