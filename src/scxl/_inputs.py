@@ -151,8 +151,8 @@ class Matrix(RowChunks):
 
 def is_sparse_storage(data: Any) -> bool:
     """Whether ``data`` stores a sparse matrix (in memory, backed, or as the chunks of a Dask array)."""
-    if sparse.issparse(data) or "sparse_dataset" in type(data).__module__ or "Sparse" in type(data).__name__:
-        return True
+    if sparse.issparse(data) or (_is_backed(data) and type(data).__name__.endswith(("CSRDataset", "CSCDataset"))):
+        return True  # in memory, or anndata's backed sparse datasets
     meta = getattr(data, "_meta", None)  # a Dask array's chunk type
     return meta is not None and (sparse.issparse(meta) or hasattr(meta, "todense"))
 

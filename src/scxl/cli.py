@@ -283,16 +283,15 @@ def _report(adata, ens, groupby, source, seconds, out: Path, analysis: dict, arg
     from ._report import Report
 
     figs = out / "figures"
+    unit = getattr(args, "unit", "cells")  # "cells" or "samples"
     rep = Report("scxl run report")
     rep.text(f"Data: <code>{source}</code>, {adata.n_obs} observations, {len(ens.var_names)} features; labels "
              f"<code>obs['{groupby}']</code> ({len(ens.classes)} classes). Ensemble of {ens.n_models} "
              f"{ens.model_type.upper()} models. Run time {seconds:.0f} s.")
     rep.heading("Accuracy")
     if ens.metrics is not None:
-        unit = getattr(args, "unit", "cells")
-        one = unit[:-1]
         rep.text(f"Held-out validation {unit} (stratified, per class): each member on its own; the soft-voting "
-                 f"ensemble on every held-out {one}, averaging the members that did not train on it.", note=True)
+                 f"ensemble on every held-out {unit[:-1]}, averaging the members that did not train on it.", note=True)
         rep.table(ens.metrics[["accuracy", "balanced_accuracy", "macro_f1"]])
     rep.figure(xl.pl.training(adata, return_fig=True), "training", figs,
                "Loss per member (dashed: training, solid: validation; dots: restored best epoch) and the ensemble's confusion matrix.")
@@ -308,7 +307,7 @@ def _report(adata, ens, groupby, source, seconds, out: Path, analysis: dict, arg
         directed = "absence" in adata.uns[key]
         if directed:
             rep.text(f"Ranked by {adata.uns[key]['params'].get('rank_by')!r}: genes whose expression supports the group "
-                     f"first; '◇' marks a gene that acts in a pattern (its lack in some of the group's {getattr(args, 'unit', 'cells')} "
+                     f"first; '◇' marks a gene that acts in a pattern (its lack in some of the group's {unit} "
                      "supports the group). The second table lists each group's "
                      "absence evidence (genes the group lacks, which the models use to tell it apart).", note=True)
         for direction in ("up", "down") if directed else ("up",):
