@@ -138,13 +138,18 @@ def summarise_values(blocks: Any) -> ValueSummary:
         blocks = [blocks]
     lo, hi, integer, seen = np.inf, -np.inf, True, False
     for block in blocks:
-        b = np.asarray(block, dtype=np.float64)
-        b = b[np.isfinite(b)]
+        b = np.asarray(block)
+        if b.dtype.kind not in "fiub":
+            b = b.astype(np.float64)
+        if b.dtype.kind == "f":  # in the block's own dtype: min, max and whole-number tests are exact there
+            finite = np.isfinite(b)
+            if not finite.all():
+                b = b[finite]
         if not b.size:
             continue
         seen = True
         lo, hi = min(lo, float(b.min())), max(hi, float(b.max()))
-        integer = integer and bool(np.all(b == np.round(b)))
+        integer = integer and (b.dtype.kind != "f" or bool(np.array_equal(b, np.round(b))))
     if not seen:
         return ValueSummary(0.0, 0.0, True)
     return ValueSummary(lo, hi, integer)

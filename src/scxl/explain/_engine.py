@@ -587,6 +587,14 @@ def _prepare_blocks(spec, blocks, n_features, dev) -> BlockIndex | None:
     return BlockIndex(blocks, device=dev)
 
 
+#: On the CPU, the stacked kernels' chunks are cut so that one ``(members, cells, genes)`` temporary
+#: holds at most this many bytes: the kernels' element-wise passes then run from the cache, not from
+#: memory (measured: 10 members × 2,000 genes, 256-cell chunks 1.6× faster than 1,500-cell chunks).
+CPU_STACKED_BYTES = 16 * 2**20
+#: ... but no fewer rows than this (the products need some rows to run at full speed).
+CPU_STACKED_MIN_ROWS = 64
+
+
 def _memory(spec, cfg, members, sampler, n_features, n_obs, act_bytes, dev, dtype, smoothgrad, *,
             stacked: bool = False) -> tuple[int, KernelOptions]:
     """Chunk size and kernel options (workspace, gene block) within ``cfg.memory_limit_bytes``."""
@@ -607,6 +615,8 @@ def _memory(spec, cfg, members, sampler, n_features, n_obs, act_bytes, dev, dtyp
     batch_size = cfg.batch_size
     if batch_size is None:
         batch_size = choose_batch_size(per_cell, limit, fixed_bytes=fixed, n_cells=n_obs)
+        if stacked and dev.type == "cpu":  # the (members, cells, genes) temporaries stay in the CPU's cache
+            batch_size = min(batch_size, max(CPU_STACKED_MIN_ROWS, CPU_STACKED_BYTES // (len(members) * n_features * itemsize)))
         if smoothgrad is not None and batch_size > NOISE_BLOCK:
             batch_size -= batch_size % NOISE_BLOCK
     batch_size = int(batch_size)
@@ -858,7 +868,7 @@ def _stacked_attribution(plan: _Plan, x, t, sl: slice):
     return acc, pres_acc
 
 
-def _loop(plan: _Plan, sums: _Sums, on_chunk, *, progress: bool) -> None:
+def _loop(plan: _Plan, sums: _Sums, on_chunk, *, progress: bool, on_rows=None) -> None:
     """Chunks of cells × members × draws: the one loop of the engine."""
     n_chunks = math.ceil(plan.n_obs / plan.batch_size) if plan.n_obs else 0
     logger.debug("attributing %d cells with %r on %d member(s): %d chunk(s) of %d cells, device %s",
@@ -866,7 +876,10 @@ def _loop(plan: _Plan, sums: _Sums, on_chunk, *, progress: bool) -> None:
     bar = _progress_bar(range(n_chunks), total=n_chunks, desc=f"xl {plan.spec.name}") if progress else range(n_chunks)
     for ci in bar:
         sl = slice(ci * plan.batch_size, min((ci + 1) * plan.batch_size, plan.n_obs))
-        x = torch.as_tensor(plan.rows(sl), device=plan.device).to(plan.dtype)
+        rows = plan.rows(sl)
+        if on_rows is not None:
+            on_rows(sl, rows)
+        x = torch.as_tensor(rows, device=plan.device).to(plan.dtype)
         t = torch.as_tensor(plan.targets[sl], dtype=torch.int64, device=plan.device)
         g_chunk = plan.groups[sl]
         if plan.stack is not None:  # all members in one pass
@@ -899,8 +912,10 @@ def group_sums(values, codes, n_groups: int):
     """Column sums of ``values`` per group: the group-sum kernel of the package.
 
     Rows with code ``-1`` are ignored. Works on NumPy arrays and torch tensors (any device), of
-    shape ``(n, G)`` or stacked ``(M, n, G)`` (every member's values at once). One one-hot matrix
-    product per call: deterministic on CPU and CUDA alike (unlike atomic scatter-adds).
+    shape ``(n, G)`` or stacked ``(M, n, G)`` (every member's values at once). Deterministic on
+    every device: on the CPU one ``index_add_`` (rows added in order; one pass over the values,
+    about twice as fast as a product with a one-hot matrix, which is memory-bound with few groups),
+    elsewhere one one-hot matrix product (CUDA's ``index_add_`` uses atomic adds, whose order varies).
 
     Parameters
     ----------
@@ -928,6 +943,14 @@ def group_sums(values, codes, n_groups: int):
     out = np.zeros((*values.shape[:-2], n_groups, values.shape[-1]), dtype=np.float64)
     present = np.unique(codes_np[codes_np >= 0])
     if present.size == 0:
+        return out
+    if values.device.type == "cpu":
+        keep = codes_np >= 0
+        if not keep.all():
+            values = values.index_select(-2, torch.as_tensor(np.flatnonzero(keep)))
+        sums = torch.zeros((*values.shape[:-2], n_groups, values.shape[-1]), dtype=values.dtype)
+        sums.index_add_(values.ndim - 2, torch.as_tensor(codes_np[keep], dtype=torch.int64), values)
+        out[:] = sums.numpy()
         return out
     onehot = torch.as_tensor(codes_np[None, :] == present[:, None], dtype=values.dtype, device=values.device)
     out[..., present, :] = torch.matmul(onehot, values).cpu().numpy()
@@ -995,6 +1018,7 @@ def attribute_modules(
     blocks: np.ndarray | None = None,
     store_cells: bool = True,
     on_chunk: Callable[[slice, np.ndarray], None] | None = None,
+    on_rows: Callable[[slice, np.ndarray], None] | None = None,
     progress: bool = True,
     config: AttributionConfig | None = None,
     row_offset: int = 0,
@@ -1036,6 +1060,9 @@ def attribute_modules(
         summaries (and ``on_chunk``) are produced, so memory does not grow with the cells.
     on_chunk
         Called as ``on_chunk(slice_of_cells, aggregated_float32_chunk)`` after every chunk.
+    on_rows
+        Called as ``on_rows(slice_of_cells, float32_rows)`` with the expression of every chunk as it
+        is read, so other per-cell summaries can share the one pass over the data (e.g. fold changes).
     progress
         Show a progress bar (also subject to ``xl.settings.progress``).
     config
@@ -1077,7 +1104,7 @@ def attribute_modules(
     sums = _Sums(plan, store_cells=store_cells)
     try:
         shift = _check_shift(plan)
-        _loop(plan, sums, on_chunk, progress=progress)
+        _loop(plan, sums, on_chunk, progress=progress, on_rows=on_rows)
     finally:
         for mem in plan.members:
             mem.restore()

@@ -47,10 +47,17 @@ class _Layer:
         self.features = d.features[self.cols]
         self.dense = None if sparse else np.zeros((d.adata.n_obs, d.adata.n_vars), dtype=self.dtype)
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        # the usual case: the ensemble's genes are the AnnData's, in order, and every row is attributed
+        n_vars = d.adata.n_vars
+        self.identity = (self.features.size == n_vars and np.array_equal(self.features, np.arange(n_vars))
+                         and np.array_equal(self.var_pos, np.arange(n_vars)))
 
     def add(self, sl: slice, chunk: np.ndarray) -> None:
-        block = chunk[:, self.features].astype(self.dtype)
         rows = self.d.rows[sl]
+        if self.dense is not None and self.identity and chunk.shape[1] == self.features.size and rows.size and np.array_equal(rows, np.arange(rows[0], rows[0] + rows.size)):
+            self.dense[rows[0] : rows[0] + rows.size] = chunk  # one contiguous block: no fancy indexing
+            return
+        block = chunk[:, self.features].astype(self.dtype)
         if self.dense is not None:
             self.dense[np.ix_(rows, self.var_pos)] = block
             return
@@ -197,47 +204,78 @@ def expression_logfoldchanges(X: Aligned, codes: np.ndarray, n_groups: int, *, s
     the fold change of the means of the linear values (``mean(expm1(x))`` for log data), which
     says whether a group expresses a gene less (:func:`scxl.metrics.direction_scores`).
     """
-    from .._validation import ValueSummary, detect_scale, summarise_values
-    from ..explain import group_means, group_sums
+    acc = FoldChanges(codes, n_groups, scale=scale, linear=linear)
+    for sl, block in X.chunks(4096):
+        acc.add(sl, block)
+    return acc.result()
 
-    seen: list[ValueSummary] = []
-    codes = np.where(codes >= 0, codes, -1)
-    lin_sums = np.zeros((n_groups, X.shape[1]))
-    offset = [0]
 
-    def blocks():  # one pass: group means (of the values and of expm1) and the values' range together
-        for _, block in X.chunks(4096):
-            if scale is None:
-                seen.append(summarise_values(block))
-            if linear:
-                sl = slice(offset[0], offset[0] + block.shape[0])
-                lin_sums[:] += group_sums(np.expm1(np.minimum(block.astype(np.float64), 700.0)), codes[sl], n_groups)
-                offset[0] += block.shape[0]
-            yield block
+class FoldChanges:
+    """The sums behind :func:`expression_logfoldchanges`, gathered block by block (in any order).
 
-    expr = group_means(blocks(), codes, n_groups)
-    if scale is None:
-        scale = detect_scale(ValueSummary(min(v.minimum for v in seen), max(v.maximum for v in seen),
-                                          all(v.integer for v in seen))) if seen else "log"
-    counts = np.bincount(codes[codes >= 0], minlength=n_groups).astype(float)
+    One pass over the rows gives the group sums of the values and of their ``expm1`` and the
+    values' range (for the scale); :meth:`result` turns them into fold changes. The attribution
+    pass feeds it the rows it reads anyway (``on_rows`` of :func:`scxl.explain.attribute_modules`),
+    so the data are not read again for the fold changes.
+    """
 
-    def fold(means):
-        total = np.nansum(means * counts[:, None], axis=0)
+    def __init__(self, codes: np.ndarray, n_groups: int, *, scale: str | None = None, linear: bool = False) -> None:
+        self.codes = np.where(np.asarray(codes) >= 0, codes, -1)
+        self.n_groups, self.scale, self.linear = n_groups, scale, linear
+        self.seen: list = []
+        self.sums: np.ndarray | None = None
+        self.lin_sums: np.ndarray | None = None
+
+    def add(self, sl: slice, block: np.ndarray) -> None:
+        """Add the rows ``sl`` (a dense block)."""
+        from .._validation import summarise_values
+        from ..explain import group_sums
+
+        if self.scale is None:
+            self.seen.append(summarise_values(block))
+        import torch
+
+        codes = self.codes[sl]
+        rows = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
+        part = group_sums(rows.double(), codes, self.n_groups)
+        self.sums = part if self.sums is None else self.sums + part
+        if self.linear:
+            # expm1 in float32, the rows' dtype (torch's is vectorised; values above 88 overflow it, but occur
+            # only on the linear scales, whose fold changes do not use these sums), summed per group in float64
+            part = group_sums(torch.expm1(rows.clamp_max(88.0)).double(), codes, self.n_groups)
+            self.lin_sums = part if self.lin_sums is None else self.lin_sums + part
+
+    def result(self):
+        """The fold changes (and the linear ones with ``linear=True``)."""
+        from .._validation import ValueSummary, detect_scale
+
+        scale, seen, codes, n_groups = self.scale, self.seen, self.codes, self.n_groups
+        if scale is None:
+            scale = detect_scale(ValueSummary(min(v.minimum for v in seen), max(v.maximum for v in seen),
+                                              all(v.integer for v in seen))) if seen else "log"
+        counts = np.bincount(codes[codes >= 0], minlength=n_groups).astype(float)
+        sums = self.sums if self.sums is not None else np.zeros((n_groups, 0))
         with np.errstate(invalid="ignore", divide="ignore"):
-            return means, (total[None, :] - means * counts[:, None]) / (counts.sum() - counts)[:, None]
+            expr = sums / counts[:, None]
 
-    group, other = fold(expr)
-    if scale not in ("counts", "linear"):  # log1p (and scaled data, as Scanpy); means above 700 cannot be log values
-        group, other = np.expm1(np.minimum(group, 700.0)), np.expm1(np.minimum(other, 700.0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lfc = np.log2((group + 1e-9) / (other + 1e-9))
-    if not linear:
-        return lfc
-    if scale in ("counts", "linear"):
-        return lfc, lfc
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lin_group, lin_rest = fold(lin_sums / counts[:, None])
-        return lfc, np.log2((lin_group + 1e-9) / (lin_rest + 1e-9))
+        def fold(means):
+            total = np.nansum(means * counts[:, None], axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return means, (total[None, :] - means * counts[:, None]) / (counts.sum() - counts)[:, None]
+
+        group, other = fold(expr)
+        if scale not in ("counts", "linear"):  # log1p (and scaled data, as Scanpy); means above 700 cannot be log values
+            group, other = np.expm1(np.minimum(group, 700.0)), np.expm1(np.minimum(other, 700.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lfc = np.log2((group + 1e-9) / (other + 1e-9))
+        if not self.linear:
+            return lfc
+        if scale in ("counts", "linear"):
+            return lfc, lfc
+        lin_sums = self.lin_sums if self.lin_sums is not None else np.zeros_like(sums)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lin_group, lin_rest = fold(lin_sums / counts[:, None])
+            return lfc, np.log2((lin_group + 1e-9) / (lin_rest + 1e-9))
 
 
 @renamed_kwarg("key", "ensemble_key")
@@ -506,8 +544,10 @@ def attribute(
                                             config=config, store_cells=store_layer)
         layers = {id(d): _DaskLayer(d, cells, layer_dtype) for d in dests} if store_layer else {}
     else:
-        res = explain.attribute_modules(modules, X, prep.targets, method, on_chunk=on_chunk if layers else None, **run)
-    lfc, linear_lfc = expression_logfoldchanges(X, codes, len(groups), linear=True)
+        fold = FoldChanges(codes, len(groups), linear=True)  # gathered from the rows the attribution reads
+        res = explain.attribute_modules(modules, X, prep.targets, method, on_chunk=on_chunk if layers else None,
+                                        on_rows=fold.add, **run)
+    lfc, linear_lfc = fold.result() if dask_X is None else expression_logfoldchanges(X, codes, len(groups), linear=True)
     ranking = metrics.rank_groups(res.member_group_means, res.group_means, groups, top_k=int(top_k),
                                   extra={"logfoldchanges": lfc}, lfc=linear_lfc,
                                   member_presence=res.member_presence_group_means, presence=res.presence_group_means,
