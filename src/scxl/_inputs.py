@@ -128,6 +128,8 @@ class Matrix(RowChunks):
                 block = block[inverse]
         else:
             block = data[idx]
+        if cols is not None and _is_all_columns(cols, block.shape[1]):
+            cols = None  # every column in order (the usual case): no column selection
         if sparse.issparse(block):
             if cols is not None:
                 block = block[:, cols]
@@ -147,6 +149,13 @@ class Matrix(RowChunks):
     def is_sparse(self) -> bool:
         """Whether the matrix is stored sparse (SciPy, anndata's backed sparse, sparse Dask chunks)."""
         return is_sparse_storage(self.data)
+
+
+def _is_all_columns(cols: np.ndarray, n: int) -> bool:
+    """Whether ``cols`` selects every one of ``n`` columns, in order."""
+    cols = np.asarray(cols)
+    return cols.ndim == 1 and cols.size == n and cols.dtype.kind in "iu" and (n == 0 or (
+        int(cols[0]) == 0 and int(cols[-1]) == n - 1 and bool(np.all(np.diff(cols) == 1))))
 
 
 def is_sparse_storage(data: Any) -> bool:

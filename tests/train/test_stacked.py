@@ -56,6 +56,36 @@ def test_fit_members_equals_fit_member(kw):
     assert any((h["lr"] < cfg.lr).any() for _, h in together)  # the learning-rate schedule, per member
 
 
+@pytest.mark.parametrize("mode", ["per member", "autograd"])
+def test_every_product_mode_is_exact(mode, monkeypatch):
+    """Each way a stacked product can be computed (batched, plain product per member, nn.Linear's
+    autograd per member) gives the members trained alone, bit for bit: forced here for every layer."""
+    from scxl.train import _stacked
+
+    real = _stacked._plan
+
+    def forced(*args, **kw):
+        real(*args, **kw)  # the checks still run
+        return (_stacked.PER_MEMBER, mode, mode, mode)
+
+    monkeypatch.setattr(_stacked, "_plan", forced)
+    X, y = _toy()
+    fetch = lambda i: X[torch.as_tensor(i)]  # noqa: E731
+    cfg = TrainConfig(max_epochs=4, patience=5, batch_size=32)
+    splits = [stratified_split(y, 0.2, np.random.default_rng(i)) for i in range(3)]
+    mods, gens = _members(3, hidden=(8, 6))
+    together = fit_members(mods, fetch, y, splits, n_classes=3, config=cfg,
+                           rngs=[np.random.default_rng(100 + i) for i in range(3)], generators=gens,
+                           device=torch.device("cpu"))
+    for i in range(3):
+        torch.manual_seed(10 + i)
+        alone, hist = fit_member(MLP(10, 3, hidden=(8, 6)), fetch, y, *splits[i], n_classes=3, config=cfg,
+                                 rng=np.random.default_rng(100 + i), device=torch.device("cpu"))
+        for k, v in alone.state_dict().items():
+            torch.testing.assert_close(together[i][0].state_dict()[k], v, rtol=0, atol=0)
+        assert together[i][1].equals(hist)
+
+
 def test_stackable_and_errors():
     assert stackable(MLP(10, 3))
     assert not stackable(GridCNN(16, 3, channels=(2,), kernels=(3,)))

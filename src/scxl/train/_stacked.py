@@ -82,27 +82,30 @@ class _StackedLinear(torch.autograd.Function):
     """``x @ W.T + b`` for stacked members, with the results ``nn.Linear`` computes, member by member.
 
     ``plan`` says, for the forward product, the weight gradient, the input gradient and the bias
-    gradient, whether the batched form is exact (:func:`_plan`); the others are computed member by
-    member with ``nn.Linear``'s own kernels.
+    gradient, how each is computed so that it is exact (:func:`_plan`): batched over the members,
+    member by member with the plain product, or (where neither is) with ``nn.Linear``'s own autograd.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, plan):
         ctx.save_for_backward(x, weight, bias)
         ctx.plan = plan
-        if plan[0]:
+        if plan[0] == BATCHED:
             return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
         return torch.stack([F.linear(xi, wi, bi) for xi, wi, bi in zip(x.unbind(0), weight.unbind(0), bias.unbind(0), strict=True)])
 
     @staticmethod
     def backward(ctx, grad):
         x, weight, bias = ctx.saved_tensors
-        _, exact_gw, exact_gx, exact_gb = ctx.plan
+        _, mode_gw, mode_gx, mode_gb = ctx.plan
         grad = grad.contiguous()
         needs_gx = ctx.needs_input_grad[0]
-        gx = torch.bmm(grad, weight) if needs_gx and exact_gx else None
-        gw = torch.bmm(grad.transpose(1, 2), x) if exact_gw else None
-        gb = grad.sum(1) if exact_gb else None
+        m = x.shape[0]
+        gx = None
+        if needs_gx:
+            gx = _product(mode_gx, lambda: torch.bmm(grad, weight), lambda i: torch.mm(grad[i], weight[i]), m)
+        gw = _product(mode_gw, lambda: torch.bmm(grad.transpose(1, 2), x), lambda i: torch.mm(grad[i].t(), x[i]), m)
+        gb = _product(mode_gb, lambda: grad.sum(1), lambda i: grad[i].sum(0), m)
         if gw is None or gb is None or (needs_gx and gx is None):
             lone = [_lone_linear(x[i], weight[i], bias[i], grad[i], needs_gx=needs_gx)[0] for i in range(x.shape[0])]
             if needs_gx and gx is None:
@@ -112,43 +115,69 @@ class _StackedLinear(torch.autograd.Function):
         return gx, gw, gb, None
 
 
-#: (device, M, B, in, out, needs input grad, gradients needed) -> which batched products equal nn.Linear's, member by member
-_EXACT: dict[tuple, tuple[bool, bool, bool, bool]] = {}
+#: How a product of :class:`_StackedLinear` is computed: one batched product, the plain product member
+#: by member, or ``nn.Linear``'s autograd member by member (always exact, slowest).
+BATCHED, PER_MEMBER, AUTOGRAD = "batched", "per member", "autograd"
+
+
+def _product(mode: str, batched, member, m: int):
+    """A stacked product of ``m`` members by ``mode`` (``None`` for :data:`AUTOGRAD`: the caller runs it)."""
+    if mode == BATCHED:
+        return batched()
+    if mode == PER_MEMBER:
+        return torch.stack([member(i) for i in range(m)])
+    return None
+
+
+#: (device, M, B, in, out, needs input grad, gradients needed) -> how each product equals nn.Linear's, member by member
+_EXACT: dict[tuple, tuple[str, str, str, str]] = {}
 
 
 def _plan(device: torch.device, m: int, b: int, k: int, n: int, *, needs_gx: bool,
-          grads: bool = True) -> tuple[bool, bool, bool, bool]:
-    """Which batched products give, for these shapes, exactly what ``nn.Linear`` gives member by member.
+          grads: bool = True) -> tuple[str, str, str, str]:
+    """How each product is computed, for these shapes, to give exactly what ``nn.Linear`` gives member by member.
 
-    The four are ``baddbmm`` (forward), ``bmm`` (weight and input gradients) and a stacked sum
-    (bias gradient).
+    The four are the forward product (``baddbmm``), the weight and input gradients (``bmm``) and
+    the bias gradient (a stacked sum).
 
     BLAS libraries compute a batched product matrix by matrix with the kernel of the plain product
-    for most shapes, but pick other kernels for some (small) ones. This is checked once per shape on
-    random data (different kernels round differently): where it fails, that product is computed
-    member by member, as a lone member's would be. Without ``grads`` (inference) only the forward
-    product is checked.
+    for most shapes, but pick other kernels for some (small ones, or with several threads). This is
+    checked once per shape on random data (different kernels round differently): where the batched
+    form differs, the plain product member by member (``mm(grad.T, x)``: the product ``nn.Linear``'s
+    backward uses) is checked; where that differs too, ``nn.Linear``'s autograd runs member by
+    member. Without ``grads`` (inference) only the forward product is checked.
     """
     key = (str(device), m, b, k, n, needs_gx, grads)
-    if key not in _EXACT:
-        gen = torch.Generator().manual_seed(0)
-        x, w = torch.randn(m, b, k, generator=gen).to(device), torch.randn(m, n, k, generator=gen).to(device)
-        bias = torch.randn(m, n, generator=gen).to(device)
-        out = torch.baddbmm(bias.unsqueeze(1), x, w.transpose(1, 2))
-    if key not in _EXACT and not grads:  # inference (validation): only the forward product matters
+    if key in _EXACT:
+        return _EXACT[key]
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(m, b, k, generator=gen).to(device), torch.randn(m, n, k, generator=gen).to(device)
+    bias = torch.randn(m, n, generator=gen).to(device)
+    out = torch.baddbmm(bias.unsqueeze(1), x, w.transpose(1, 2))
+    if not grads:  # inference (validation): only the forward product matters
         fwd = all(torch.equal(F.linear(x[i], w[i], bias[i]), out[i]) for i in range(m))
-        _EXACT[key] = (fwd, True, True, True)
-    if key not in _EXACT:
-        g = torch.randn(m, b, n, generator=gen).to(device)
-        gw, gx, gb = torch.bmm(g.transpose(1, 2), x), torch.bmm(g, w), g.sum(1)
-        ok = [True, True, needs_gx, True]
-        for i in range(m):
-            (gxi, gwi, gbi), oi = _lone_linear(x[i], w[i], bias[i], g[i], needs_gx=needs_gx)
-            ok[0] &= torch.equal(oi, out[i])
-            ok[1] &= torch.equal(gwi, gw[i])
-            ok[2] &= needs_gx and torch.equal(gxi, gx[i])
-            ok[3] &= torch.equal(gbi, gb[i])
-        _EXACT[key] = tuple(bool(v) for v in ok)
+        _EXACT[key] = (BATCHED if fwd else PER_MEMBER, BATCHED, BATCHED, BATCHED)
+        return _EXACT[key]
+    g = torch.randn(m, b, n, generator=gen).to(device)
+    lone = [_lone_linear(x[i], w[i], bias[i], g[i], needs_gx=needs_gx) for i in range(m)]
+    candidates = {  # product -> (batched, plain product of member i), compared with nn.Linear's
+        "gw": (torch.bmm(g.transpose(1, 2), x), lambda i: torch.mm(g[i].t(), x[i]), 1),
+        "gx": (torch.bmm(g, w), lambda i: torch.mm(g[i], w[i]), 0),
+        "gb": (g.sum(1), lambda i: g[i].sum(0), 2),
+    }
+    modes = [BATCHED if all(torch.equal(lone[i][1], out[i]) for i in range(m)) else PER_MEMBER]
+    for name, (batched, member, pos) in candidates.items():
+        if name == "gx" and not needs_gx:
+            modes.append(AUTOGRAD)  # not computed
+            continue
+        ref = [lone[i][0][pos] for i in range(m)]
+        if all(torch.equal(batched[i], ref[i]) for i in range(m)):
+            modes.append(BATCHED)
+        elif all(torch.equal(member(i), ref[i]) for i in range(m)):
+            modes.append(PER_MEMBER)
+        else:
+            modes.append(AUTOGRAD)
+    _EXACT[key] = tuple(modes)
     return _EXACT[key]
 
 
@@ -252,8 +281,8 @@ class _Stack:
                 step = float(steps[a])
                 step_sizes.append(-(lrs[a] / (1 - beta1**step)))
                 bc2_sqrts.append((1 - beta2**step) ** 0.5)
-        if weight_decay != 0:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        if weight_decay != 0:  # in place: the gradients are dropped after the step
+            torch._foreach_add_(grads, params, alpha=weight_decay)
         torch._foreach_lerp_(avg, grads, 1 - beta1)
         torch._foreach_mul_(avg_sq, beta2)
         torch._foreach_addcmul_(avg_sq, grads, grads, value=1 - beta2)
