@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--use-raw", action="store_true", help="train on adata.raw")
     run.add_argument("--genes", default=None, help="boolean var column selecting genes, e.g. highly_variable")
     run.add_argument("--max-epochs", type=int, default=100, help="maximum epochs per member")
+    run.add_argument("--epoch-size", default="auto",
+                     help="samples per epoch at most: 'auto' (100,000), 'none' (whole passes) or an integer")
     run.add_argument("--validation", type=float, default=0.1, help="validation fraction per class")
     run.add_argument("--cv", type=int, default=None, help="also estimate accuracy by k-fold cross-validation")
     run.add_argument("--method", default="deeplift", help="explainer (see xl.tl.explainers()); 'none' skips attribution")
@@ -68,6 +70,17 @@ def _parser() -> argparse.ArgumentParser:
                      help="what the observations are called in the outputs (auto: samples for dense bulk-like data)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     return parser
+
+
+def _epoch_size(value: str):
+    """``--epoch-size``: 'auto', 'none' or an integer (errors say what is valid)."""
+    low = str(value).strip().lower()
+    if low in ("auto", "none"):
+        return None if low == "none" else "auto"
+    try:
+        return int(low)
+    except ValueError:
+        raise SystemExit(f"scxl: --epoch-size {value!r} is not valid: give 'auto', 'none' or an integer") from None
 
 
 def _load(path: str | None, groupby: str | None):
@@ -116,7 +129,8 @@ def _run(args: argparse.Namespace) -> int:
     args.unit = _unit(adata) if args.unit == "auto" else args.unit
     xl.tl.train_classifier(
         adata, groupby, model=args.model, n_models=args.n_models, layer=args.layer, use_raw=args.use_raw,
-        genes=args.genes, max_epochs=args.max_epochs, validation=args.validation, cv=args.cv,
+        genes=args.genes, max_epochs=args.max_epochs, epoch_size=_epoch_size(args.epoch_size),
+        validation=args.validation, cv=args.cv,
         random_state=args.random_state, device=args.device,
     )
     xl.tl.predict(adata)

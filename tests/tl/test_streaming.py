@@ -92,6 +92,28 @@ def test_train_from_disk(small_blocks, files, kind):
     assert xl.get.training_metrics(a).loc["ensemble", "accuracy"] >= 0.9
 
 
+def test_capped_epochs_from_disk_read_only_their_buffers(small_blocks, files, monkeypatch):
+    """epoch_size on a backed file: an epoch reads the buffers its samples lie in, not the whole file;
+    stacked and one-after-another members still agree bit for bit."""
+    a, b = _open(files, "backed:csr.h5ad"), _open(files, "backed:csr.h5ad")
+    loads = []
+    real = _inputs.TrainRows._load
+
+    def counting(self, j):
+        loads.append(j)
+        return real(self, j)
+
+    monkeypatch.setattr(_inputs.TrainRows, "_load", counting)
+    xl.tl.train_classifier(a, "group", n_models=2, max_epochs=3, patience=5, epoch_size=100)
+    full = len(loads)
+    assert a.uns["xl"]["params"]["epoch_size"] == 100
+    assert full <= 3 * 2  # 100 of ~400 samples: at most 2 of the 4 buffers per epoch (was 4 per epoch)
+    xl.tl.train_classifier(b, "group", n_models=2, max_epochs=3, patience=5, epoch_size=100, vectorize=False)
+    for i in range(2):
+        for k, v in a.uns["xl"]["weights"][f"model_{i}"].items():
+            np.testing.assert_array_equal(v, b.uns["xl"]["weights"][f"model_{i}"][k])
+
+
 def test_backed_dense_and_sparse_blocks_agree(small_blocks, files):
     """The same rows in the same blocks: dense and CSR files give the same members."""
     a, b = _open(files, "backed:dense.h5ad"), _open(files, "backed:csr.h5ad")

@@ -231,3 +231,21 @@ def test_view_is_made_actual(synth):
     view = synth[:300]
     xl.tl.train_classifier(view, "group", **FAST)
     assert not view.is_view and "xl" in view.uns
+
+
+def test_epoch_size_options(synth):
+    """'auto' caps epochs at 100,000 samples (small data: whole passes, as before); None and integers work;
+    anything else is refused with the valid choices."""
+    auto, whole, capped = synth.copy(), synth.copy(), synth.copy()
+    xl.tl.train_classifier(auto, "group", n_models=2, max_epochs=3)
+    xl.tl.train_classifier(whole, "group", n_models=2, max_epochs=3, epoch_size=None)
+    xl.tl.train_classifier(capped, "group", n_models=2, max_epochs=3, epoch_size=50)
+    assert auto.uns["xl"]["params"]["epoch_size"] == 100_000 and whole.uns["xl"]["params"]["epoch_size"] == 0
+    for i in range(2):  # 400 cells: an auto epoch is the whole pass
+        for k, v in auto.uns["xl"]["weights"][f"model_{i}"].items():
+            np.testing.assert_array_equal(v, whole.uns["xl"]["weights"][f"model_{i}"][k])
+    assert not np.array_equal(capped.uns["xl"]["weights"]["model_0"]["net.0.weight"],
+                              whole.uns["xl"]["weights"]["model_0"]["net.0.weight"])
+    for bad in (1, 0, 2.5, "big", True):
+        with pytest.raises((ValueError, TypeError), match="epoch_size"):
+            xl.tl.train_classifier(synth.copy(), "group", n_models=2, max_epochs=2, epoch_size=bad)

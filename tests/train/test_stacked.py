@@ -86,6 +86,39 @@ def test_every_product_mode_is_exact(mode, monkeypatch):
         assert together[i][1].equals(hist)
 
 
+def test_capped_epochs():
+    """epoch_size: each epoch is that many samples (a fresh draw), early stopping watches a fixed
+    subset of epoch_size // 4 validation rows; stacked members equal members trained alone."""
+    from scxl.train import monitored_rows
+
+    X, y = _toy(n=400)
+    seen = []
+
+    def fetch(i):
+        seen.append(np.asarray(i).size)
+        return X[torch.as_tensor(i)]
+
+    cfg = TrainConfig(max_epochs=3, patience=5, batch_size=32, epoch_size=64)
+    splits = [stratified_split(y, 0.2, np.random.default_rng(i)) for i in range(2)]
+    torch.manual_seed(10)
+    alone, hist = fit_member(MLP(10, 3), fetch, y, *splits[0], n_classes=3, config=cfg,
+                             rng=np.random.default_rng(100), device=torch.device("cpu"))
+    assert len(hist) == 3
+    val = monitored_rows(splits[0][1], 64)
+    assert val.size == 16 and np.unique(val).size == 16
+    # per epoch: 64 training samples (4 batches of 16: at least 8 steps' worth of small batches), then 16 validation rows
+    assert seen == ([16] * 4 + [16]) * 3
+    mods, gens = _members(2)
+    together = fit_members(mods, lambda i: X[torch.as_tensor(i)], y, splits, n_classes=3, config=cfg,
+                           rngs=[np.random.default_rng(100 + i) for i in range(2)], generators=gens,
+                           device=torch.device("cpu"))
+    for k, v in alone.state_dict().items():
+        torch.testing.assert_close(together[0][0].state_dict()[k], v, rtol=0, atol=0)
+    assert together[0][1].equals(hist)
+    with pytest.raises(ValueError, match="epoch_size"):
+        TrainConfig(epoch_size=1)
+
+
 def test_stackable_and_errors():
     assert stackable(MLP(10, 3))
     assert not stackable(GridCNN(16, 3, channels=(2,), kernels=(3,)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,7 @@ from .._validation import (
 )
 from ..models import Ensemble, build_module, default_spec, register_factory, resolve_gene_order
 from ..train import (
+    AUTO_EPOCH_SIZE,
     TrainConfig,
     classification_metrics,
     fit_member,
@@ -75,6 +76,7 @@ def train_classifier(
     validation: float = 0.1,
     split: Split = "per_model",
     patience: int = 10,
+    epoch_size: int | Literal["auto"] | None = "auto",
     cv: int | None = None,
     gene_order: str | Sequence[str] | np.ndarray = "variance",
     gene_annotation: pd.DataFrame | None = None,
@@ -160,6 +162,15 @@ def train_classifier(
         full ensemble on cells none of its members trained on).
     patience
         Epochs without improvement of the validation loss before stopping.
+    epoch_size
+        Samples per epoch at most. ``"auto"`` (default): 100,000 (:data:`scxl.train.AUTO_EPOCH_SIZE`),
+        so epochs of smaller data are whole passes and on atlases the validation check, the
+        learning-rate schedule and early stopping come every 100,000 samples instead of once per
+        pass over millions of cells (a million cells would otherwise need at least
+        ``patience + 1`` full passes). A capped epoch is a fresh random draw of that many of the
+        member's (up-sampled) training samples, and early stopping then watches a fixed subset
+        of ``epoch_size // 4`` validation cells (the reported metrics use every held-out cell).
+        ``None``: every epoch is a whole pass; an integer sets the cap.
     cv
         If set (e.g. ``5``), also estimate accuracy by stratified ``cv``-fold cross-validation:
         an ensemble of ``n_models`` is trained per fold and scored on the held-out fold. This
@@ -234,8 +245,12 @@ def train_classifier(
     _check_training(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                     validation=validation, patience=patience)
     check_writable(adata, key_added, tool="train_classifier", overwrite=overwrite)
+    if not (epoch_size is None or (isinstance(epoch_size, str) and epoch_size == "auto")
+            or (_is_int(epoch_size) and epoch_size >= 2)):
+        raise ValueError(f"epoch_size={epoch_size!r} is not valid: give 'auto', None (whole passes) or an integer >= 2")
     config = TrainConfig(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         balance=balance, patience=patience)
+                         balance=balance, patience=patience,
+                         epoch_size=AUTO_EPOCH_SIZE if epoch_size == "auto" else None if epoch_size is None else int(epoch_size))
     dev = resolve_device(device)
     inputs = extract(adata, layer=layer, use_raw=use_raw, mods=mods)
 
@@ -313,7 +328,8 @@ def train_classifier(
     member_splits = splits(y, 0)
     settings = {
         "groupby": groupby, "model": model_name, "validation": float(validation), "random_state": int(random_state),
-        **config.asdict(), "gene_order": gene_order if isinstance(gene_order, str) else "explicit" if model == "cnn" else "none",
+        **config.asdict(), "epoch_size": int(config.epoch_size or 0),  # 0: whole passes
+        "gene_order": gene_order if isinstance(gene_order, str) else "explicit" if model == "cnn" else "none",
         "split": split,
     }
     kept: list[torch.nn.Module] = []
@@ -488,7 +504,7 @@ def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dic
     if ens.n_models >= n_models:
         raise ValueError(f"uns[{key!r}] already has {ens.n_models} members; ask for n_models > {ens.n_models}")
     p = ens.params
-    diff = [f"{k}: stored {p.get(k)!r}, now {v!r}" for k, v in settings.items() if p.get(k, "shared" if k == "split" else None) != v]
+    diff = [f"{k}: stored {p.get(k)!r}, now {v!r}" for k, v in settings.items() if p.get(k, {"split": "shared", "epoch_size": 0}.get(k)) != v]
     if ens.spec != spec:
         diff.append(f"architecture: stored {ens.spec}, now {spec}")
     if list(ens.classes) != list(classes):

@@ -1,11 +1,12 @@
 """Training kernels: stratified splits, class balancing, the member training loop, metrics."""
 
-from ._loop import BALANCE, TrainConfig, evaluate, fit_member
+from ._loop import AUTO_EPOCH_SIZE, BALANCE, TrainConfig, evaluate, fit_member, monitored_rows
 from ._metrics import classification_metrics, confusion_matrix
 from ._split import balanced_epoch, stratified_kfold, stratified_split
 from ._stacked import fit_members, stackable
 
 __all__ = [
+    "AUTO_EPOCH_SIZE",
     "BALANCE",
     "TrainConfig",
     "balanced_epoch",
@@ -14,6 +15,7 @@ __all__ = [
     "evaluate",
     "fit_member",
     "fit_members",
+    "monitored_rows",
     "stackable",
     "stratified_kfold",
     "stratified_split",

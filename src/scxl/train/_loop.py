@@ -17,6 +17,10 @@ from ._split import balanced_epoch
 #: Class-balancing strategies (``balance=`` of :func:`scxl.tl.train_classifier`).
 BALANCE = ("upsample", "weights", "none")
 
+#: Samples per epoch at most with ``epoch_size="auto"`` (:func:`scxl.tl.train_classifier`): epochs of
+#: data sets up to this size are whole passes; on atlases the validation checks come every this many samples.
+AUTO_EPOCH_SIZE = 100_000
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -27,6 +31,13 @@ class TrainConfig:
     training stops after ``patience`` epochs without improvement and the best weights are
     restored. On small data the batch size is lowered so that every epoch has at least
     :data:`MIN_STEPS` optimiser steps (one step per epoch makes early stopping fire on noise).
+
+    ``epoch_size`` caps the samples of an epoch (``None``: all of them): an epoch is then the
+    first ``epoch_size`` samples of the member's shuffled (up-sampled) epoch — a fresh random draw
+    each epoch — and early stopping watches a fixed subset of at most ``epoch_size // 4`` of the
+    member's validation rows (:func:`monitored_rows`). On atlases this makes the validation
+    checks, the learning-rate schedule and early stopping react every ``epoch_size`` samples
+    instead of once per pass over millions of cells.
     """
 
     max_epochs: int = 100
@@ -37,11 +48,14 @@ class TrainConfig:
     patience: int = 10
     lr_patience: int = 5
     lr_factor: float = 0.25
+    epoch_size: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "batch_size", "patience", "lr_patience"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.epoch_size is not None and int(self.epoch_size) < 2:
+            raise ValueError(f"epoch_size must be None or an integer >= 2, got {self.epoch_size}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError("lr must be > 0 and weight_decay >= 0")
         if self.balance not in BALANCE:
@@ -75,6 +89,24 @@ def evaluate(module: nn.Module, fetch: Fetch, idx: np.ndarray, y: np.ndarray, ba
 def epoch_order(y_train: np.ndarray, n_classes: int, balance: str, rng: np.random.Generator) -> np.ndarray:
     """One epoch's draw of a member: class-balanced up-sampling or a permutation (positions in ``y_train``)."""
     return balanced_epoch(y_train, n_classes, rng) if balance == "upsample" else rng.permutation(y_train.size)
+
+
+def monitored_rows(val_idx: np.ndarray, epoch_size: int | None) -> np.ndarray:
+    """The validation rows early stopping watches: all, or ``epoch_size // 4`` evenly spaced ones.
+
+    Deterministic (no random draw), so a member sees the same rows whichever way it is trained.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scxl.train import monitored_rows
+    >>> monitored_rows(np.arange(10), None).size, monitored_rows(np.arange(100), 40).tolist()
+    (10, [0, 11, 22, 33, 44, 55, 66, 77, 88, 99])
+    """
+    cap = None if epoch_size is None else max(1, int(epoch_size) // 4)
+    if cap is None or val_idx.size <= cap:
+        return val_idx
+    return val_idx[np.linspace(0, val_idx.size - 1, cap).round().astype(np.int64)]
 
 
 def epoch_batch_size(batch_size: int, n: int) -> int:
@@ -123,6 +155,7 @@ def fit_member(
     """
     module.to(device)
     y_train = y[train_idx]
+    val_idx = monitored_rows(val_idx, config.epoch_size)
     weight = None
     if config.balance == "weights":
         counts = np.bincount(y_train, minlength=n_classes).astype(np.float64)
@@ -141,6 +174,7 @@ def fit_member(
         positions = train_idx[epoch_order(y_train, n_classes, config.balance, rng)]
         if arrange is not None:  # block-shuffled reading from disk
             positions = arrange(epoch, positions)
+        positions = positions[: config.epoch_size]  # None: the whole epoch
         total, seen, correct = 0.0, 0, 0
         bs = epoch_batch_size(config.batch_size, positions.size)
         for start in range(0, positions.size, bs):

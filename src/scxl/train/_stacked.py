@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._logging import progress
-from ._loop import Fetch, TrainConfig, epoch_batch_size, epoch_order
+from ._loop import Fetch, TrainConfig, epoch_batch_size, epoch_order, monitored_rows
 
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
@@ -400,7 +400,7 @@ def fit_members(
             counts = np.bincount(yt, minlength=n_classes).astype(np.float64)
             w = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
             weights.append(torch.as_tensor(w, dtype=torch.float32, device=device))
-    val = [va for _, va in splits]
+    val = [monitored_rows(va, config.epoch_size) for _, va in splits]
     n_val = {v.size for v in val}
     if len(n_val) != 1:
         raise ValueError("fit_members needs validation sets of one size (stratified splits of the same labels)")
@@ -427,7 +427,7 @@ def fit_members(
             orders.append(arrange(epoch, pos) if arrange is not None else pos)
         if len({o.size for o in orders}) != 1:
             raise ValueError("fit_members needs epochs of one length for all members (stratified splits of the same labels)")
-        order = np.stack(orders)
+        order = np.stack(orders)[:, : config.epoch_size]  # None: the whole epoch
         length = order.shape[1]
         bs = epoch_batch_size(config.batch_size, length)
         total, seen, correct = np.zeros(len(active)), 0, np.zeros(len(active), dtype=np.int64)
