@@ -128,7 +128,7 @@ class Matrix(RowChunks):
                 block = block[inverse]
         else:
             block = data[idx]
-        if cols is not None and _is_all_columns(cols, block.shape[1]):
+        if cols is not None and is_all_columns(cols, block.shape[1]):
             cols = None  # every column in order (the usual case): no column selection
         if sparse.issparse(block):
             if cols is not None:
@@ -151,8 +151,16 @@ class Matrix(RowChunks):
         return is_sparse_storage(self.data)
 
 
-def _is_all_columns(cols: np.ndarray, n: int) -> bool:
-    """Whether ``cols`` selects every one of ``n`` columns, in order."""
+def is_all_columns(cols: np.ndarray, n: int) -> bool:
+    """Whether ``cols`` selects every one of ``n`` columns, in order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scxl._inputs import is_all_columns
+    >>> is_all_columns(np.arange(3), 3), is_all_columns(np.array([0, 2]), 3)
+    (True, False)
+    """
     cols = np.asarray(cols)
     return cols.ndim == 1 and cols.size == n and cols.dtype.kind in "iu" and (n == 0 or (
         int(cols[0]) == 0 and int(cols[-1]) == n - 1 and bool(np.all(np.diff(cols) == 1))))

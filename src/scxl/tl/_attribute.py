@@ -17,17 +17,20 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_copy, doc_device, doc_key, doc_overwrite, doc_params, doc_random_state
-from .._inputs import Aligned, aligned
+from .._inputs import Aligned, aligned, is_all_columns
 from .._keys import Key
 from .._logging import logger, renamed_kwarg
 from .._types import Aggregate, LayerDtype, Method, RankBy, ReferenceKindName
 from .._validation import (
     TOOL_FIELD,
+    ValueSummary,
     check_groupby,
     check_in,
     check_writable,
+    detect_scale,
     is_mudata,
     resolve_device,
+    summarise_values,
     view_to_actual,
 )
 from ._predict import resolve_ensemble
@@ -49,8 +52,7 @@ class _Layer:
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         # the usual case: the ensemble's genes are the AnnData's, in order, and every row is attributed
         n_vars = d.adata.n_vars
-        self.identity = (self.features.size == n_vars and np.array_equal(self.features, np.arange(n_vars))
-                         and np.array_equal(self.var_pos, np.arange(n_vars)))
+        self.identity = is_all_columns(self.features, n_vars) and is_all_columns(self.var_pos, n_vars)
 
     def add(self, sl: slice, chunk: np.ndarray) -> None:
         rows = self.d.rows[sl]
@@ -228,7 +230,6 @@ class FoldChanges:
 
     def add(self, sl: slice, block: np.ndarray) -> None:
         """Add the rows ``sl`` (a dense block)."""
-        from .._validation import summarise_values
         from ..explain import group_sums
 
         if self.scale is None:
@@ -247,8 +248,6 @@ class FoldChanges:
 
     def result(self):
         """The fold changes (and the linear ones with ``linear=True``)."""
-        from .._validation import ValueSummary, detect_scale
-
         scale, seen, codes, n_groups = self.scale, self.seen, self.codes, self.n_groups
         if scale is None:
             scale = detect_scale(ValueSummary(min(v.minimum for v in seen), max(v.maximum for v in seen),
@@ -619,8 +618,7 @@ class _DaskLayer:
         d, n_vars = self.d, self.d.adata.n_vars
         if d.rows.size != d.adata.n_obs or not np.array_equal(d.rows, np.arange(d.adata.n_obs)):
             raise ValueError("Dask layers need every observation of the AnnData in order; use backend='memory'")
-        if d.var_pos.size == n_vars and np.array_equal(d.var_pos, np.arange(n_vars)) and \
-                np.array_equal(d.features, np.arange(n_vars)):
+        if is_all_columns(d.var_pos, n_vars) and is_all_columns(d.features, n_vars):
             return self.cells.astype(self.dtype)
         features, var_pos, dtype = d.features, d.var_pos, self.dtype
 
