@@ -77,10 +77,29 @@ def native_row_chunk(data: Any) -> int | None:
 
 
 def _compute(block: Any) -> Any:
-    """Compute a dask block: in this thread, unless the user chose a scheduler (e.g. a distributed client)."""
+    """Compute a dask block: in this thread, unless the user chose a scheduler (e.g. a distributed client).
+
+    Inside a task on a ``dask.distributed`` worker it is always computed in the task's thread
+    (a task that waits for other tasks of the cluster could deadlock it).
+    """
     import dask
 
-    return block.compute(scheduler=None if dask.config.get("scheduler", None) else "synchronous")
+    if _in_dask_worker() or not dask.config.get("scheduler", None):
+        return block.compute(scheduler="synchronous")
+    return block.compute()
+
+
+def _in_dask_worker() -> bool:
+    """Whether this code runs inside a task on a ``dask.distributed`` worker."""
+    try:
+        from distributed import get_worker
+    except ImportError:  # pragma: no cover - distributed is optional
+        return False
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 def _read_sorted(data: Any, uniq: np.ndarray) -> Any:

@@ -1,10 +1,12 @@
-"""xl.tl.attribute on a Dask-backed AnnData (and on a LocalCluster): the in-memory numbers."""
+"""Dask-backed AnnData and LocalClusters: xl.tl.attribute gives the in-memory numbers, members trained on the workers are those of one process."""
 
 import anndata as ad
 import dask.array as da
 import distributed
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 
 import scxl as xl
 
@@ -38,3 +40,56 @@ def test_backend_dask_on_in_memory_data(trained):
     xl.tl.attribute(a, key_added="dsk", store_layer=False, backend="dask")
     np.testing.assert_allclose(np.asarray(a.uns["dsk"]["scores"]["group_0"]), np.asarray(a.uns["mem"]["scores"]["group_0"]),
                                rtol=1e-5, atol=1e-6)
+
+
+def _weights(a, key):
+    return [m.state_dict() for m in xl.get.ensemble(a, key).modules]
+
+
+def _identical(a, b):
+    return all(torch.equal(x[k], y[k]) for x, y in zip(a, b, strict=True) for k in x)
+
+
+def test_members_train_on_the_workers_bit_identical(synth, tmp_path):
+    """backend='dask': member groups trained as tasks on a LocalCluster are the members of one process."""
+    a = synth.copy()
+    kw = dict(n_models=3, max_epochs=4, random_state=1)
+    xl.tl.train_classifier(a, "group", key_added="mem", **kw)
+    assert a.uns["mem"]["params"]["backend"] == "memory"
+    b = a.copy()
+    b.X = da.from_array(np.asarray(a.X), chunks=(70, a.n_vars))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        xl.tl.train_classifier(a, "group", key_added="sent", backend="dask", **kw)  # in-memory data sent to the workers
+        xl.tl.train_classifier(b, "group", key_added="auto", **kw)  # Dask data: on the workers by default
+        xl.tl.train_classifier(b, "group", key_added="one", vectorize=False, **kw)  # one task per member
+        xl.tl.train_classifier(b, "group", key_added="grown", **(kw | {"n_models": 2}))
+        xl.tl.train_classifier(b, "group", key_added="grown", extend=True, overwrite=True, **kw)
+        xl.tl.train_classifier(b, "group", key_added="here", backend="memory", **kw)
+        with pytest.raises(ValueError, match="MLP members only"):
+            xl.tl.train_classifier(a, "group", key_added="cnn", model="cnn", backend="dask", n_models=1, max_epochs=1)
+    ref = _weights(a, "mem")
+    assert _identical(ref, _weights(a, "sent")) and a.uns["sent"]["params"]["backend"] == "dask"
+    for key in ("auto", "one", "grown"):
+        assert b.uns[key]["params"]["backend"] == "dask", key
+        assert _identical(ref, _weights(b, key)), key
+    assert b.uns["here"]["params"]["backend"] == "memory" and _identical(ref, _weights(b, "here"))
+    pd.testing.assert_frame_equal(b.uns["auto"]["history"], a.uns["mem"]["history"])
+    pd.testing.assert_frame_equal(b.uns["auto"]["metrics"], a.uns["mem"]["metrics"])
+
+
+def test_backend_dask_without_a_client_or_on_a_backed_file(synth, tmp_path):
+    a = synth.copy()
+    with pytest.raises(ValueError, match="none is active"):
+        xl.tl.train_classifier(a, "group", backend="dask", n_models=1, max_epochs=1)
+    with pytest.raises(ValueError, match="backend='fast' is not valid"):
+        xl.tl.train_classifier(a, "group", backend="fast", n_models=1, max_epochs=1)
+    a.write_h5ad(tmp_path / "a.h5ad")
+    backed = ad.read_h5ad(tmp_path / "a.h5ad", backed="r")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        with pytest.raises(ValueError, match="read_lazy"):
+            xl.tl.train_classifier(backed, "group", backend="dask", n_models=1, max_epochs=1)
+        xl.tl.train_classifier(backed, "group", n_models=1, max_epochs=1)  # auto: a backed file trains here
+    assert backed.uns["xl"]["params"]["backend"] == "memory"
+    backed.file.close()

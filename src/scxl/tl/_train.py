@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -20,12 +21,13 @@ from .._docs import (
     doc_params,
     doc_random_state,
 )
-from .._inputs import extract, make_fetch
+from .._inputs import extract, is_out_of_core, make_fetch
 from .._keys import Key
 from .._logging import logger, progress, warn
 from .._types import Balance, ModelType, Split
 from .._validation import (
     check_groupby,
+    check_in,
     check_random_state,
     check_values,
     check_writable,
@@ -85,6 +87,7 @@ def train_classifier(
     key_added: str = Key.uns.ensemble,
     extend: bool = False,
     vectorize: bool = True,
+    backend: Literal["auto", "memory", "dask"] = "auto",
     overwrite: bool = False,
     copy: bool = False,
 ) -> AnnData | None:
@@ -201,6 +204,18 @@ def train_classifier(
         best weights, and on the CPU the members are bit-identical to those of
         ``vectorize=False``, which trains them one after another (the CNN and custom modules are
         always trained one after another). See the methods page, "Training at atlas scale".
+    backend
+        Where the members train. ``"memory"``: in this process. ``"dask"``: on the workers of
+        the active ``dask.distributed`` client, the members split into one task per worker
+        thread (one task per member with ``vectorize=False``); each task reads the expression
+        itself (a Dask array's graph, e.g. from ``anndata.experimental.read_lazy``, runs on the
+        worker; in-memory data are sent to the workers once) and trains its members stacked.
+        Seeds, splits and block order depend only on ``random_state`` and the member's index,
+        so the members are those this process would train (bit-identical when the workers use
+        the same device and thread count; on other hardware, equal up to floating-point
+        rounding). Only MLP members train on workers. ``"auto"`` (default): ``"dask"`` when the
+        expression is a Dask array, a client is active and the model is an MLP, else
+        ``"memory"``. ``params["backend"]`` records which ran.
     {overwrite}
     {copy}
 
@@ -240,6 +255,7 @@ def train_classifier(
         raise TypeError(f"vectorize must be True or False, got {vectorize!r}")
     if cv is not None and (not _is_int(cv) or cv < 2):
         raise ValueError(f"cv must be None or an integer >= 2, got {cv!r}")
+    check_in(backend, ("auto", "memory", "dask"), "backend")
     random_state = check_random_state(random_state)
     _check_architecture(model, hidden, dropout, model_kwargs)
     _check_training(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -344,33 +360,34 @@ def train_classifier(
 
     factory = model if callable(model) else None
 
+    on_workers = _use_workers(backend, model, inputs.matrix)
+    source = (inputs.matrix, labelled, cols, _member_seed(random_state, 3)[0]) if on_workers else None
+
     def train_ensemble(parts: list, desc: str, fold: int = 0, start: int = 0) -> tuple[list, list]:
         modules, histories = [], []
-        if vectorize and model == "mlp" and dev.type in ("cpu", "cuda") and start < n_models:
+        indices = list(range(start, n_models))
+        if on_workers and indices:
+            trained = _fit_on_workers(spec, indices, parts, source=source, y=y, n_classes=n_classes, config=config,
+                                      random_state=random_state, fold=fold, device=device, client_device=dev,
+                                      per_task=None if vectorize else 1, desc=desc)
+        elif vectorize and model == "mlp" and dev.type in ("cpu", "cuda") and indices:
             # all members at once: each built from its own seed as below, its dropout generator in the state
             # the global one would be in after that initialisation
-            members, rngs, gens = [], [], []
-            for i in range(start, n_models):
-                seed, rng = _member_seed(random_state, 2 + fold, i)
-                with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-                    torch.manual_seed(seed)
-                    members.append(build_module(spec))
-                    gen = torch.Generator(device=dev)
-                    if dev.type == "cpu":
-                        gen.set_state(torch.random.get_rng_state())
-                    else:
-                        gen.manual_seed(seed)
-                rngs.append(rng)
-                gens.append(gen)
+            members, seeds = _init_members(spec, random_state, fold, indices, dev)
+            trained = None
             if all(stackable(m) for m in members):
-                trained = fit_members(members, fetch, y, parts[start:], n_classes=n_classes, config=config, rngs=rngs,
-                                      generators=gens, device=dev, desc=f"{desc} (all at once)")
-                for i, (m, hist) in zip(range(start, n_models), trained, strict=True):
-                    hist.insert(0, "model", f"model_{i}")
-                    modules.append(m)
-                    histories.append(hist)
-                return modules, histories
-        for i in progress(range(start, n_models), desc=desc, leave=True):
+                trained = _fit_stacked(members, seeds, fetch, y, [parts[i] for i in indices], n_classes=n_classes,
+                                       config=config, random_state=random_state, fold=fold, indices=indices, device=dev,
+                                       desc=f"{desc} (all at once)")
+        else:
+            trained = None
+        if trained is not None:
+            for i, (m, hist) in zip(indices, trained, strict=True):
+                hist.insert(0, "model", f"model_{i}")
+                modules.append(m)
+                histories.append(hist)
+            return modules, histories
+        for i in progress(indices, desc=desc, leave=True):
             tr, va = parts[i]
             seed, rng = _member_seed(random_state, 2 + fold, i)
             with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
@@ -425,7 +442,7 @@ def train_classifier(
     recall = pd.DataFrame(recalls, index=pd.Index(classes, name="class")) if recalls else None
     params = {
         **settings, "n_models": int(n_models), "cv": int(cv) if cv else 0, "device": str(dev),
-        "vectorize": bool(vectorize), "streamed": bool(fetch.streamed),
+        "vectorize": bool(vectorize), "streamed": bool(fetch.streamed), "backend": "dask" if on_workers else "memory",
         "n_train": int(member_splits[0][0].size), "n_validation": int(member_splits[0][1].size),
         "class_counts": [int(v) for v in counts.to_numpy()],
         "training_seconds": round(time.perf_counter() - t0, 2),
@@ -446,6 +463,98 @@ def train_classifier(
         summary = f"; validation accuracy {metrics.loc['ensemble', 'accuracy']:.3f}, balanced {metrics.loc['ensemble', 'balanced_accuracy']:.3f}"
     logger.info("finished training (%.1fs): added uns[%r] (%r)%s", time.perf_counter() - t0, key_added, ens, summary)
     return adata if copy else None
+
+
+def _init_members(spec: dict, random_state: int, fold: int, indices: Sequence[int],
+                  device: torch.device) -> tuple[list, list[tuple[int, torch.Tensor]]]:
+    """Freshly initialised members ``indices`` and their dropout seeds, as one-after-another training builds them.
+
+    Returns the modules and, per member, ``(seed, state)``: its seed and the state of the global CPU
+    generator right after its initialisation (where :func:`~scxl.train.fit_member`'s dropout
+    would start drawing).
+    """
+    members, seeds = [], []
+    for i in indices:
+        seed, _ = _member_seed(random_state, 2 + fold, i)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            members.append(build_module(spec))
+            seeds.append((seed, torch.random.get_rng_state()))
+    return members, seeds
+
+
+def _fit_stacked(members: list, seeds: list, fetch, y: np.ndarray, parts: list, *, n_classes: int, config: TrainConfig,
+                 random_state: int, fold: int, indices: Sequence[int], device: torch.device, desc: str,
+                 progress: bool = True) -> list:
+    """:func:`~scxl.train.fit_members` on members from :func:`_init_members` (their generators and samplers rebuilt)."""
+    gens = []
+    for seed, state in seeds:
+        gen = torch.Generator(device=device)
+        if device.type == "cpu":
+            gen.set_state(state)
+        else:
+            gen.manual_seed(seed)
+        gens.append(gen)
+    rngs = [_member_seed(random_state, 2 + fold, i)[1] for i in indices]
+    return fit_members(members, fetch, y, parts, n_classes=n_classes, config=config, rngs=rngs, generators=gens,
+                       device=device, desc=desc, progress=progress)
+
+
+def _use_workers(backend: str, model: Any, matrix: Any) -> bool:
+    """Whether the members train on Dask workers (``backend``; ``"auto"``: Dask data and an active client)."""
+    from .._inputs import _is_dask
+    from ..explain import active_client
+
+    if backend == "memory":
+        return False
+    client = active_client()
+    if backend == "auto":
+        parts = getattr(matrix, "parts", [matrix])
+        return model == "mlp" and client is not None and any(_is_dask(p.data) for p in parts)
+    if model != "mlp":
+        raise ValueError(f"backend='dask' trains MLP members only (got model={'custom' if callable(model) else model!r}); "
+                         "use backend='memory' (CNN and custom members train one after another in this process)")
+    if client is None:
+        raise ValueError("backend='dask' trains the members on the workers of a dask.distributed client, and none is "
+                         "active: start one (client = distributed.Client(...)) or use backend='memory'")
+    parts = getattr(matrix, "parts", [matrix])
+    backed = [p.source for p in parts if is_out_of_core(p.data) and not _is_dask(p.data)]
+    if backed:
+        raise ValueError(f"{backed[0]} is a backed file, which cannot be sent to Dask workers; open it lazily instead "
+                         "(anndata.experimental.read_lazy, or read_elem_lazy for X), so that each worker reads it itself")
+    return True
+
+
+def _fit_on_workers(spec: dict, indices: list[int], parts: list, *, source: tuple, y: np.ndarray, n_classes: int,
+                    config: TrainConfig, random_state: int, fold: int, device: Any, client_device: torch.device,
+                    per_task: int | None, desc: str) -> list:
+    """Train members ``indices`` on the active client's workers: groups of members, one task each, in index order."""
+    from ..explain import active_client
+
+    client = active_client()
+    n_tasks = len(indices) if per_task == 1 else max(1, min(len(indices), sum(client.nthreads().values())))
+    groups = [g.tolist() for g in np.array_split(np.asarray(indices), n_tasks)]
+    shared = client.scatter([source, y], broadcast=False, hash=False)
+    logger.info("%s: %d members in %d tasks on %d Dask workers", desc, len(indices), len(groups), len(client.nthreads()))
+    futures, run = [], uuid.uuid4().hex[:12]
+    for g in groups:
+        members, seeds = _init_members(spec, random_state, fold, g, client_device)
+        futures.append(client.submit(_train_task, members, seeds, *shared, [parts[i] for i in g], n_classes=n_classes,
+                                     config=config, random_state=random_state, fold=fold, indices=g, device=device,
+                                     key=f"train-members-{run}-{g[0]}", pure=False))  # dashboard: "train-members"
+    trained = [pair for result in client.gather(futures) for pair in result]
+    return [(m.to(client_device).eval(), h) for m, h in trained]
+
+
+def _train_task(members: list, seeds: list, source: tuple, y: np.ndarray, parts: list, *, n_classes: int,
+                config: TrainConfig, random_state: int, fold: int, indices: list[int], device: Any) -> list:
+    """One Dask task: read the rows on this worker and train ``members`` stacked; the modules come back on the CPU."""
+    matrix, rows, cols, seed = source
+    dev = resolve_device(device)
+    fetch = make_fetch(matrix, rows, cols, dev, seed=seed)
+    trained = _fit_stacked(members, seeds, fetch, y, parts, n_classes=n_classes, config=config, random_state=random_state,
+                           fold=fold, indices=indices, device=dev, desc="members on a worker", progress=False)
+    return [(m.cpu(), h) for m, h in trained]
 
 
 def _is_int(value: Any) -> bool:

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._logging import progress
+from .._logging import progress as _progress_bar
 from ._loop import Fetch, TrainConfig, epoch_batch_size, epoch_order, monitored_rows
 
 _ADAM_BETAS = (0.9, 0.999)
@@ -335,6 +335,7 @@ def fit_members(
     generators: Sequence[torch.Generator],
     device: torch.device,
     desc: str = "epochs",
+    progress: bool = True,
 ) -> list[tuple[nn.Module, pd.DataFrame]]:
     """Train MLP members all at once (stacked weights); each as :func:`~scxl.train.fit_member` would.
 
@@ -364,6 +365,8 @@ def fit_members(
         Device of the stacked weights and of the fetched tensors.
     desc
         Progress bar label.
+    progress
+        Show a progress bar over the epochs (also subject to ``xl.settings.progress``).
 
     Returns
     -------
@@ -419,7 +422,7 @@ def fit_members(
     active = list(range(n))  # member index of each stack row
     arrange = getattr(fetch, "arrange", None)
     read_batch = getattr(fetch, "batch", None)
-    bar = progress(range(config.max_epochs), desc=desc, leave=False)
+    bar = _progress_bar(range(config.max_epochs), desc=desc, leave=False, disable=not progress)
     for epoch in bar:
         orders = []
         for i in active:
