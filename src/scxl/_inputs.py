@@ -102,11 +102,29 @@ def _in_dask_worker() -> bool:
     return True
 
 
+def _row_slice(data: Any, sl: slice) -> Any:
+    """Rows ``sl`` of ``data``; anndata's backed CSR datasets are read straight from their group.
+
+    The values are those of ``data[sl]``: a CSR matrix of the rows, from slices of the stored
+    ``indptr``, ``indices`` and ``data``. (anndata's own indexing also validates the indices, which
+    reads package metadata on every call: about 7 ms, a fifth of the time of reading 256 cells.)
+    """
+    group = getattr(data, "group", None)
+    start, stop, step = sl.indices(data.shape[0]) if isinstance(sl, slice) else (0, 0, 0)
+    if (type(data).__name__ not in ("_CSRDataset", "CSRDataset") or getattr(data, "format", None) != "csr"
+            or group is None or step != 1 or stop <= start):
+        return data[sl]
+    indptr = np.asarray(group["indptr"][start : stop + 1], dtype=np.int64)
+    lo, hi = int(indptr[0]), int(indptr[-1])
+    return sparse.csr_matrix((np.asarray(group["data"][lo:hi]), np.asarray(group["indices"][lo:hi]), indptr - lo),
+                             shape=(stop - start, data.shape[1]))
+
+
 def _read_sorted(data: Any, uniq: np.ndarray) -> Any:
     """Rows ``uniq`` (sorted, unique) of an on-disk or dask matrix; a contiguous run is read as a slice."""
     if uniq.size and uniq[-1] - uniq[0] + 1 == uniq.size:
         sl = slice(int(uniq[0]), int(uniq[-1]) + 1)
-        block = data[sl]
+        block = _row_slice(data, sl)
     elif _is_dask(data):
         block = data[uniq]
     elif type(data).__module__.startswith("zarr"):
@@ -136,7 +154,7 @@ class Matrix(RowChunks):
         """Dense float32 rows ``idx`` (optionally only columns ``cols``)."""
         data = self.data
         if isinstance(idx, slice):
-            block = data[idx]
+            block = _row_slice(data, idx)
             if _is_dask(block):  # compute only the chunks of these rows
                 block = _compute(block)
         elif is_out_of_core(data):  # h5py wants increasing, unique indices; dask and zarr read them fastest

