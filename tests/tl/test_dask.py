@@ -78,10 +78,18 @@ def test_members_train_on_the_workers_bit_identical(synth, tmp_path):
     pd.testing.assert_frame_equal(b.uns["auto"]["metrics"], a.uns["mem"]["metrics"])
 
 
+def _unreadable(block):
+    raise RuntimeError("the expression was read")
+
+
 def test_backend_dask_without_a_client_or_on_a_backed_file(synth, tmp_path):
     a = synth.copy()
-    with pytest.raises(ValueError, match="none is active"):
+    a.X = da.from_array(np.asarray(a.X), chunks=(100, a.n_vars)).map_blocks(_unreadable, dtype=np.float32)
+    with pytest.raises(ValueError, match="none is active"):  # before any pass over the data
         xl.tl.train_classifier(a, "group", backend="dask", n_models=1, max_epochs=1)
+    with pytest.raises(ValueError, match="MLP members only"):
+        xl.tl.train_classifier(a, "group", backend="dask", model="cnn", n_models=1, max_epochs=1)
+    a = synth.copy()
     with pytest.raises(ValueError, match="backend='fast' is not valid"):
         xl.tl.train_classifier(a, "group", backend="fast", n_models=1, max_epochs=1)
     a.write_h5ad(tmp_path / "a.h5ad")

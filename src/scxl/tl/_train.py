@@ -212,8 +212,10 @@ def train_classifier(
         worker; in-memory data are sent to the workers once) and trains its members stacked.
         Seeds, splits and block order depend only on ``random_state`` and the member's index,
         so the members are those this process would train (bit-identical when the workers use
-        the same device and thread count; on other hardware, equal up to floating-point
-        rounding). Only MLP members train on workers. ``"auto"`` (default): ``"dask"`` when the
+        as many torch threads as this process — Dask's worker processes run with
+        ``OMP_NUM_THREADS=1`` — and the same kind of CPU; otherwise equal up to floating-point
+        rounding, about 1e-7). The workers train on ``device`` as resolved here. Only MLP
+        members train on workers. ``"auto"`` (default): ``"dask"`` when the
         expression is a Dask array, a client is active and the model is an MLP, else
         ``"memory"``. ``params["backend"]`` records which ran.
     {overwrite}
@@ -269,6 +271,7 @@ def train_classifier(
                          epoch_size=AUTO_EPOCH_SIZE if epoch_size == "auto" else None if epoch_size is None else int(epoch_size))
     dev = resolve_device(device)
     inputs = extract(adata, layer=layer, use_raw=use_raw, mods=mods)
+    on_workers = _use_workers(backend, model, inputs.matrix)  # before any pass over the data
 
     # labels
     labels = check_groupby(adata.obs if is_mudata(adata) else inputs.obs, groupby,
@@ -360,7 +363,6 @@ def train_classifier(
 
     factory = model if callable(model) else None
 
-    on_workers = _use_workers(backend, model, inputs.matrix)
     source = (inputs.matrix, labelled, cols, _member_seed(random_state, 3)[0]) if on_workers else None
 
     def train_ensemble(parts: list, desc: str, fold: int = 0, start: int = 0) -> tuple[list, list]:
@@ -368,7 +370,7 @@ def train_classifier(
         indices = list(range(start, n_models))
         if on_workers and indices:
             trained = _fit_on_workers(spec, indices, parts, source=source, y=y, n_classes=n_classes, config=config,
-                                      random_state=random_state, fold=fold, device=device, client_device=dev,
+                                      random_state=random_state, fold=fold, client_device=dev,
                                       per_task=None if vectorize else 1, desc=desc)
         elif vectorize and model == "mlp" and dev.type in ("cpu", "cuda") and indices:
             # all members at once: each built from its own seed as below, its dropout generator in the state
@@ -516,7 +518,8 @@ def _use_workers(backend: str, model: Any, matrix: Any) -> bool:
                          "use backend='memory' (CNN and custom members train one after another in this process)")
     if client is None:
         raise ValueError("backend='dask' trains the members on the workers of a dask.distributed client, and none is "
-                         "active: start one (client = distributed.Client(...)) or use backend='memory'")
+                         "active: start one (client = distributed.Client(...); a client made with set_as_default=False "
+                         "is not used) or use backend='memory'")
     parts = getattr(matrix, "parts", [matrix])
     backed = [p.source for p in parts if is_out_of_core(p.data) and not _is_dask(p.data)]
     if backed:
@@ -526,31 +529,39 @@ def _use_workers(backend: str, model: Any, matrix: Any) -> bool:
 
 
 def _fit_on_workers(spec: dict, indices: list[int], parts: list, *, source: tuple, y: np.ndarray, n_classes: int,
-                    config: TrainConfig, random_state: int, fold: int, device: Any, client_device: torch.device,
+                    config: TrainConfig, random_state: int, fold: int, client_device: torch.device,
                     per_task: int | None, desc: str) -> list:
     """Train members ``indices`` on the active client's workers: groups of members, one task each, in index order."""
     from ..explain import active_client
 
     client = active_client()
-    n_tasks = len(indices) if per_task == 1 else max(1, min(len(indices), sum(client.nthreads().values())))
+    if not client.nthreads():  # a cluster still starting its workers (e.g. batch jobs): the split needs them
+        logger.info("waiting for a Dask worker to start")
+        client.wait_for_workers(1)
+    threads = sum(client.nthreads().values())
+    n_tasks = len(indices) if per_task == 1 else max(1, min(len(indices), threads))
     groups = [g.tolist() for g in np.array_split(np.asarray(indices), n_tasks)]
     shared = client.scatter([source, y], broadcast=False, hash=False)
-    logger.info("%s: %d members in %d tasks on %d Dask workers", desc, len(indices), len(groups), len(client.nthreads()))
+    logger.info("%s: %d member(s) in %d task(s) on %d Dask worker thread(s), on %s (tasks 'train-members' in the "
+                "dashboard)", desc, len(indices), len(groups), threads, client_device)
     futures, run = [], uuid.uuid4().hex[:12]
     for g in groups:
         members, seeds = _init_members(spec, random_state, fold, g, client_device)
         futures.append(client.submit(_train_task, members, seeds, *shared, [parts[i] for i in g], n_classes=n_classes,
-                                     config=config, random_state=random_state, fold=fold, indices=g, device=device,
-                                     key=f"train-members-{run}-{g[0]}", pure=False))  # dashboard: "train-members"
+                                     config=config, random_state=random_state, fold=fold, indices=g,
+                                     device=str(client_device), key=f"train-members-{run}-{g[0]}", pure=False))  # dashboard: "train-members"
     trained = [pair for result in client.gather(futures) for pair in result]
     return [(m.to(client_device).eval(), h) for m, h in trained]
 
 
 def _train_task(members: list, seeds: list, source: tuple, y: np.ndarray, parts: list, *, n_classes: int,
                 config: TrainConfig, random_state: int, fold: int, indices: list[int], device: Any) -> list:
-    """One Dask task: read the rows on this worker and train ``members`` stacked; the modules come back on the CPU."""
+    """One Dask task: read the rows on this worker and train ``members`` stacked; the modules come back on the CPU.
+
+    ``device`` is the one chosen on the client (the workers' own ``xl.settings`` are not consulted).
+    """
     matrix, rows, cols, seed = source
-    dev = resolve_device(device)
+    dev = torch.device(device)
     fetch = make_fetch(matrix, rows, cols, dev, seed=seed)
     trained = _fit_stacked(members, seeds, fetch, y, parts, n_classes=n_classes, config=config, random_state=random_state,
                            fold=fold, indices=indices, device=dev, desc="members on a worker", progress=False)
