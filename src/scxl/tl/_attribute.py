@@ -219,6 +219,16 @@ class FoldChanges:
     values' range (for the scale); :meth:`result` turns them into fold changes. The attribution
     pass feeds it the rows it reads anyway (``on_rows`` of :func:`scxl.explain.attribute_modules`),
     so the data are not read again for the fold changes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scxl.tl._attribute import FoldChanges
+    >>> X = np.log1p(np.array([[3.0, 0.0], [3.0, 1.0], [0.0, 7.0], [1.0, 7.0]], dtype=np.float32))
+    >>> fc = FoldChanges(np.array([0, 0, 1, 1]), 2)
+    >>> fc.add(slice(2, 4), X[2:]); fc.add(slice(0, 2), X[:2])  # blocks in any order
+    >>> np.round(fc.result(), 2).tolist()  # log2 fold change against the other cells (as Scanpy: expm1 of the mean log)
+    [[2.86, -4.08], [-2.86, 4.08]]
     """
 
     def __init__(self, codes: np.ndarray, n_groups: int, *, scale: str | None = None, linear: bool = False) -> None:
