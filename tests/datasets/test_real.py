@@ -29,14 +29,14 @@ def _top_group(adata, gene, label):
 DIMS = {
     "full": {
         "tcga6": (364, 39021),
-        "tcga6_protein_coding": (364, 17771),
+        "tcga6_protein_coding": (364, 19076),
         "pancreas": (739, 7192),
         "hpa_consensus": (61, 19366),
         "eccite_rna": (500, 19521),
     },
     "trimmed": {
         "tcga6": (364, 2500),
-        "tcga6_protein_coding": (364, 2000),
+        "tcga6_protein_coding": (364, 2345),
         "pancreas": (739, 500),
         "hpa_consensus": (61, 3000),
         "eccite_rna": (500, 500),
@@ -281,6 +281,21 @@ def test_tcga6_protein_coding_only(tcga, kind, reading):
         pc[:, genes].layers["counts"].toarray(), tcga[:, genes].layers["counts"].toarray()
     )
     assert pc.uns["source"]["genes"] == "protein-coding only"
+    # stored as 'LRG_gene' (their Locus Reference Genomic record's biotype), protein-coding by their Ensembl gene
+    assert {"MS4A1", "CD19", "EGFR"} <= set(pc.var_names)
+    assert "LRG_gene" not in set(tcga.var["biotype"])
+
+
+def test_tcga6_biotypes_without_the_annotation(monkeypatch):
+    from scxl.datasets import _real
+
+    def missing():
+        raise FileNotFoundError("ensembl105_gene_annotation.tsv.gz")
+
+    monkeypatch.setattr(_real, "gene_annotation", missing)
+    with pytest.warns(UserWarning, match="LRG_gene.*TP53"):
+        pc = xl.datasets.tcga6(protein_coding_only=True)
+    assert "MS4A1" not in pc.var_names
 
 
 def test_gtex26():

@@ -228,12 +228,14 @@ def tcga6(*, protein_coding_only: bool = False) -> AnnData:
     Parameters
     ----------
     protein_coding_only
-        Keep only the 17,771 genes with ``var["biotype"] == "protein_coding"`` (CPM is then
-        computed over those genes).
+        Keep only the 19,076 genes with ``var["biotype"] == "protein_coding"`` (CPM is then
+        computed over those genes). The stored biotype of 1,317 genes is that of their Locus
+        Reference Genomic record (``LRG_gene``); it is replaced by their Ensembl gene's
+        (from :func:`gene_annotation`), so TP53, BRCA1, EGFR and KRAS are kept.
 
     Returns
     -------
-    AnnData (364 × 39,021, or 364 × 17,771) with
+    AnnData (364 × 39,021, or 364 × 19,076) with
 
     ``X``
         Sparse CSR float32, ``log1p(CPM)``.
@@ -244,7 +246,8 @@ def tcga6(*, protein_coding_only: bool = False) -> AnnData:
     ``obs["tcga_barcode"]``, ``obs["patient"]``, ``obs["sample_type_code"]``
         Sample identifiers (one sample per patient).
     ``var["gene_ids"]``, ``var["biotype"]``
-        ``;``-joined source Ensembl IDs and the Ensembl biotype.
+        ``;``-joined source Ensembl IDs and the Ensembl biotype (``LRG_gene`` records corrected,
+        see ``protein_coding_only``).
     ``uns["source"]``
         Provenance (strings).
 
@@ -253,12 +256,13 @@ def tcga6(*, protein_coding_only: bool = False) -> AnnData:
     >>> import scxl as xl
     >>> adata = xl.datasets.tcga6(protein_coding_only=True)
     >>> adata.shape
-    (364, 17771)
+    (364, 19076)
     >>> adata.obs["cancer_type"].value_counts().sort_index().to_dict()
     {'ACC': 79, 'CHOL': 36, 'DLBC': 48, 'KICH': 65, 'UCS': 56, 'UVM': 80}
     """
     filename = "tcga_6types_counts.h5ad"
     adata = _read_h5ad(filename)
+    repaired = _repair_lrg_biotypes(adata.var)
     if protein_coding_only:
         adata = adata[:, (adata.var["biotype"] == "protein_coding").to_numpy()].copy()
     counts = sparse.csr_matrix(adata.X, dtype=np.float32)
@@ -273,9 +277,42 @@ def tcga6(*, protein_coding_only: bool = False) -> AnnData:
         layers_counts="raw integer read counts",
         label="cancer_type",
         genes="protein-coding only" if protein_coding_only else "all",
+        biotype=f"Ensembl 105 biotype; {repaired} genes stored as 'LRG_gene' (the Locus Reference Genomic "
+                "record's) carry their Ensembl gene's biotype",
     )
     logger.info("loaded tcga6: %d samples × %d genes, label obs['cancer_type']", *adata.shape)
     return adata
+
+
+def _repair_lrg_biotypes(var: pd.DataFrame) -> int:
+    """Give genes stored with the biotype ``"LRG_gene"`` their Ensembl gene's biotype; returns how many.
+
+    When the TCGA counts were mapped to symbols, 1,317 genes took the biotype of their Locus
+    Reference Genomic record (``LRG_gene``) instead of their Ensembl gene's, among them TP53,
+    BRCA1, EGFR, KRAS, MS4A1 and CD19, and ``protein_coding_only`` would leave them out. The
+    biotype of the gene's Ensembl ID(s) is looked up in :func:`gene_annotation` (``protein_coding``
+    if any of a symbol's IDs is protein-coding).
+    """
+    lrg = (var["biotype"].astype(str) == "LRG_gene").to_numpy()
+    if not lrg.any():
+        return 0
+    try:
+        by_id = gene_annotation().set_index("gene_id")["biotype"]
+    except FileNotFoundError:
+        warnings.warn(f"{int(lrg.sum())} genes have the biotype 'LRG_gene' and the Ensembl gene annotation "
+                      "(ensembl105_gene_annotation.tsv.gz) to correct it is not in the dataset folder: "
+                      "protein_coding_only=True leaves them out (TP53 among them)", UserWarning, stacklevel=3)
+        return 0
+    by_id = by_id[by_id != "LRG_gene"]
+
+    def biotype(ids: str) -> str:
+        found = [by_id[i] for i in ids.split(";") if i in by_id.index]
+        return "protein_coding" if "protein_coding" in found else found[0] if found else "LRG_gene"
+
+    new = var["biotype"].astype(str).to_numpy().copy()
+    new[lrg] = [biotype(ids) for ids in var["gene_ids"].astype(str).to_numpy()[lrg]]
+    var["biotype"] = pd.Categorical(new)
+    return int((new[lrg] != "LRG_gene").sum())
 
 
 def gtex26() -> AnnData:
