@@ -368,6 +368,7 @@ def train_classifier(
     def train_ensemble(parts: list, desc: str, fold: int = 0, start: int = 0) -> tuple[list, list]:
         modules, histories = [], []
         indices = list(range(start, n_models))
+        trained = None
         if on_workers and indices:
             trained = _fit_on_workers(spec, indices, parts, source=source, y=y, n_classes=n_classes, config=config,
                                       random_state=random_state, fold=fold, client_device=dev,
@@ -376,13 +377,10 @@ def train_classifier(
             # all members at once: each built from its own seed as below, its dropout generator in the state
             # the global one would be in after that initialisation
             members, seeds = _init_members(spec, random_state, fold, indices, dev)
-            trained = None
             if all(stackable(m) for m in members):
                 trained = _fit_stacked(members, seeds, fetch, y, [parts[i] for i in indices], n_classes=n_classes,
                                        config=config, random_state=random_state, fold=fold, indices=indices, device=dev,
                                        desc=f"{desc} (all at once)")
-        else:
-            trained = None
         if trained is not None:
             for i, (m, hist) in zip(indices, trained, strict=True):
                 hist.insert(0, "model", f"model_{i}")
@@ -509,10 +507,10 @@ def _use_workers(backend: str, model: Any, matrix: Any) -> bool:
 
     if backend == "memory":
         return False
+    parts = getattr(matrix, "parts", [matrix])  # the modalities of a MuData
+    if backend == "auto":  # (looks for a client, importing distributed, only for Dask data)
+        return model == "mlp" and any(_is_dask(p.data) for p in parts) and active_client() is not None
     client = active_client()
-    if backend == "auto":
-        parts = getattr(matrix, "parts", [matrix])
-        return model == "mlp" and client is not None and any(_is_dask(p.data) for p in parts)
     if model != "mlp":
         raise ValueError(f"backend='dask' trains MLP members only (got model={'custom' if callable(model) else model!r}); "
                          "use backend='memory' (CNN and custom members train one after another in this process)")
@@ -520,7 +518,6 @@ def _use_workers(backend: str, model: Any, matrix: Any) -> bool:
         raise ValueError("backend='dask' trains the members on the workers of a dask.distributed client, and none is "
                          "active: start one (client = distributed.Client(...); a client made with set_as_default=False "
                          "is not used) or use backend='memory'")
-    parts = getattr(matrix, "parts", [matrix])
     backed = [p.source for p in parts if is_out_of_core(p.data) and not _is_dask(p.data)]
     if backed:
         raise ValueError(f"{backed[0]} is a backed file, which cannot be sent to Dask workers; open it lazily instead "
