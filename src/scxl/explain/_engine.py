@@ -135,11 +135,11 @@ class AttributionConfig:
     references
         Reference kind (a name in :data:`~scxl.explain.REFERENCE_KINDS`, e.g. ``"zero"``,
         ``"universal"``, ``"sample"``, ``"rest"``) or an array ``(n_baselines, G)``; default: the
-        explainer's (``"zero"``; ``"sample"`` for ``deeplift_shap``). Must be ``None`` for
+        explainer's (``"mean"``; ``"sample"`` for ``deeplift_shap``). Must be ``None`` for
         explainers that take no reference.
     n_baselines
         References per cell and draw; default: the explainer's, else the kind's (20 for random
-        kinds, 1 for ``"zero"``; an array is used as given).
+        kinds, 1 for ``"mean"`` and ``"zero"``; an array is used as given).
     smoothgrad
         ``(n_samples, noise_frac)``: average over ``n_samples`` noisy copies of each cell with
         Gaussian noise of sd ``noise_frac × sd`` of each gene (SmoothGrad, as Captum's

@@ -348,16 +348,20 @@ def attribute(
     baseline
         Reference of the explainers that compare with one (IntegratedGradients, DeepLift,
         DeepLiftShap, FeatureAblation): a kind of :data:`scxl.explain.REFERENCE_KINDS`.
-        ``"zero"``: all genes 0. ``"normal"``: every gene drawn
-        from N(0, 1) truncated to [0, 1]. ``"universal"``: every gene drawn from a normal with the
-        gene's mean and sd over all cells, truncated to [0, ∞) (never negative). ``"specific"``:
-        the same with the mean and sd of the cell's own group. ``"sample"``: real cells drawn
-        uniformly from the data (expected gradients). ``"rest"``: real cells from the *other*
-        groups (a one-vs-rest contrast, like ``rank_genes_groups(reference="rest")``). An array of
-        shape ``(n, n_features)`` or an AnnData gives explicit references. Default: the
-        explainer's own (``"zero"``; ``"sample"`` for DeepLiftShap).
+        ``"mean"``: the mean profile of all cells (one reference). ``"rest_mean"``: the mean
+        profile of the cells of the other groups (one per group). ``"zero"``: all genes 0.
+        ``"normal"``: every gene drawn from N(0, 1) truncated to [0, 1]. ``"universal"``: every
+        gene drawn from a normal with the gene's mean and sd over all cells, truncated to [0, ∞)
+        (never negative). ``"specific"``: the same with the mean and sd of the cell's own group.
+        ``"sample"``: real cells drawn uniformly from the data (expected gradients). ``"rest"``:
+        real cells from the *other* groups (a one-vs-rest contrast, like
+        ``rank_genes_groups(reference="rest")``). ``"marginal"``: every gene drawn from its own
+        observed values, independently of the other genes. An array of shape
+        ``(n, n_features)`` or an AnnData gives explicit references. Default: the explainer's own
+        (``"mean"`` for DeepLift, IntegratedGradients and FeatureAblation, chosen on the marker
+        benchmark; ``"sample"`` for DeepLiftShap; see :func:`scxl.tl.explainers`).
     n_baselines
-        References per cell. Default: 1 for a fixed reference (``"zero"``, an array) and 20 for
+        References per cell. Default: 1 for a fixed reference (``"mean"``, ``"rest_mean"``, ``"zero"``, an array) and 20 for
         random kinds and DeepLiftShap (:func:`scxl.explain.resolve_n_baselines`): a draw is shared
         by the cells of a chunk, so one random reference would shift every cell's contributions
         the same way and dominate the group scores. Random references are redrawn for every
