@@ -45,6 +45,10 @@ def test_extend_trains_only_missing_members(synth):
     pd.testing.assert_frame_equal(xl.get.training_metrics(full), xl.get.training_metrics(part))
     with pytest.raises(ValueError, match="they differ: max_epochs: stored 3, now 4"):
         xl.tl.train_classifier(part, "group", n_models=4, max_epochs=4, extend=True)
+    with pytest.raises(ValueError, match="they differ: min_delta: stored 0.0, now 0.01"):
+        xl.tl.train_classifier(part, "group", n_models=4, max_epochs=3, min_delta=0.01, extend=True)
+    del part.uns["xl"]["params"]["min_delta"]  # an ensemble stored before min_delta existed: it stopped with 0
+    xl.tl.train_classifier(part.copy(), "group", n_models=4, max_epochs=3, extend=True)
     with pytest.raises(ValueError, match="already has 3 members"):
         xl.tl.train_classifier(part, "group", n_models=3, max_epochs=3, extend=True)
     with pytest.raises(ValueError, match="needs an ensemble in uns"):

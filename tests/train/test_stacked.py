@@ -30,12 +30,12 @@ def _members(n, seed0=10, **kw):
     return mods, gens
 
 
-@pytest.mark.parametrize("kw", [{}, {"hidden": (8, 6), "batchnorm": True}])
-def test_fit_members_equals_fit_member(kw):
+@pytest.mark.parametrize(("kw", "min_delta"), [({}, 0.0), ({"hidden": (8, 6), "batchnorm": True}, 0.0), ({}, 0.005)])
+def test_fit_members_equals_fit_member(kw, min_delta):
     """Each stacked member is the member trained alone, including members that stop at different epochs."""
     X, y = _toy()
     fetch = lambda i: X[torch.as_tensor(i)]  # noqa: E731
-    cfg = TrainConfig(max_epochs=25, patience=3, lr_patience=1, batch_size=32)
+    cfg = TrainConfig(max_epochs=25, patience=3, lr_patience=1, batch_size=32, min_delta=min_delta)
     splits = [stratified_split(y, 0.2, np.random.default_rng(i)) for i in range(4)]
     mods, gens = _members(4, **kw)
     together = fit_members(mods, fetch, y, splits, n_classes=3, config=cfg,

@@ -71,7 +71,44 @@ def test_fit_member_learns_and_restores_best():
     assert not m.training
 
 
+@pytest.mark.parametrize("min_delta", [0.0, 0.05])
+def test_fit_member_stops_by_the_relative_rule(min_delta):
+    """The stored history replays the stopping rule: best epoch and stop epoch follow ``improved``."""
+    from scxl.train import improved
+
+    X, y = _toy()
+    tr, va = stratified_split(y, 0.2, np.random.default_rng(0))
+    torch.manual_seed(0)
+    cfg = TrainConfig(max_epochs=150, patience=3, batch_size=32, min_delta=min_delta)
+    _, hist = fit_member(MLP(10, 3, (16,)), lambda i: X[torch.as_tensor(i)], y, tr, va, n_classes=3, config=cfg,
+                         rng=np.random.default_rng(0), device=torch.device("cpu"))
+    best, best_epoch, bad, stop, small_gains = np.inf, 0, 0, None, 0
+    for epoch, loss in zip(hist["epoch"], hist["val_loss"], strict=True):
+        small_gains += improved(loss, best, 0.0) and not improved(loss, best, min_delta)
+        if improved(loss, best, min_delta):
+            best, best_epoch, bad = loss, epoch, 0
+        else:
+            bad += 1
+        if bad >= cfg.patience:
+            stop = epoch
+            break
+    assert stop is not None and stop == hist["epoch"].max() < cfg.max_epochs  # it stopped early, where the rule says
+    assert hist.loc[hist["best"], "epoch"].item() == best_epoch
+    assert (small_gains > 0) == (min_delta > 0)  # with 5 %, some smaller losses did not count as improvements
+
+
+def test_improved_is_relative():
+    from scxl.train import improved
+
+    assert improved(0.0099, 0.01, 0.0) and not improved(0.0099, 0.01, 0.05)
+    assert improved(0.94, 1.0, 0.05) and not improved(0.96, 1.0, 0.05)
+    assert not improved(1.0 - 1e-7, 1.0, 0.0)  # the absolute floor
+    assert improved(3.0, np.inf, 0.5)
+
+
 def test_train_config_validation():
+    with pytest.raises(ValueError, match=r"min_delta must be a fraction in \[0, 1\)"):
+        TrainConfig(min_delta=1.0)
     with pytest.raises(ValueError, match="balance="):
         TrainConfig(balance="smote")
     with pytest.raises(ValueError, match="max_epochs must be a positive"):

@@ -78,6 +78,7 @@ def train_classifier(
     validation: float = 0.1,
     split: Split = "per_model",
     patience: int = 10,
+    min_delta: float = 0.0,
     epoch_size: int | Literal["auto"] | None = "auto",
     cv: int | None = None,
     gene_order: str | Sequence[str] | np.ndarray = "variance",
@@ -165,6 +166,10 @@ def train_classifier(
         full ensemble on cells none of its members trained on).
     patience
         Epochs without improvement of the validation loss before stopping.
+    min_delta
+        Smallest relative improvement that counts: an epoch improves when its validation loss is
+        below ``best × (1 - min_delta)`` (and at least 1e-6 below ``best``), so ``0.01`` ignores
+        gains under 1 %, which on well-separated data are noise in a near-zero loss.
     epoch_size
         Samples per epoch at most. ``"auto"`` (default): 100,000 (:data:`scxl.train.AUTO_EPOCH_SIZE`),
         so epochs of smaller data are whole passes and on atlases the validation check, the
@@ -261,13 +266,13 @@ def train_classifier(
     random_state = check_random_state(random_state)
     _check_architecture(model, hidden, dropout, model_kwargs)
     _check_training(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                    validation=validation, patience=patience)
+                    validation=validation, patience=patience, min_delta=min_delta)
     check_writable(adata, key_added, tool="train_classifier", overwrite=overwrite)
     if not (epoch_size is None or (isinstance(epoch_size, str) and epoch_size == "auto")
             or (_is_int(epoch_size) and epoch_size >= 2)):
         raise ValueError(f"epoch_size={epoch_size!r} is not valid: give 'auto', None (whole passes) or an integer >= 2")
     config = TrainConfig(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         balance=balance, patience=patience,
+                         balance=balance, patience=patience, min_delta=float(min_delta),
                          epoch_size=AUTO_EPOCH_SIZE if epoch_size == "auto" else None if epoch_size is None else int(epoch_size))
     dev = resolve_device(device)
     inputs = extract(adata, layer=layer, use_raw=use_raw, mods=mods)
@@ -605,6 +610,9 @@ def _check_training(**values: Any) -> None:
         v = values[name]
         if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) or not np.isfinite(v) or v < 0 or (name == "lr" and v == 0):
             raise ValueError(f"{name} must be a {'positive' if name == 'lr' else 'non-negative'} number, e.g. {name}={example}; got {v!r}")
+    v = values["min_delta"]
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) or not 0 <= float(v) < 1:
+        raise ValueError(f"min_delta must be a fraction in [0, 1), e.g. min_delta=0.01 (an epoch must lower the validation loss by 1 %); got {v!r}")
     v = values["validation"]
     if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) or not 0 <= float(v) < 1:
         raise ValueError(f"validation must be a fraction in [0, 1), e.g. validation=0.1 (0 disables early stopping on held-out cells); got {v!r}")
@@ -621,7 +629,7 @@ def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dic
     if ens.n_models >= n_models:
         raise ValueError(f"uns[{key!r}] already has {ens.n_models} members; ask for n_models > {ens.n_models}")
     p = ens.params
-    diff = [f"{k}: stored {p.get(k)!r}, now {v!r}" for k, v in settings.items() if p.get(k, {"split": "shared", "epoch_size": 0}.get(k)) != v]
+    diff = [f"{k}: stored {p.get(k)!r}, now {v!r}" for k, v in settings.items() if p.get(k, {"split": "shared", "epoch_size": 0, "min_delta": 0.0}.get(k)) != v]
     if ens.spec != spec:
         diff.append(f"architecture: stored {ens.spec}, now {spec}")
     if list(ens.classes) != list(classes):

@@ -1,6 +1,14 @@
 """Training kernels: stratified splits, class balancing, the member training loop, metrics."""
 
-from ._loop import AUTO_EPOCH_SIZE, BALANCE, TrainConfig, evaluate, fit_member, monitored_rows
+from ._loop import (
+    AUTO_EPOCH_SIZE,
+    BALANCE,
+    TrainConfig,
+    evaluate,
+    fit_member,
+    improved,
+    monitored_rows,
+)
 from ._metrics import classification_metrics, confusion_matrix
 from ._split import balanced_epoch, stratified_kfold, stratified_split
 from ._stacked import fit_members, stackable
@@ -15,6 +23,7 @@ __all__ = [
     "evaluate",
     "fit_member",
     "fit_members",
+    "improved",
     "monitored_rows",
     "stackable",
     "stratified_kfold",

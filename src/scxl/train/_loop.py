@@ -29,7 +29,8 @@ class TrainConfig:
     Adam with cross-entropy and L2 weight decay; the learning rate is multiplied by
     ``lr_factor`` after ``lr_patience`` epochs without improvement of the validation loss;
     training stops after ``patience`` epochs without improvement and the best weights are
-    restored. On small data the batch size is lowered so that every epoch has at least
+    restored. An epoch improves when its validation loss is below ``best × (1 - min_delta)``
+    (and at least 1e-6 below ``best``): :func:`improved`. On small data the batch size is lowered so that every epoch has at least
     :data:`MIN_STEPS` optimiser steps (one step per epoch makes early stopping fire on noise).
 
     ``epoch_size`` caps the samples of an epoch (``None``: all of them): an epoch is then the
@@ -49,6 +50,7 @@ class TrainConfig:
     lr_patience: int = 5
     lr_factor: float = 0.25
     epoch_size: int | None = None
+    min_delta: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "batch_size", "patience", "lr_patience"):
@@ -58,12 +60,26 @@ class TrainConfig:
             raise ValueError(f"epoch_size must be None or an integer >= 2, got {self.epoch_size}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError("lr must be > 0 and weight_decay >= 0")
+        if not 0 <= self.min_delta < 1:
+            raise ValueError(f"min_delta must be a fraction in [0, 1), got {self.min_delta}")
         if self.balance not in BALANCE:
             raise ValueError(f"balance={self.balance!r} is not valid; choose one of {list(BALANCE)}")
 
     def asdict(self) -> dict:
         """The settings as a plain dict."""
         return asdict(self)
+
+
+def improved(loss: float, best: float, min_delta: float) -> bool:
+    """Whether a validation ``loss`` improves on the ``best`` so far: by the fraction ``min_delta`` and by 1e-6.
+
+    Examples
+    --------
+    >>> from scxl.train import improved
+    >>> improved(0.0099, 0.01, 0.0), improved(0.0099, 0.01, 0.05), improved(0.5, float("inf"), 0.05)
+    (True, False, True)
+    """
+    return loss < best - 1e-6 and loss < best * (1.0 - min_delta)
 
 
 #: Minimum optimiser steps per epoch: ``batch_size`` is lowered (to no less than 16) for small data.
@@ -203,7 +219,7 @@ def fit_member(
              "val_loss": val_loss if val_idx.size else np.nan, "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"]}
         )
         bar.set_postfix(val_loss=f"{val_loss:.3f}")
-        if monitored < best_loss - 1e-6:
+        if improved(monitored, best_loss, config.min_delta):
             best_loss, best_epoch, bad = monitored, epoch + 1, 0
             best_state = copy.deepcopy(module.state_dict())
         else:

@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._logging import progress as _progress_bar
-from ._loop import Fetch, TrainConfig, epoch_batch_size, epoch_order, monitored_rows
+from ._loop import Fetch, TrainConfig, epoch_batch_size, epoch_order, improved, monitored_rows
 
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
@@ -463,7 +463,7 @@ def fit_members(
             vl, va_ = (val_loss[r], val_acc[r]) if n_val else (train_loss, float("nan"))
             rows[i].append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": int(correct[r]) / max(seen, 1),
                             "val_loss": vl if n_val else np.nan, "val_accuracy": va_, "lr": dummies[i].param_groups[0]["lr"]})
-            if vl < best_loss[i] - 1e-6:
+            if improved(vl, best_loss[i], config.min_delta):
                 best_loss[i], best_epoch[i], bad[i] = vl, epoch + 1, 0
                 best_state[i] = stack.state(r)
             else:
