@@ -34,6 +34,16 @@ def test_run_without_attribution(synth, tmp_path):
     assert (out / "report.html").exists() and not (out / "top_genes.csv").exists()
 
 
+def test_run_passes_early_stopping_options(synth, tmp_path):
+    path = tmp_path / "in.h5ad"
+    synth.write_h5ad(path)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--groupby", "group", "--n-models", "1", "--max-epochs", "2", "--patience", "3",
+                 "--min-delta", "0.02", "--method", "none", "--out", str(out), "--quiet"]) == 0
+    params = ad.read_h5ad(out / "scxl_result.h5ad").uns["xl"]["params"]
+    assert params["patience"] == 3 and params["min_delta"] == 0.02
+
+
 def test_bad_arguments_exit_nonzero(synth, tmp_path, capsys):
     assert main(["run", str(tmp_path / "missing.h5ad"), "--groupby", "x", "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err
