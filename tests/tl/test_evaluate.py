@@ -46,6 +46,15 @@ def test_reproducibility_warns_and_trains_missing(explained, caplog):
     np.testing.assert_array_equal(a.uns["xl"]["weights"]["model_0"]["net.0.weight"], w0)
 
 
+@pytest.mark.parametrize("kw", [{"min_delta": 0.02}, {"epoch_size": None}, {"epoch_size": 64}])
+def test_train_missing_keeps_the_training_settings(synth, kw):
+    """train_missing grows the ensemble with the settings it was trained with (extend refuses any other)."""
+    a = synth.copy()
+    xl.tl.train_classifier(a, "group", n_models=2, max_epochs=3, **kw)
+    xl.tl.reproducibility(a, method="saliency", n_values=(2,), n_replicates=2, top_k=5, train_missing=True)
+    assert len(a.uns["xl"]["weights"]) == 4
+
+
 def test_reproducibility_errors(explained):
     with pytest.raises(ValueError, match="deterministic"):
         xl.tl.reproducibility(explained.copy(), method="saliency", vary="repeats", n_values=(1, 2), n_replicates=2)
