@@ -12,14 +12,16 @@ Data: the marker benchmark's simulators (``benchmarks/markers.py``) — seeds 0 
 (PBMC, mouse pancreas, 7 tissues), plus the atlas-like 50,000-cell data of ``benchmarks/scale.py``
 in memory, where the cost of training shows.
 
-    python benchmarks/early_stopping.py [--quick] [--out benchmarks/results/early_stopping_2core_cpu.txt] [--csv FILE]
+    python benchmarks/early_stopping.py [--quick] [--only PREFIXES] [--rules 0,2] [--out FILE] [--csv FILE]
 
-The real data sets other than PBMC need the full data folder (``SCXL_DATASETDIR=../shared/data``).
+The real data sets other than PBMC need the full data folder (``SCXL_DATASETDIR``, else
+``../shared/data`` beside the checkout is used when present).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -33,9 +35,10 @@ import scxl as xl
 from scxl import explain
 from scxl.tl._attribute import expression_logfoldchanges, prepare_targets
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import markers
-import scale
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import markers  # noqa: E402
+import scale  # noqa: E402
 
 CANDIDATES = [  # (label, patience, min_delta)
     ("patience 10, min_delta 0", 10, 0.0),
@@ -150,7 +153,10 @@ def main() -> None:
     import torch
 
     xl.settings.progress = False
-    header = (f"python benchmarks/early_stopping.py{' --quick' if args.quick else ''} — {time.strftime('%Y-%m-%d')}, "
+    if "SCXL_DATASETDIR" not in os.environ and (HERE.parent.parent / "shared" / "data").is_dir():
+        xl.settings.datasetdir = HERE.parent.parent / "shared" / "data"  # as benchmarks/markers.py
+    flags = "".join(f" --{k} {v}" for k, v in (("only", args.only), ("rules", args.rules)) if v)
+    header = (f"python benchmarks/early_stopping.py{' --quick' if args.quick else ''}{flags} — {time.strftime('%Y-%m-%d')}, "
               f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}, "
               f"scxl {xl.__version__}, 10 MLPs per ensemble, max_epochs 100, epoch_size 'auto'")
     print(header, flush=True)
