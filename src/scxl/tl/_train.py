@@ -166,13 +166,13 @@ def train_classifier(
         full ensemble on cells none of its members trained on).
     patience
         Epochs without improvement of the validation loss before stopping. Measured by
-        ``benchmarks/early_stopping.py``: ``patience=5`` trained a well-separated 50,000-cell
-        atlas 2.6× faster with the same top genes, but lost accuracy and top-gene stability
+        ``benchmarks/early_stopping.py``: ``patience=5`` trained a simulated, well-separated
+        50,000-cell atlas 2.6× faster with the same top genes, but lost accuracy and top-gene stability
         where classes overlap or act in combination, so the default stays 10.
     min_delta
         Smallest relative improvement that counts: an epoch improves when its validation loss is
         below ``best × (1 - min_delta)`` (and at least 1e-6 below ``best``); ``0`` (default):
-        any fall counts. ``0.01`` shortened training by 2-20 % on the benchmark's small data sets
+        any fall counts. ``0.01`` shortened training by 0-22 % on the benchmark's small data sets
         and hardly on the atlas, whose validation loss kept falling by more than 1 %.
     epoch_size
         Samples per epoch at most. ``"auto"`` (default): 100,000 (:data:`scxl.train.AUTO_EPOCH_SIZE`),
