@@ -49,6 +49,8 @@ def test_extend_trains_only_missing_members(synth):
         xl.tl.train_classifier(part, "group", n_models=4, max_epochs=3, min_delta=0.01, extend=True)
     del part.uns["xl"]["params"]["min_delta"]  # an ensemble stored before min_delta existed: it stopped with 0
     xl.tl.train_classifier(part.copy(), "group", n_models=4, max_epochs=3, extend=True)
+    with pytest.raises(ValueError, match=r"min_delta: not recorded \(so 0.0\), now 0.01"):
+        xl.tl.train_classifier(part.copy(), "group", n_models=4, max_epochs=3, min_delta=0.01, extend=True)
     with pytest.raises(ValueError, match="already has 3 members"):
         xl.tl.train_classifier(part, "group", n_models=3, max_epochs=3, extend=True)
     with pytest.raises(ValueError, match="needs an ensemble in uns"):
@@ -253,3 +255,15 @@ def test_epoch_size_options(synth):
     for bad in (1, 0, 2.5, "big", True):
         with pytest.raises((ValueError, TypeError), match="epoch_size"):
             xl.tl.train_classifier(synth.copy(), "group", n_models=2, max_epochs=2, epoch_size=bad)
+
+
+def test_min_delta_stored_and_large_values_warn(synth):
+    """-0.0 is stored as 0.0; a min_delta above 0.1 warns (it would stop training after the first epochs)."""
+    a = synth.copy()
+    xl.tl.train_classifier(a, "group", n_models=1, max_epochs=2, min_delta=-0.0)
+    stored = a.uns["xl"]["params"]["min_delta"]
+    assert stored == 0.0 and np.copysign(1.0, stored) == 1.0
+    from scxl._logging import ScxlWarning
+
+    with pytest.warns(ScxlWarning, match=r"min_delta=0.5 counts an epoch as an improvement only if it lowers the validation loss by more than 50%"):
+        xl.tl.train_classifier(synth.copy(), "group", n_models=1, max_epochs=2, min_delta=0.5)

@@ -73,7 +73,7 @@ def test_fit_member_learns_and_restores_best():
 
 @pytest.mark.parametrize("min_delta", [0.0, 0.05])
 def test_fit_member_stops_by_the_relative_rule(min_delta):
-    """The stored history replays the stopping rule: best epoch and stop epoch follow ``improved``."""
+    """The stored history replays the rules: the stop follows ``improved`` with min_delta, the restored epoch the lowest loss."""
     from scxl.train import improved
 
     X, y = _toy()
@@ -82,11 +82,13 @@ def test_fit_member_stops_by_the_relative_rule(min_delta):
     cfg = TrainConfig(max_epochs=150, patience=3, batch_size=32, min_delta=min_delta)
     _, hist = fit_member(MLP(10, 3, (16,)), lambda i: X[torch.as_tensor(i)], y, tr, va, n_classes=3, config=cfg,
                          rng=np.random.default_rng(0), device=torch.device("cpu"))
-    best, best_epoch, bad, stop, small_gains = np.inf, 0, 0, None, 0
+    best, lowest, best_epoch, bad, stop, small_gains = np.inf, np.inf, 0, 0, None, 0
     for epoch, loss in zip(hist["epoch"], hist["val_loss"], strict=True):
         small_gains += improved(loss, best, 0.0) and not improved(loss, best, min_delta)
+        if improved(loss, lowest, 0.0):
+            lowest, best_epoch = loss, epoch
         if improved(loss, best, min_delta):
-            best, best_epoch, bad = loss, epoch, 0
+            best, bad = loss, 0
         else:
             bad += 1
         if bad >= cfg.patience:
@@ -94,6 +96,7 @@ def test_fit_member_stops_by_the_relative_rule(min_delta):
             break
     assert stop is not None and stop == hist["epoch"].max() < cfg.max_epochs  # it stopped early, where the rule says
     assert hist.loc[hist["best"], "epoch"].item() == best_epoch
+    assert hist.loc[hist["best"], "val_loss"].item() == hist["val_loss"].min()  # the lowest loss is restored
     assert (small_gains > 0) == (min_delta > 0)  # with 5 %, some smaller losses did not count as improvements
 
 
@@ -107,6 +110,8 @@ def test_improved_is_relative():
 
 
 def test_train_config_validation():
+    with pytest.raises(ValueError, match=r"min_delta must be a number .*got '0.1'"):
+        TrainConfig(min_delta="0.1")
     with pytest.raises(ValueError, match=r"min_delta must be a fraction in \[0, 1\)"):
         TrainConfig(min_delta=1.0)
     with pytest.raises(ValueError, match="balance="):

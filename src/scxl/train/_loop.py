@@ -27,10 +27,13 @@ class TrainConfig:
     """Optimisation settings (the paper's defaults).
 
     Adam with cross-entropy and L2 weight decay; the learning rate is multiplied by
-    ``lr_factor`` after ``lr_patience`` epochs without improvement of the validation loss;
-    training stops after ``patience`` epochs without improvement and the best weights are
-    restored. An epoch improves when its validation loss is below ``best × (1 - min_delta)``
-    (and at least 1e-6 below ``best``): :func:`improved`. On small data the batch size is lowered so that every epoch has at least
+    ``lr_factor`` after ``lr_patience`` epochs without improvement of the validation loss
+    (``ReduceLROnPlateau``'s own rule: ``min_delta`` does not touch it); training stops after
+    ``patience`` epochs without improvement, and the weights of the epoch with the lowest
+    validation loss are restored. For the patience count, an epoch improves when its validation
+    loss is below ``best × (1 - min_delta)`` and at least 1e-6 below ``best``, the loss of the last
+    epoch that counted (:func:`improved`); with ``min_delta=0`` that epoch is also the one
+    restored. On small data the batch size is lowered so that every epoch has at least
     :data:`MIN_STEPS` optimiser steps (one step per epoch makes early stopping fire on noise).
 
     ``epoch_size`` caps the samples of an epoch (``None``: all of them): an epoch is then the
@@ -60,6 +63,8 @@ class TrainConfig:
             raise ValueError(f"epoch_size must be None or an integer >= 2, got {self.epoch_size}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError("lr must be > 0 and weight_decay >= 0")
+        if isinstance(self.min_delta, bool) or not isinstance(self.min_delta, int | float | np.integer | np.floating):
+            raise ValueError(f"min_delta must be a number (a fraction in [0, 1)), got {self.min_delta!r}")
         if not 0 <= self.min_delta < 1:
             raise ValueError(f"min_delta must be a fraction in [0, 1), got {self.min_delta}")
         if self.balance not in BALANCE:
@@ -72,6 +77,9 @@ class TrainConfig:
 
 def improved(loss: float, best: float, min_delta: float) -> bool:
     """Whether a validation ``loss`` improves on the ``best`` so far: by the fraction ``min_delta`` and by 1e-6.
+
+    ``min_delta=0``: any fall of more than 1e-6 counts (the absolute floor keeps rounding noise
+    from resetting the patience count).
 
     Examples
     --------
@@ -180,7 +188,7 @@ def fit_member(
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     opt = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=config.lr_factor, patience=config.lr_patience)
-    best_loss, best_state, best_epoch, bad = np.inf, None, 0, 0
+    best_loss, lowest, best_state, best_epoch, bad = np.inf, np.inf, None, 0, 0
     rows = []
     arrange = getattr(fetch, "arrange", None)
     read_batch = getattr(fetch, "batch", fetch)
@@ -219,9 +227,11 @@ def fit_member(
              "val_loss": val_loss if val_idx.size else np.nan, "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"]}
         )
         bar.set_postfix(val_loss=f"{val_loss:.3f}")
-        if improved(monitored, best_loss, config.min_delta):
-            best_loss, best_epoch, bad = monitored, epoch + 1, 0
+        if improved(monitored, lowest, 0.0):  # the weights restored: lowest validation loss
+            lowest, best_epoch = monitored, epoch + 1
             best_state = copy.deepcopy(module.state_dict())
+        if improved(monitored, best_loss, config.min_delta):  # the patience counter: min_delta
+            best_loss, bad = monitored, 0
         else:
             bad += 1
         sched.step(monitored)

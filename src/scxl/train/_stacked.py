@@ -414,7 +414,7 @@ def fit_members(
     scheds = [torch.optim.lr_scheduler.ReduceLROnPlateau(d, mode="min", factor=config.lr_factor, patience=config.lr_patience)
               for d in dummies]
     steps = [0] * n
-    best_loss = [np.inf] * n
+    best_loss, lowest = [np.inf] * n, [np.inf] * n
     best_state: list[dict | None] = [None] * n
     best_epoch, bad = [0] * n, [0] * n
     rows: list[list[dict]] = [[] for _ in range(n)]
@@ -463,9 +463,11 @@ def fit_members(
             vl, va_ = (val_loss[r], val_acc[r]) if n_val else (train_loss, float("nan"))
             rows[i].append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": int(correct[r]) / max(seen, 1),
                             "val_loss": vl if n_val else np.nan, "val_accuracy": va_, "lr": dummies[i].param_groups[0]["lr"]})
-            if improved(vl, best_loss[i], config.min_delta):
-                best_loss[i], best_epoch[i], bad[i] = vl, epoch + 1, 0
+            if improved(vl, lowest[i], 0.0):  # the weights restored: lowest validation loss
+                lowest[i], best_epoch[i] = vl, epoch + 1
                 best_state[i] = stack.state(r)
+            if improved(vl, best_loss[i], config.min_delta):  # the patience counter: min_delta
+                best_loss[i], bad[i] = vl, 0
             else:
                 bad[i] += 1
             scheds[i].step(vl)
