@@ -57,3 +57,33 @@ def test_bad_arguments_exit_nonzero(synth, tmp_path, capsys):
     assert main([]) == 2
     assert main(["run", str(path), "--groupby", "group", "--method", "lime", "--quiet", "--out", str(tmp_path / "o")]) == 2
     assert "method='lime'" in capsys.readouterr().err
+
+
+def test_options_checked_before_reading_the_data(tmp_path, capsys, monkeypatch):
+    """Out-of-range options fail at once, named as on the command line (the data are never read)."""
+    import scxl.cli as cli
+
+    def no_load(*args):
+        raise AssertionError("the data were read before the options were checked")
+
+    monkeypatch.setattr(cli, "_load", no_load)
+    for option, value, message in (("--patience", "0", "--patience must be at least 1, got 0"),
+                                   ("--min-delta", "1.5", "--min-delta must be a fraction in [0, 1), e.g. --min-delta 0.01; got 1.5"),
+                                   ("--min-delta", "-0.1", "--min-delta must be a fraction in [0, 1)"),
+                                   ("--validation", "1", "--validation must be a fraction in [0, 1)"),
+                                   ("--max-epochs", "0", "--max-epochs must be at least 1"),
+                                   ("--cv", "1", "--cv must be at least 2"),
+                                   ("--n-models", "0", "--n-models must be at least 1")):
+        assert main(["run", "--quiet", option, value, "--out", str(tmp_path / "o")]) == 2
+        assert message in capsys.readouterr().err, option
+
+
+def test_help_shows_numeric_defaults(capsys):
+    """Defaults equal to 0 are shown (0.0 == False must not hide them); flags and None are not."""
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "counts as an improvement (default: 0.0)" in text
+    assert "(default: 10)" in text and "(default: None)" not in text and "(default: False)" not in text

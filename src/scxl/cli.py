@@ -14,7 +14,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Show a default only where it says something (not for flags, not for ``None``, not twice)."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+        default = action.default  # by identity: 0 and 0.0 equal False but are defaults worth showing
+        if default is None or default is False or default is argparse.SUPPRESS or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -88,6 +89,21 @@ def _epoch_size(value: str):
         raise SystemExit(f"scxl: --epoch-size {value!r} is not valid: give 'auto', 'none' or an integer") from None
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Raise on option values out of range, named as on the command line, before any data are read."""
+    for name in ("n_models", "max_epochs", "patience"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name, example in (("min_delta", "0.01"), ("validation", "0.1")):
+        v = getattr(args, name)
+        if not 0 <= v < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a fraction in [0, 1), e.g. "
+                             f"--{name.replace('_', '-')} {example}; got {v}")
+    if args.cv is not None and args.cv < 2:
+        raise ValueError(f"--cv must be at least 2 (folds), got {args.cv}")
+    args.epoch_size = _epoch_size(args.epoch_size)
+
+
 def _load(path: str | None, groupby: str | None):
     from . import datasets
 
@@ -126,15 +142,14 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import scxl as xl
 
-    if args.n_models < 1:
-        raise ValueError(f"--n-models must be at least 1, got {args.n_models}")
+    _check_args(args)  # before the data are read
     out = Path(args.out)
     t0 = time.perf_counter()
     adata, groupby, source = _load(args.data, args.groupby)
     args.unit = _unit(adata) if args.unit == "auto" else args.unit
     xl.tl.train_classifier(
         adata, groupby, model=args.model, n_models=args.n_models, layer=args.layer, use_raw=args.use_raw,
-        genes=args.genes, max_epochs=args.max_epochs, epoch_size=_epoch_size(args.epoch_size),
+        genes=args.genes, max_epochs=args.max_epochs, epoch_size=args.epoch_size,
         validation=args.validation, cv=args.cv, patience=args.patience, min_delta=args.min_delta,
         random_state=args.random_state, device=args.device,
     )
