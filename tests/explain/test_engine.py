@@ -151,6 +151,24 @@ def test_explicit_groups_and_streaming(setup):
     np.testing.assert_allclose(full.group_means[1], full.attributions[groups == 1].mean(0), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_group_sums_without_a_per_cell_output(setup, split):
+    """Without stored cells or on_chunk, the mean's group sums come from the members' sums (no per-chunk mean)."""
+    mods, x, t = setup
+    groups = np.where(np.arange(70) < 10, -1, np.arange(70) % 4)
+    full = run(mods, x, t, "deeplift", groups=groups, batch_size=16, split=split)
+    lean = run(mods, x, t, "deeplift", groups=groups, batch_size=16, split=split, store_cells=False)
+    assert lean.attributions is None
+    np.testing.assert_array_equal(lean.member_group_means, full.member_group_means)  # the same sums per member
+    np.testing.assert_allclose(lean.group_means, full.group_means, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(lean.sums["aggregated"], lean.sums["member"].mean(0), rtol=0, atol=0)
+    if split:
+        np.testing.assert_allclose(lean.presence_group_means, full.presence_group_means, rtol=1e-6, atol=1e-9)
+    median = run(mods, x, t, "deeplift", groups=groups, batch_size=16, store_cells=False, aggregate="median")
+    np.testing.assert_allclose(median.group_means, run(mods, x, t, "deeplift", groups=groups, batch_size=16,
+                                                        aggregate="median").group_means, rtol=1e-6, atol=1e-9)
+
+
 def test_inputs_sparse_and_callable(setup):
     mods, x, t = setup
     dense = run(mods, x, t, "deeplift_shap", n_baselines=3)

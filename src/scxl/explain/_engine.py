@@ -789,9 +789,12 @@ def _member_attribution(plan: _Plan, mi: int, x, t, g_chunk, sl: slice):
 class _Sums:
     """Per-member and aggregated per-group sums (float64), the per-cell output and angles."""
 
-    def __init__(self, plan: _Plan, *, store_cells: bool) -> None:
+    def __init__(self, plan: _Plan, *, store_cells: bool, per_cell: bool | None = None) -> None:
         n_members, g, k = len(plan.members), plan.n_features, plan.n_groups
         self.plan = plan
+        # The aggregated group sums of a mean are the mean of the members' sums: without a per-cell
+        # output (stored cells, on_chunk) the per-chunk mean over members is skipped (:meth:`finish`).
+        self.per_cell = bool(store_cells or plan.cfg.aggregate != "mean") if per_cell is None else bool(per_cell)
         self.member = np.zeros((n_members, k, g), dtype=np.float64)
         self.agg = np.zeros((k, g), dtype=np.float64)
         self.counts = np.bincount(plan.groups[plan.groups >= 0], minlength=k).astype(np.int64)
@@ -805,23 +808,37 @@ class _Sums:
         return stacked.mean(0) if self.plan.cfg.aggregate == "mean" else _median(stacked)
 
     def add(self, sl: slice, stacked: torch.Tensor, ang_sum, g_chunk: np.ndarray, presence=None) -> np.ndarray:
-        """Add one chunk: ``stacked`` (and ``presence``) hold every member's ``(M, n, G)`` attributions."""
-        agg = self._aggregate(stacked)
+        """Add one chunk: ``stacked`` (and ``presence``) hold every member's ``(M, n, G)`` attributions.
+
+        Returns the chunk's aggregated ``(n, G)`` float32 attributions (``None`` without :attr:`per_cell`).
+        """
         k = self.plan.n_groups
-        self.agg += group_sums(agg, g_chunk, k)
         self.member += group_sums(stacked, g_chunk, k)
         if presence is not None:
             if self.presence is None:
                 self.presence = (np.zeros_like(self.member), np.zeros_like(self.agg))
-            self.presence[1][:] += group_sums(self._aggregate(presence), g_chunk, k)
             self.presence[0][:] += group_sums(presence, g_chunk, k)
-        agg_np = agg.to(torch.float32).cpu().numpy()
-        if self.cells is not None:
-            self.cells[sl] = agg_np
         if self.angles is not None:
             n = stacked.shape[0] * self.plan.n_repeats * self.plan.n_noise
             self.angles[sl] = (ang_sum / n).to(torch.float32).cpu().numpy()
+        if not self.per_cell:
+            return None
+        agg = self._aggregate(stacked)
+        self.agg += group_sums(agg, g_chunk, k)
+        if presence is not None:
+            self.presence[1][:] += group_sums(self._aggregate(presence), g_chunk, k)
+        agg_np = agg.to(torch.float32).cpu().numpy()
+        if self.cells is not None:
+            self.cells[sl] = agg_np
         return agg_np
+
+    def finish(self) -> None:
+        """After the last chunk: the aggregated sums of a mean, where :meth:`add` skipped them."""
+        if self.per_cell:
+            return
+        self.agg[:] = self.member.mean(0)
+        if self.presence is not None:
+            self.presence[1][:] = self.presence[0].mean(0)
 
     def means(self, which: str = "total") -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
         if which == "presence" and self.presence is None:
@@ -1107,13 +1124,14 @@ def attribute_modules(
     cfg = (config or AttributionConfig()).replace(**settings) if settings else (config or AttributionConfig())
     plan = _plan(modules, X, targets, method, cfg, groups=groups, n_groups=n_groups, stats=stats, gene_sd=gene_sd,
                  blocks=blocks, row_offset=row_offset, total_obs=total_obs)
-    sums = _Sums(plan, store_cells=store_cells)
+    sums = _Sums(plan, store_cells=store_cells, per_cell=True if on_chunk is not None else None)
     try:
         shift = _check_shift(plan)
         _loop(plan, sums, on_chunk, progress=progress, on_rows=on_rows)
     finally:
         for mem in plan.members:
             mem.restore()
+    sums.finish()
     group_mean, member_group_means = sums.means()
     presence_mean, member_presence_means = sums.means("presence")
     seconds = time.perf_counter() - t_start
