@@ -1,7 +1,7 @@
 """Atlas scale: train 10 MLPs, attribute and rank from a file on disk, 10k to 1M cells × 2,000 genes.
 
 For each size, a synthetic single-cell data set (10 cell types with planted markers, sparse
-log-normalised counts, about 10 % non-zero) is first written to disk as ``.h5ad`` (in blocks, so
+log-normalised counts, about 32 % non-zero) is first written to disk as ``.h5ad`` (in blocks, so
 writing never holds the whole matrix). Then, in a fresh process per size (so peak memory is that
 of the step), the file is opened *backed* and scxl trains a 10-MLP ensemble streaming from disk,
 attributes every cell (DeepLift, the defaults, rankings only: ``store_layer=False``) and writes the
