@@ -196,3 +196,33 @@ def test_negative_batchnorm_scale(make_mlp, expr):
         close(F.guided_backprop(f, x, t), GuidedBackprop(m).attribute(x, target=t))
         close(F.saliency(f, x, t, abs=False), Saliency(m).attribute(x, target=t, abs=False))
         close(F.deeplift(f, x, t, refs), DeepLiftShap(m).attribute(x, baselines=refs, target=t))
+
+
+def test_tiny_weights_folded_to_zero(make_mlp, expr):
+    """Weights below 1e-30 (subnormals after long training slow CPU products) fold to 0, in a copy."""
+    m, _, x, t = setup(make_mlp, expr, 40, 16, 3, False, seed=11)
+    with torch.no_grad():
+        m.net[0].weight[:, 5] = 3e-39  # subnormal in float32
+        m.net[0].weight[:, 6] = 1e-31
+    before = m.net[0].weight.detach().clone()
+    f = fold_mlp(m, dtype=torch.float32)
+    assert (f.w1[:, 5:7] == 0).all() and (f.w1[:, :5] == before[:, :5]).all()
+    torch.testing.assert_close(m.net[0].weight, before, rtol=0, atol=0)  # the module is untouched
+    zero = torch.zeros(1, 40, dtype=torch.float64)
+    a32, a64 = F.deeplift(f, x.float(), t, zero.float()), F.deeplift(fold_mlp(m), x, t, zero)
+    assert ((a32.double() - a64).abs().max() / a64.abs().max()) < 1e-5  # float32 rounding only
+    m2, _, _, _ = setup(make_mlp, expr, 40, 16, 3, False, seed=12)
+    assert fold_mlp(m2).w1.data_ptr() == m2.net[0].weight.data_ptr()  # nothing tiny: not copied
+
+
+def test_flush_tiny_in_place():
+    from scxl._subnormal import TINY, flush_tiny_, without_tiny
+
+    t = torch.tensor([1e-39, -1e-31, TINY, 1e-29, 0.5, 0.0])
+    kept = without_tiny(torch.tensor([1e-29, 0.0, 1.0]))
+    assert kept.tolist() == pytest.approx([1e-29, 0.0, 1.0])
+    copy = without_tiny(t)
+    assert copy is not t and t[0] != 0
+    flush_tiny_([t, torch.tensor([3, 0])])
+    assert t.tolist() == pytest.approx([0.0, 0.0, TINY, 1e-29, 0.5, 0.0])
+    assert torch.equal(copy, t)

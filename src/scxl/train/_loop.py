@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .._logging import progress
+from .._subnormal import FLUSH_EVERY, flush_tiny_
 from ._split import balanced_epoch
 
 #: Class-balancing strategies (``balance=`` of :func:`scxl.tl.train_classifier`).
@@ -138,6 +139,12 @@ def epoch_batch_size(batch_size: int, n: int) -> int:
     return min(batch_size, max(16, -(-n // MIN_STEPS)))
 
 
+def _adam_moments(opt: torch.optim.Optimizer, p: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Adam's first and second moments of ``p`` (none before its first step)."""
+    state = opt.state.get(p, {})
+    return tuple(state[k] for k in ("exp_avg", "exp_avg_sq") if k in state)
+
+
 def fit_member(
     module: nn.Module,
     fetch: Fetch,
@@ -189,6 +196,7 @@ def fit_member(
     opt = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=config.lr_factor, patience=config.lr_patience)
     best_loss, lowest, best_state, best_epoch, bad = np.inf, np.inf, None, 0, 0
+    n_steps = 0
     rows = []
     arrange = getattr(fetch, "arrange", None)
     read_batch = getattr(fetch, "batch", fetch)
@@ -212,6 +220,9 @@ def fit_member(
             loss = loss_fn(logits, target)
             loss.backward()
             opt.step()
+            n_steps += 1
+            if n_steps % FLUSH_EVERY == 0:  # subnormal weights slow the CPU several times
+                flush_tiny_([t for p in module.parameters() for t in (p, *_adam_moments(opt, p))])
             total += loss.item() * b.size
             seen += b.size
             correct += int((logits.argmax(1) == target).sum())

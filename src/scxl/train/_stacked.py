@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._logging import progress as _progress_bar
+from .._subnormal import FLUSH_EVERY, flush_tiny_
 from ._loop import Fetch, TrainConfig, epoch_batch_size, epoch_order, improved, monitored_rows
 
 _ADAM_BETAS = (0.9, 0.999)
@@ -290,6 +291,9 @@ class _Stack:
         torch._foreach_div_(denom, bc2_sqrts)
         torch._foreach_add_(denom, _ADAM_EPS)
         torch._foreach_addcdiv_(params, avg, denom, step_sizes)
+        flush = [i for i, (a, _) in enumerate(runs * len(self.params)) if steps[a] % FLUSH_EVERY == 0]
+        if flush:  # as fit_member: subnormal weights slow the CPU several times
+            flush_tiny_([t[i] for t in (params, avg, avg_sq) for i in flush])
         for p in self.params.values():
             p.grad = None
 
