@@ -34,6 +34,26 @@ def test_version_and_settings():
         xl.settings.verbosity = "loud"
 
 
+def test_warning_class_is_public():
+    """``xl.ScxlWarning`` is the class of scxl's own warnings, and its example runs."""
+    import doctest
+    import warnings
+
+    from scxl._logging import warn
+
+    assert "ScxlWarning" in xl.__all__ and issubclass(xl.ScxlWarning, UserWarning)
+    with pytest.warns(xl.ScxlWarning, match="checked"):
+        warn("checked")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xl.ScxlWarning)
+        with pytest.raises(xl.ScxlWarning):
+            warn("now an error")
+    runner = doctest.DocTestRunner()
+    for test in doctest.DocTestFinder().find(xl.ScxlWarning):
+        runner.run(test)
+    assert runner.failures == 0 and runner.tries > 0
+
+
 def _public_functions(module):
     return [getattr(module, n) for n in module.__all__ if inspect.isfunction(getattr(module, n))]
 

@@ -1,8 +1,9 @@
 """scxl: explainable neural-network classifier ensembles for AnnData.
 
 Import as ``import scxl as xl``. Submodules: :mod:`xl.pp <scxl.pp>`, :mod:`xl.tl <scxl.tl>`,
-:mod:`xl.pl <scxl.pl>`, :mod:`xl.get <scxl.get>`, :mod:`xl.datasets <scxl.datasets>`, and
-:data:`xl.settings <scxl.settings>`.
+:mod:`xl.pl <scxl.pl>`, :mod:`xl.get <scxl.get>`, :mod:`xl.datasets <scxl.datasets>`,
+:data:`xl.settings <scxl.settings>`, and :class:`xl.ScxlWarning <scxl.ScxlWarning>` (the class of
+every warning scxl emits, to filter them: ``warnings.simplefilter("ignore", xl.ScxlWarning)``).
 
 ``import scxl`` is light: torch, captum, scanpy and matplotlib are imported only when a function
 that needs them is called (``xl.pl`` is loaded on first access).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from ._logging import ScxlWarning
 from ._settings import settings
 
 __version__ = "0.1.0"
@@ -35,4 +37,4 @@ def __dir__():
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["datasets", "get", "pl", "pp", "settings", "tl", "__version__"]
+__all__ = ["ScxlWarning", "datasets", "get", "pl", "pp", "settings", "tl", "__version__"]

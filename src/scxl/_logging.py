@@ -58,7 +58,20 @@ def install_handler() -> None:
 
 
 class ScxlWarning(UserWarning):
-    """Warnings emitted by scxl about the data or the options given."""
+    """Warnings emitted by scxl about the data or the options given (``xl.ScxlWarning``).
+
+    Every warning scxl itself emits has this class, so it can be filtered or turned into an
+    error without touching other libraries' warnings.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import scxl as xl
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", xl.ScxlWarning)  # stop at the first scxl warning
+    ...     issubclass(xl.ScxlWarning, UserWarning)
+    True
+    """
 
 
 def warn(message: str, *, stacklevel: int = 3) -> None:

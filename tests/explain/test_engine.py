@@ -7,8 +7,8 @@ import torch
 from captum.attr import DeepLift, FeatureAblation
 from scipy import sparse
 
+from scxl import ScxlWarning
 from scxl._inputs import Matrix
-from scxl._logging import ScxlWarning
 from scxl.explain import _fast as F
 from scxl.explain import (
     attribute_modules,
