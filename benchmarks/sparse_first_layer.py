@@ -6,12 +6,14 @@ so a sparse product does fewer floating-point operations, in proportion to the n
 This script times both at the shapes scxl uses, for a range of densities, on random data with
 the given fraction of non-zeros (uniformly placed, as a CSR ``torch.sparse_csr_tensor``):
 
-- training forward: ``(256, G) @ (G, 128)`` per member, and the ten members stacked ``(256, G) @ (G, 1280)``;
-- attribution forward: ``(2048, G) @ (G, 1280)`` (all members at once).
+- training forward: ``(256, G) @ (G, 128)``, one member's mini-batch (in training every member has
+  its own rows, so ten members are ten such products, batched or not);
+- attribution forward: ``(2048, G) @ (G, 1280)`` (the same cells against all ten members' stacked
+  first layers).
 
 Printed: milliseconds per product (median of ``--repeats``) and the dense/sparse ratio (> 1: sparse
-is faster). The backward products of training (``gradᵀ @ X`` for ``W1``'s gradient) follow the same
-pattern and are not timed here.
+is faster). The backward product of training (``gradᵀ @ X``, ``W1``'s gradient) and attribution's
+pull-back through the first layer are not timed here.
 
     python benchmarks/sparse_first_layer.py [--genes 2000] [--repeats 20] [--out FILE]
 """
@@ -51,7 +53,7 @@ def main() -> None:
              f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
              f"{torch.get_num_threads()} torch thread(s)", "",
              "| product | density | dense (ms) | sparse CSR (ms) | dense / sparse |", "|---|---|---|---|---|"]
-    shapes = [("train, one member", 256, 128), ("train, 10 members stacked", 256, 1280), ("attribution, 10 members", 2048, 1280)]
+    shapes = [("train, one member's mini-batch", 256, 128), ("attribution, 10 members", 2048, 1280)]
     for name, n, h in shapes:
         w = torch.from_numpy(rng.normal(0, 0.05, (g, h)).astype(np.float32))
         for density in (float(d) for d in args.densities.split(",")):

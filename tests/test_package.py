@@ -48,6 +48,17 @@ def test_warning_class_is_public():
         warnings.simplefilter("error", xl.ScxlWarning)
         with pytest.raises(xl.ScxlWarning):
             warn("now an error")
+    # every warnings.warn in the package names ScxlWarning (FutureWarning for deprecations)
+    import ast
+
+    other = []
+    for path in (ROOT / "src" / "scxl").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "warnings.warn":
+                cat = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "category"), None)
+                if cat is None or ast.unparse(cat) not in ("ScxlWarning", "FutureWarning"):
+                    other.append(f"{path.name}:{node.lineno}")
+    assert not other, f"warnings that are not ScxlWarning: {other}"
     runner = doctest.DocTestRunner()
     for test in doctest.DocTestFinder().find(xl.ScxlWarning):
         runner.run(test)

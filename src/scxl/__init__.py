@@ -3,7 +3,7 @@
 Import as ``import scxl as xl``. Submodules: :mod:`xl.pp <scxl.pp>`, :mod:`xl.tl <scxl.tl>`,
 :mod:`xl.pl <scxl.pl>`, :mod:`xl.get <scxl.get>`, :mod:`xl.datasets <scxl.datasets>`,
 :data:`xl.settings <scxl.settings>`, and :class:`xl.ScxlWarning <scxl.ScxlWarning>` (the class of
-every warning scxl emits, to filter them: ``warnings.simplefilter("ignore", xl.ScxlWarning)``).
+scxl's own warnings, deprecations apart, to filter them: ``warnings.simplefilter("ignore", xl.ScxlWarning)``).
 
 ``import scxl`` is light: torch, captum, scanpy and matplotlib are imported only when a function
 that needs them is called (``xl.pl`` is loaded on first access).

@@ -61,16 +61,23 @@ class ScxlWarning(UserWarning):
     """Warnings emitted by scxl about the data or the options given (``xl.ScxlWarning``).
 
     Every warning scxl itself emits has this class, so it can be filtered or turned into an
-    error without touching other libraries' warnings.
+    error without touching other libraries' warnings; the one exception is a deprecated name or
+    keyword, which warns with :class:`FutureWarning` as Python and scverse packages do.
 
     Examples
     --------
     >>> import warnings
     >>> import scxl as xl
+    >>> xl.settings.progress = False
+    >>> adata = xl.datasets.synthetic(200, 50, 2)
     >>> with warnings.catch_warnings():
-    ...     warnings.simplefilter("error", xl.ScxlWarning)  # stop at the first scxl warning
-    ...     issubclass(xl.ScxlWarning, UserWarning)
-    True
+    ...     warnings.simplefilter("error", xl.ScxlWarning)  # make scxl's own warnings errors
+    ...     xl.tl.train_classifier(adata, "group", n_models=2, max_epochs=2)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     xl.tl.train_classifier(adata, "group", n_models=2, max_epochs=2, min_delta=0.5, overwrite=True)
+    >>> [type(w.message).__name__ for w in caught]
+    ['ScxlWarning']
     """
 
 

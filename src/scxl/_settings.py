@@ -48,7 +48,9 @@ class ScxlSettings:
         except ValueError as err:  # a bad environment variable must not break `import scxl`
             import warnings
 
-            warnings.warn(f"SCXL_VERBOSITY: {err}; using 'warning'", stacklevel=2)
+            from ._logging import ScxlWarning
+
+            warnings.warn(f"SCXL_VERBOSITY: {err}; using 'warning'", ScxlWarning, stacklevel=2)
             self.verbosity = "warning"
 
     @property

@@ -1,3 +1,4 @@
+import copy
 import warnings
 
 import numpy as np
@@ -356,3 +357,22 @@ def test_stacked_random_references_equal_the_per_member_path(setup, monkeypatch)
     loop = run(mods, x, t, "deeplift_shap", **kw)
     np.testing.assert_allclose(stacked.attributions, loop.attributions, rtol=1e-8, atol=1e-11)
     np.testing.assert_allclose(stacked.member_presence_group_means, loop.member_presence_group_means, rtol=1e-8, atol=1e-11)
+
+
+def test_general_path_drops_tiny_weights_in_a_copy(expr):
+    """A module the fast kernels do not cover, with subnormal-range weights: attributed from a flushed copy."""
+    from scxl.models import MLP
+
+    torch.manual_seed(0)
+    m = MLP(30, 3, hidden=(8, 6))  # two hidden layers: the Captum path
+    with torch.no_grad():
+        m.net[0].weight[:, 4] = 3e-39
+    clean = copy.deepcopy(m)
+    with torch.no_grad():
+        clean.net[0].weight[:, 4] = 0
+    x = expr(20, 30, seed=3, dtype=np.float32)
+    t = np.random.default_rng(4).integers(0, 3, 20)
+    a = run([m], x, t, "saliency", use_fast=False).attributions
+    b = run([clean], x, t, "saliency", use_fast=False).attributions
+    np.testing.assert_array_equal(a, b)
+    assert float(m.net[0].weight.detach()[0, 4]) == pytest.approx(3e-39, rel=1e-3)  # the module itself is untouched

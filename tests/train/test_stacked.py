@@ -173,7 +173,7 @@ def test_cnn_and_custom_train_one_after_another(synth):
 
 
 def test_tiny_weights_flushed_alike():
-    """Weights below 1e-30 (subnormals slow CPU products) are set to 0 every 64 steps, in both loops alike."""
+    """Weights below 1e-30 (subnormals slow CPU products) are set to 0 every 32 steps, in both loops alike."""
     X, y = _toy()
     X[:, 9] = 0  # a gene never expressed: its weights only feel weight decay
     fetch = lambda i: X[torch.as_tensor(i)]  # noqa: E731
@@ -194,7 +194,37 @@ def test_tiny_weights_flushed_alike():
         torch.manual_seed(10 + i)
         alone, hist = fit_member(planted([MLP(10, 3)])[0], fetch, y, *splits[i], n_classes=3, config=cfg,
                                  rng=np.random.default_rng(100 + i), device=torch.device("cpu"))
-        assert len(hist) == 10  # 10 epochs of >= 7 steps: more than 64 steps
+        assert len(hist) == 10  # 10 epochs of >= 7 steps: more than 32 steps
         assert (alone.net[0].weight[:, 9] == 0).all()
+        for k, v in alone.state_dict().items():
+            torch.testing.assert_close(together[i][0].state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_flush_steps_alike(monkeypatch):
+    """With a threshold that bites (0.05) and a flush every 3 steps, the loops still agree bit for bit.
+
+    Many weights cross the threshold again and again, so flushing at other steps in one loop
+    (an off-by-one in the step count), or other tensors, changes the members.
+    """
+    import scxl._subnormal as sub
+    from scxl.train import _loop, _stacked
+
+    monkeypatch.setattr(sub, "TINY", 0.05)
+    monkeypatch.setattr(_loop, "FLUSH_EVERY", 3)
+    monkeypatch.setattr(_stacked, "FLUSH_EVERY", 3)
+    X, y = _toy()
+    fetch = lambda i: X[torch.as_tensor(i)]  # noqa: E731
+    cfg = TrainConfig(max_epochs=4, patience=100, batch_size=32)
+    splits = [stratified_split(y, 0.2, np.random.default_rng(i)) for i in range(3)]
+    mods, gens = _members(3, hidden=(8, 6), batchnorm=True)
+    together = fit_members(mods, fetch, y, splits, n_classes=3, config=cfg,
+                           rngs=[np.random.default_rng(100 + i) for i in range(3)], generators=gens,
+                           device=torch.device("cpu"))
+    for i in range(3):
+        torch.manual_seed(10 + i)
+        alone, _ = fit_member(MLP(10, 3, hidden=(8, 6), batchnorm=True), fetch, y, *splits[i], n_classes=3,
+                              config=cfg, rng=np.random.default_rng(100 + i), device=torch.device("cpu"))
+        w = alone.net[0].weight
+        assert (w == 0).any() and torch.isfinite(w).all()  # the flush bit (every 3 steps, the last on step 3k)
         for k, v in alone.state_dict().items():
             torch.testing.assert_close(together[i][0].state_dict()[k], v, rtol=0, atol=0)

@@ -22,7 +22,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from .._logging import logger
+from .._logging import ScxlWarning, logger
 from .._validation import check_in
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -301,7 +301,7 @@ def _repair_lrg_biotypes(var: pd.DataFrame) -> int:
     except FileNotFoundError:
         warnings.warn(f"{int(lrg.sum())} genes have the biotype 'LRG_gene' and the Ensembl gene annotation "
                       "(ensembl105_gene_annotation.tsv.gz) to correct it is not in the dataset folder: "
-                      "protein_coding_only=True leaves them out (TP53 among them)", UserWarning, stacklevel=3)
+                      "protein_coding_only=True leaves them out (TP53 among them)", ScxlWarning, stacklevel=3)
         return 0
     by_id = by_id[by_id != "LRG_gene"]
 

@@ -38,6 +38,7 @@ from torch import nn
 from .._device import resolve_device
 from .._logging import logger, warn
 from .._logging import progress as _progress_bar
+from .._subnormal import flush_tiny_, has_tiny
 from .._types import Aggregate, Precision
 from ._correction import BlockIndex, correct_gradients
 from ._fast import FoldedMLP, fold_mlp, gradient, is_foldable
@@ -366,7 +367,11 @@ class _Member:
             same = all(p.device == device for p in params) and all(
                 p.dtype == dtype for p in module.parameters()
             )
-            self.module = module if same else copy.deepcopy(module).to(device=device, dtype=dtype).eval()
+            if same and not any(has_tiny(p) for p in module.parameters()):
+                self.module = module
+            else:  # a copy (also to drop subnormal-range weights, which slow CPU products: scxl._subnormal)
+                self.module = copy.deepcopy(module).to(device=device, dtype=dtype).eval()
+                flush_tiny_(self.module.parameters())
         except Exception:
             self.restore()
             raise
