@@ -20,6 +20,7 @@ import itertools
 import os
 import platform
 import time
+from pathlib import Path
 
 import torch
 
@@ -35,6 +36,7 @@ def main() -> None:
              f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}", "",
              "| lr | weight decay | weights: first subnormal step | weights: fewest steps 1e-30 → subnormal "
              "| momentum: first subnormal step | momentum: fewest steps 1e-30 → subnormal |", "|---|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
     for lr, wd in itertools.product([1e-3, 1e-2, 1e-1], [1e-4, 1e-3, 1e-2]):
         torch.manual_seed(0)
         p = torch.nn.Parameter(torch.randn(args.n) * 0.05)
@@ -56,10 +58,8 @@ def main() -> None:
         lines.append("| " + " | ".join(row) + " |")
         print(lines[-1], flush=True)
     text = "\n".join(lines)
-    print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+        Path(args.out).write_text(text + "\n")
 
 
 if __name__ == "__main__":
