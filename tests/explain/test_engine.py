@@ -346,6 +346,37 @@ def test_stacked_members_equal_one_at_a_time(setup, method, kw):
                                    np.concatenate([o.member_presence_group_means for o in one]), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("split", [True, False])
+@pytest.mark.parametrize("layout", ["shared", "per-member references", "per-member inputs"])
+def test_blocked_references_equal_the_reference_loop(setup, monkeypatch, split, layout):
+    """More than two references: the gene-blocked stacked kernel (several blocks, the last one short)
+    equals the one-reference-at-a-time loop, total and presence."""
+    from scxl.explain import _stacked as S
+    from scxl.explain._registry import KernelOptions
+
+    mods, x, t = setup
+    st = S.StackedMLP.from_folded([fold_mlp(m, dtype=torch.float64) for m in mods])
+    rng = np.random.default_rng(5)
+    xt = torch.as_tensor(x[:20], dtype=torch.float64)
+    refs = torch.as_tensor(np.abs(rng.normal(1.0, 1.0, size=(5, 30))))
+    if layout == "per-member references":
+        refs = torch.as_tensor(np.abs(rng.normal(1.0, 1.0, size=(3, 5, 30))))
+    elif layout == "per-member inputs":
+        xt = xt + torch.as_tensor(rng.normal(0, 0.1, size=(3, 20, 30)))
+    tt = torch.as_tensor(t[:20])
+    opts = KernelOptions(split=split)
+    monkeypatch.setattr(S, "BLOCK_VALUES", {"cpu": 5 * 20 * 7, "cuda": 5 * 20 * 7})  # 5 references x 20 cells x 7 genes
+    monkeypatch.setattr(S, "MIN_BLOCK", 1)  # blocks of 7 genes: 5 blocks, the last of 2
+    blocked = S.deeplift_kernel(st, xt, tt, refs, opts)
+    monkeypatch.setattr(S, "LOOP_MAX_REFS", 10)
+    loop = S.deeplift_kernel(st, xt, tt, refs, opts)
+    for a, b in zip(blocked if split else [blocked], loop if split else [loop], strict=True):
+        assert a.shape == (3, 20, 30)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-13)
+    if split:
+        assert not torch.allclose(blocked[0], blocked[1])
+
+
 def test_stacked_random_references_equal_the_per_member_path(setup, monkeypatch):
     """Per-member references and SmoothGrad noise: the stacked pass equals the member-by-member loop."""
     import scxl.explain._engine as E
@@ -376,3 +407,21 @@ def test_general_path_drops_tiny_weights_in_a_copy(expr):
     b = run([clean], x, t, "saliency", use_fast=False).attributions
     np.testing.assert_array_equal(a, b)
     assert float(m.net[0].weight.detach()[0, 4]) == pytest.approx(3e-39, rel=1e-3)  # the module itself is untouched
+
+
+def test_stack_chooses_by_reference_density(setup):
+    """More than two references: stacked when they are dense, member by member (whose kernel skips
+    unexpressed genes) when they are mostly zeros; one or two references always stacked."""
+    import scxl.explain._engine as E
+    from scxl.explain._references import make_reference_sampler
+
+    mods, _, _ = setup
+    spec = E.get_explainer("deeplift_shap")
+    members = [E._Member(m, spec, device=torch.device("cpu"), dtype=torch.float32, use_fast=True) for m in mods]
+    cfg = E.AttributionConfig()
+    sparse_refs = np.zeros((5, 30), dtype=np.float32)
+    sparse_refs[:, :3] = 1.0  # 10 % non-zero
+    dense_refs = np.ones((5, 30), dtype=np.float32)
+    for refs, stacked in ((sparse_refs, False), (dense_refs, True), (sparse_refs[:2], True)):
+        sampler = make_reference_sampler(refs, n_features=30, n_baselines=len(refs))
+        assert (E._stack(spec, members, sampler, None, cfg) is not None) is stacked

@@ -456,6 +456,7 @@ class _Plan:
     dtype: torch.dtype
     cfg: AttributionConfig
     ref_cache: dict = field(default_factory=dict)
+    ref_tensors: dict = field(default_factory=dict)  # repeat -> the stacked kernels' reference tensor
     cache_refs: bool = False
     stats: GeneStats | None = None
     stack: Any = None  # StackedMLP when every member runs through one stacked kernel
@@ -669,7 +670,8 @@ def _plan(modules, X, targets, method, cfg: AttributionConfig, *, groups, n_grou
                 f"is deterministic: n_repeats={n_repeats} would repeat the same computation; computing it once"
             )
             n_repeats = 1
-        stack = _stack(spec, members, sampler, block_index, cfg)
+        entropy = _entropy(cfg.random_state)
+        stack = _stack(spec, members, sampler, block_index, cfg, entropy)
         batch_size, opts = _memory(spec, cfg, members, sampler, rows.n_features, rows.n_obs, act_bytes, dev, dtype,
                                    smoothgrad, stacked=stack is not None)
     except Exception:
@@ -681,24 +683,37 @@ def _plan(modules, X, targets, method, cfg: AttributionConfig, *, groups, n_grou
         one = sampler.n_baselines * rows.n_features * 4 * (1 if sampler.shared else n_groups)
         cache = one * len(members) * n_repeats <= cfg.memory_limit_bytes // 4
     return _Plan(spec, members, rows, targets, groups, n_groups, sampler, noise_sd, n_noise, n_repeats, block_index,
-                 batch_size, opts, _entropy(cfg.random_state), dev, dtype, cfg.replace(smoothgrad=smoothgrad),
+                 batch_size, opts, entropy, dev, dtype, cfg.replace(smoothgrad=smoothgrad),
                  cache_refs=cache, stats=stats, stack=stack, row_offset=int(row_offset), total_obs=total_obs)
 
 
-def _stack(spec, members, sampler, block_index, cfg):
+#: With more than two references, the stacked kernel runs when more than this fraction of the
+#: reference values is non-zero; sparser references (real cells) go member by member, whose
+#: kernel skips the genes a reference does not express. Measured (DeepLiftShap, 20 references
+#: drawn from the cells, 10 members, 200 cells): at 20,000 genes the per-member path is 1.6×
+#: faster at 5 % non-zero, even at 15 % and 1.5× slower at 35 %; at 2,000 genes 1.4× faster at
+#: 10 %, 1.2× slower at 35 %.
+STACK_MIN_REF_DENSITY = 0.25
+
+
+def _stack(spec, members, sampler, block_index, cfg, entropy: int = 0):
     """The members stacked for one pass, when the explainer has a stacked kernel and the settings allow it.
 
-    Not for gradient correction, per-group references, or several real cells as references
-    (the per-member kernel skips their unexpressed genes, which is cheaper), and only with
+    Not for gradient correction, per-group references, or more than two references that are
+    mostly zeros (:data:`STACK_MIN_REF_DENSITY`, judged on the first draw), and only with
     ``cfg.use_fast``.
     """
     from ._stacked import StackedMLP
 
     if spec.stacked is None or not cfg.use_fast or block_index is not None or not all(m.fast for m in members):
         return None
-    if sampler is not None and (not sampler.shared or (sampler.spec is not None and "rows" in sampler.spec.needs
-                                                      and sampler.n_baselines > 2)):
-        return None
+    if sampler is not None:
+        if not sampler.shared:
+            return None
+        if sampler.n_baselines > 2:
+            refs = sampler.draw_for(entropy, 0, 0).shared
+            if np.count_nonzero(refs) <= STACK_MIN_REF_DENSITY * refs.size:
+                return None
     return StackedMLP.from_folded([m.folded for m in members])
 
 
@@ -864,11 +879,13 @@ def _stacked_attribution(plan: _Plan, x, t, sl: slice):
     m_all = range(len(plan.members))
     acc = pres_acc = None
     for r in range(plan.n_repeats):
-        refs = None
-        if plan.sampler is not None:
+        refs = plan.ref_tensors.get(r)
+        if refs is None and plan.sampler is not None:
             sets = [plan.references(m, r) for m in (m_all if plan.sampler.random else [0])]
             arr = np.stack([rs.shared for rs in sets]) if plan.sampler.random else sets[0].shared
             refs = torch.as_tensor(arr, device=plan.device).to(plan.dtype)
+            if plan.cache_refs or not plan.sampler.random:  # the same draw in every chunk: one tensor, whose
+                plan.ref_tensors[r] = refs  # pre-activations the stacked kernels then compute once
         for s in range(plan.n_noise):
             xs = x
             if plan.noise_sd is not None:

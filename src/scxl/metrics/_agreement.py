@@ -8,9 +8,15 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
-from ._utils import as_float_array, check_choice, check_k, selection_scores, topk_mask
+from ._utils import (
+    as_float_array,
+    average_ranks,
+    check_choice,
+    check_k,
+    selection_scores,
+    topk_mask,
+)
 
 _BY = ("value", "abs")
 
@@ -36,7 +42,7 @@ def _chunk_rows(n_genes: int, n_arrays: int, budget: int = 2**24) -> int:
 
 def _standardised_ranks(x: np.ndarray) -> np.ndarray:
     """Average ranks of each row, centred and scaled to unit norm (constant rows: NaN)."""
-    r = rankdata(x, method="average", axis=1)
+    r = average_ranks(x)
     r -= r.mean(axis=1, keepdims=True)
     norm = np.sqrt((r * r).sum(axis=1, keepdims=True))
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ._agreement import pairwise_spearman, pairwise_topk_overlap
 from ._enrichment import bh_adjust
+from ._utils import topk_mask
 
 #: Per-gene fields of a ranking, in the order they are stored.
 RANKING_FIELDS = ("scores", "scores_std", "logfoldchanges", "pvals", "pvals_adj", "topk_fraction")
@@ -235,11 +236,7 @@ def rank_groups(
     else:
         pvals = np.full_like(scores, np.nan)
     k = min(int(top_k), scores.shape[1])
-    topk = np.zeros_like(scores)
-    for m in range(n_members):
-        for g in range(len(groups)):
-            topk[g, np.argsort(-member[m, g], kind="stable")[:k]] += 1
-    topk /= n_members
+    topk = topk_mask(member.reshape(-1, member.shape[-1]), k).reshape(member.shape).mean(0)
     agreement = _member_agreement(member, groups, k) if n_members > 1 else None
     return GroupRanking(list(groups), scores, sd, pvals, topk, k, agreement, extra)
 

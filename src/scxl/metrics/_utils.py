@@ -49,12 +49,54 @@ def selection_scores(x: np.ndarray, by: str) -> np.ndarray:
 
 
 def topk_mask(scores: np.ndarray, k: int, *, chunk_size: int = 2048) -> np.ndarray:
-    """Boolean mask of the ``k`` largest entries of each row (ties: lower column index first)."""
+    """Boolean mask of the ``k`` largest entries of each row (ties: lower column index first).
+
+    The same selection as ``np.argsort(-scores, kind="stable")[:, :k]`` (NaN counts as smallest),
+    in linear time: a partition finds each row's ``k``-th largest value, everything above it is
+    in, and the tied values at it are taken in column order until there are ``k``.
+    """
     scores = np.atleast_2d(scores)
     n, g = scores.shape
     mask = np.zeros((n, g), dtype=bool)
+    if k <= 0:
+        return mask
+    if k >= g:
+        mask[:] = True
+        return mask
     for start in range(0, n, chunk_size):
-        block = scores[start : start + chunk_size]
-        idx = np.argsort(-block, axis=1, kind="stable")[:, :k]
-        np.put_along_axis(mask[start : start + chunk_size], idx, True, axis=1)
+        neg = -np.asarray(scores[start : start + chunk_size], dtype=np.float64)
+        kth = np.partition(neg, k - 1, axis=1)[:, k - 1 : k]  # k-th smallest of -scores (NaN sort last)
+        nan, nan_kth = np.isnan(neg), np.isnan(kth)
+        above = (neg < kth) | (nan_kth & ~nan)  # a NaN k-th value: every number is above it
+        tied = (neg == kth) | (nan & nan_kth)
+        need = k - above.sum(axis=1, keepdims=True)
+        mask[start : start + chunk_size] = above | (tied & (np.cumsum(tied, axis=1) <= need))
     return mask
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks ``1..G`` of each row of a finite ``(n, G)`` array, ties getting their average rank.
+
+    As ``scipy.stats.rankdata(x, method="average", axis=1)``, about three times faster: one
+    unstable sort per row (the average rank of a tie does not depend on the order within it)
+    and the runs of equal sorted values found with running maxima.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n, g = x.shape
+    order = np.argsort(x, axis=1)
+    xs = np.take_along_axis(x, order, axis=1)
+    pos = np.arange(g)
+    ties = xs[:, 1:] == xs[:, :-1]
+    if not ties.any():  # the common case for real-valued scores: the rank is the sorted position
+        sorted_ranks = np.broadcast_to(pos + 1.0, (n, g))
+    else:
+        first = np.ones((n, g), dtype=bool)  # a run of equal values starts here
+        first[:, 1:] = ~ties
+        last = np.ones((n, g), dtype=bool)  # ... and ends here
+        last[:, :-1] = first[:, 1:]
+        start = np.maximum.accumulate(np.where(first, pos, 0), axis=1)
+        end = np.minimum.accumulate(np.where(last, pos, g)[:, ::-1], axis=1)[:, ::-1]
+        sorted_ranks = (start + end) / 2.0 + 1.0
+    ranks = np.empty((n, g), dtype=np.float64)
+    np.put_along_axis(ranks, order, sorted_ranks, axis=1)
+    return ranks
