@@ -24,6 +24,7 @@ to subnormal was 59 steps (learning rates 1e-3–1e-1, weight decays 1e-4–1e-2
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 import torch
@@ -58,3 +59,16 @@ def has_tiny(t: torch.Tensor) -> bool:
 def without_tiny(t: torch.Tensor) -> torch.Tensor:
     """``t`` itself when no value is tiny (:func:`has_tiny`); else a copy with those values at 0."""
     return t.masked_fill(t.abs() < TINY, 0) if has_tiny(t) else t
+
+
+@torch.no_grad()
+def module_without_tiny(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` itself when no parameter holds a tiny value (:func:`has_tiny`), else a flushed copy.
+
+    The module is never changed (e.g. the members of an ensemble trained before the flush).
+    """
+    if not any(has_tiny(p) for p in module.parameters()):
+        return module
+    flushed = copy.deepcopy(module)
+    flush_tiny_(flushed.parameters())
+    return flushed

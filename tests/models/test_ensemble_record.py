@@ -175,3 +175,27 @@ def test_predict_with_a_damaged_file_leaves_the_data_unchanged(saved, synth, tmp
     with pytest.raises(ValueError, match="is not valid JSON"):
         xl.tl.predict(q, ensemble=bad)
     assert "xl_prediction" not in q.obs and not q.obsm
+
+
+def test_predict_drops_tiny_weights_in_a_copy():
+    """Members with subnormal-range weights (trained before the flush) predict from a flushed copy:
+    the same probabilities as with those weights at 0, the members themselves untouched."""
+    import torch
+
+    from scxl.models import MLP
+
+    torch.manual_seed(0)
+    m = MLP(30, 3, hidden=[8])
+    with torch.no_grad():
+        m.net[0].weight[:, 4] = 3e-39
+    clean = copy.deepcopy(m)
+    with torch.no_grad():
+        clean.net[0].weight[:, 4] = 0
+    names = dict(classes=["a", "b", "c"], var_names=[f"g{i}" for i in range(30)],
+                 spec=xl.models.default_spec("mlp", 30, 3, hidden=[8]))
+    x = np.random.default_rng(0).gamma(1.0, 1.0, size=(40, 30)).astype(np.float32)
+    x[:, 4] = 1e38  # a huge value meets the tiny weights: their products (about 0.3) would show if kept
+    p = Ensemble([m], **names).predict_proba(x)
+    q = Ensemble([clean], **names).predict_proba(x)
+    np.testing.assert_array_equal(p, q)
+    assert float(m.net[0].weight.detach()[0, 4]) == pytest.approx(3e-39, rel=1e-3)

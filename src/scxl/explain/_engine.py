@@ -38,7 +38,7 @@ from torch import nn
 from .._device import resolve_device
 from .._logging import logger, warn
 from .._logging import progress as _progress_bar
-from .._subnormal import flush_tiny_, has_tiny
+from .._subnormal import flush_tiny_, module_without_tiny
 from .._types import Aggregate, Precision
 from ._correction import BlockIndex, correct_gradients
 from ._fast import FoldedMLP, fold_mlp, gradient, is_foldable
@@ -367,11 +367,11 @@ class _Member:
             same = all(p.device == device for p in params) and all(
                 p.dtype == dtype for p in module.parameters()
             )
-            if same and not any(has_tiny(p) for p in module.parameters()):
-                self.module = module
-            else:  # a copy (also to drop subnormal-range weights, which slow CPU products: scxl._subnormal)
-                self.module = copy.deepcopy(module).to(device=device, dtype=dtype).eval()
-                flush_tiny_(self.module.parameters())
+            # subnormal-range weights slow CPU products (scxl._subnormal): dropped in a copy
+            self.module = module_without_tiny(module)
+            if not same:
+                self.module = (copy.deepcopy(module) if self.module is module else self.module).to(device=device, dtype=dtype).eval()
+                flush_tiny_(self.module.parameters())  # (values the dtype conversion made tiny)
         except Exception:
             self.restore()
             raise
@@ -864,9 +864,13 @@ class _Sums:
         if which == "presence" and self.presence is None:
             return None, None
         member, agg = (self.member, self.agg) if which == "total" else self.presence
+        denom = np.where(self.counts > 0, self.counts, np.nan)[:, None]
+
+        def divide(sums, d):  # straight into float32: one pass, no float64 temporary
+            return np.divide(sums, d, out=np.empty(sums.shape, dtype=np.float32), casting="same_kind")
+
         with np.errstate(invalid="ignore", divide="ignore"):
-            denom = np.where(self.counts > 0, self.counts, np.nan)[:, None]
-            return (agg / denom).astype(np.float32), (member / denom[None]).astype(np.float32)
+            return divide(agg, denom), divide(member, denom[None])
 
 
 def _sync(device: torch.device) -> None:

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .._subnormal import module_without_tiny
 from ._modules import build_module
 
 FORMAT_VERSION = 1
@@ -179,6 +180,9 @@ class Ensemble:
         if X.shape[1] != len(self.var_names):
             raise ValueError(f"X has {X.shape[1]} columns but the ensemble expects {len(self.var_names)} features")
         mods = self.modules if members is None else [self.modules[i] for i in members]
+        for m in mods:
+            m.eval()
+        mods = [module_without_tiny(m) for m in mods]  # subnormal-range weights slow CPU products (scxl._subnormal)
         device = self.device
         out = np.empty((len(mods), X.shape[0], len(self.classes)), dtype=np.float32)
         for start in range(0, X.shape[0], batch_size):
@@ -186,7 +190,6 @@ class Ensemble:
             block = block.toarray() if sparse.issparse(block) else np.asarray(block)
             xb = torch.as_tensor(np.ascontiguousarray(block, dtype=np.float32), device=device)
             for i, m in enumerate(mods):
-                m.eval()
                 out[i, start : start + xb.shape[0]] = torch.softmax(m(xb), dim=1).cpu().numpy()
         return out if return_members else out.mean(axis=0)
 
