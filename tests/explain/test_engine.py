@@ -425,3 +425,32 @@ def test_stack_chooses_by_reference_density(setup):
     for refs, stacked in ((sparse_refs, False), (dense_refs, True), (sparse_refs[:2], True)):
         sampler = make_reference_sampler(refs, n_features=30, n_baselines=len(refs))
         assert (E._stack(spec, members, sampler, None, cfg) is not None) is stacked
+
+
+@pytest.mark.parametrize("split", [True, False])
+@pytest.mark.parametrize("method,refs", [("deeplift", "zero"), ("deeplift", "mean"), ("integrated_gradients", "two")])
+def test_group_sums_path_equals_the_per_cell_path(setup, monkeypatch, method, refs, split):
+    """Only group summaries wanted (no stored cells): the fused group-sums kernel (several chunks,
+    several gene blocks, cells in no group) gives the per-cell path's member sums and presence."""
+    import scxl.explain._engine as E
+    from scxl.explain import _stacked as S
+
+    mods, x, t = setup
+    monkeypatch.setattr(S, "BLOCK_VALUES", {"cpu": 3 * 16 * 7, "cuda": 3 * 16 * 7})  # 7-gene blocks
+    monkeypatch.setattr(S, "MIN_BLOCK", 1)
+    monkeypatch.setattr(E, "GROUP_PATH_ROWS", 16)  # 5 chunks, the last of 6
+    if refs == "two":
+        refs = np.abs(np.random.default_rng(3).normal(1.0, 1.0, size=(2, 30))).astype(np.float32)
+    groups = t.copy()
+    groups[::5] = -1
+    kw = dict(references=refs, split=split, groups=groups, n_groups=3, precision="double")
+    cells = run(mods, x, t, method, store_cells=True, **kw)
+    sums = run(mods, x, t, method, store_cells=False, **kw)
+    assert sums.params["batch_size"] == 16 and sums.attributions is None
+    np.testing.assert_allclose(sums.member_group_means, cells.member_group_means, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sums.group_means, cells.group_means, rtol=1e-9, atol=1e-12)
+    if split:
+        np.testing.assert_allclose(sums.member_presence_group_means, cells.member_presence_group_means,
+                                   rtol=1e-9, atol=1e-12)
+    else:
+        assert sums.presence_group_means is None

@@ -456,10 +456,11 @@ class _Plan:
     dtype: torch.dtype
     cfg: AttributionConfig
     ref_cache: dict = field(default_factory=dict)
-    ref_tensors: dict = field(default_factory=dict)  # repeat -> the stacked kernels' reference tensor
+    ref_tensors: dict = field(default_factory=dict)  # {0: the stacked kernels' tensor of a run's one draw}
     cache_refs: bool = False
     stats: GeneStats | None = None
     stack: Any = None  # StackedMLP when every member runs through one stacked kernel
+    group_only: bool = False  # group sums straight from the kernel (_stacked.deeplift_group_sums)
     row_offset: int = 0  # position of the first row in the whole data set (SmoothGrad noise keys)
     total_obs: int | None = None
 
@@ -613,6 +614,10 @@ def _memory(spec, cfg, members, sampler, n_features, n_obs, act_bytes, dev, dtyp
         per_ref = n_hidden * n_features * itemsize  # K workspace of k_block references: <= 1/4 of the budget
         k_block = int(min(n_b, max(1, (limit // 4) // per_ref)))
         fixed = k_block * per_ref
+    if stacked and n_b > 2:  # the gene-blocked kernel's buffers
+        from ._stacked import BLOCK_BUFFERS, BLOCK_VALUES
+
+        fixed += BLOCK_BUFFERS * BLOCK_VALUES.get(dev.type, BLOCK_VALUES["cuda"]) * itemsize
     per_cell = chunk_bytes_per_cell(
         spec.name, n_features, n_hidden=n_hidden, n_baselines=n_b, n_members=len(members),
         fast=all(mem.fast for mem in members), activation_bytes=act_bytes, itemsize=itemsize,
@@ -883,13 +888,14 @@ def _stacked_attribution(plan: _Plan, x, t, sl: slice):
     m_all = range(len(plan.members))
     acc = pres_acc = None
     for r in range(plan.n_repeats):
-        refs = plan.ref_tensors.get(r)
+        refs = plan.ref_tensors.get(0)
         if refs is None and plan.sampler is not None:
             sets = [plan.references(m, r) for m in (m_all if plan.sampler.random else [0])]
             arr = np.stack([rs.shared for rs in sets]) if plan.sampler.random else sets[0].shared
             refs = torch.as_tensor(arr, device=plan.device).to(plan.dtype)
-            if plan.cache_refs or not plan.sampler.random:  # the same draw in every chunk: one tensor, whose
-                plan.ref_tensors[r] = refs  # pre-activations the stacked kernels then compute once
+            if not plan.sampler.random:  # the run's one draw: one tensor for every chunk and repeat, whose
+                plan.ref_tensors[0] = refs  # pre-activations the stacked kernels compute once
+                plan.stack.keep_references(refs)
         for s in range(plan.n_noise):
             xs = x
             if plan.noise_sd is not None:
@@ -911,6 +917,54 @@ def _stacked_attribution(plan: _Plan, x, t, sl: slice):
     return acc, pres_acc
 
 
+#: Cells per chunk of the group-sums path (no ``(members, cells, genes)`` values are formed).
+GROUP_PATH_ROWS = 1024
+
+
+def _use_group_path(plan: _Plan, sums: _Sums) -> None:
+    """Take :func:`~scxl.explain._stacked.deeplift_group_sums` when only group sums are wanted.
+
+    That is: stacked members, the DeepLift kernel (DeepLift, Integrated Gradients, DeepLiftShap)
+    with one or two references shared by the members, no SmoothGrad, no per-cell output (stored
+    cells, ``on_chunk``, the median over members) and no chunk size set by the caller.
+    """
+    from . import _stacked
+
+    sampler = plan.sampler
+    if (plan.stack is None or plan.spec.stacked is not _stacked.deeplift_kernel or sums.per_cell
+            or sampler is None or sampler.random or not sampler.shared or sampler.n_baselines > 2
+            or plan.noise_sd is not None or plan.cfg.batch_size is not None):
+        return
+    itemsize = torch.tensor([], dtype=plan.dtype).element_size()
+    m_h = plan.stack.n_members * plan.stack.n_hidden
+    per_cell = itemsize * (3 * plan.n_features + 8 * m_h)  # rows (read, converted, a difference); z, w, a
+    fixed = itemsize * 2 * 2 * len(plan.members) * (plan.n_groups + 1) * plan.n_features  # the sums, twice
+    fixed += _stacked.BLOCK_BUFFERS * _stacked.BLOCK_VALUES.get(plan.device.type, _stacked.BLOCK_VALUES["cuda"]) * itemsize
+    rows = choose_batch_size(per_cell, plan.cfg.memory_limit_bytes, fixed_bytes=fixed, n_cells=plan.n_obs)
+    plan.batch_size = int(min(rows, GROUP_PATH_ROWS))
+    plan.group_only = True
+
+
+def _group_sums_only(plan: _Plan, sums: _Sums, x, t, g_chunk) -> None:
+    """One chunk of the group-sums path: every member's sums added to ``sums.member`` (and presence)."""
+    from ._stacked import deeplift_group_sums
+
+    refs = plan.ref_tensors.get(0)
+    if refs is None:  # (the sampler is not random here: one draw for the run)
+        refs = plan.ref_tensors[0] = torch.as_tensor(plan.references(0, 0).shared, device=plan.device).to(plan.dtype)
+        plan.stack.keep_references(refs)
+    k1 = plan.n_groups + 1  # row k1 - 1 of every member collects the cells in no group (dropped)
+    codes = np.where(g_chunk >= 0, g_chunk, plan.n_groups).astype(np.int64)
+    index = torch.as_tensor((codes[None, :] + k1 * np.arange(len(plan.members))[:, None]).reshape(-1), device=plan.device)
+    out = deeplift_group_sums(plan.stack, x, t, refs, index, len(plan.members) * k1, split=plan.opts.split)
+    out = out.view(out.shape[0], len(plan.members), k1, -1)[:, :, : plan.n_groups].to(torch.float64).cpu().numpy()
+    sums.member += out[0]
+    if plan.opts.split:
+        if sums.presence is None:
+            sums.presence = (np.zeros_like(sums.member), np.zeros_like(sums.agg))
+        sums.presence[0][:] += out[1]
+
+
 def _loop(plan: _Plan, sums: _Sums, on_chunk, *, progress: bool, on_rows=None) -> None:
     """Chunks of cells × members × draws: the one loop of the engine."""
     n_chunks = math.ceil(plan.n_obs / plan.batch_size) if plan.n_obs else 0
@@ -925,6 +979,12 @@ def _loop(plan: _Plan, sums: _Sums, on_chunk, *, progress: bool, on_rows=None) -
         x = torch.as_tensor(rows, device=plan.device).to(plan.dtype)
         t = torch.as_tensor(plan.targets[sl], dtype=torch.int64, device=plan.device)
         g_chunk = plan.groups[sl]
+        if plan.group_only:  # every member's group sums, no per-cell values
+            t0 = time.perf_counter()
+            _group_sums_only(plan, sums, x, t, g_chunk)
+            _sync(plan.device)
+            sums.seconds += (time.perf_counter() - t0) / len(plan.members)
+            continue
         if plan.stack is not None:  # all members in one pass
             t0 = time.perf_counter()
             stacked, presence = _stacked_attribution(plan, x, t, sl)
@@ -1151,6 +1211,7 @@ def attribute_modules(
     plan = _plan(modules, X, targets, method, cfg, groups=groups, n_groups=n_groups, stats=stats, gene_sd=gene_sd,
                  blocks=blocks, row_offset=row_offset, total_obs=total_obs)
     sums = _Sums(plan, store_cells=store_cells, per_cell=True if on_chunk is not None else None)
+    _use_group_path(plan, sums)
     try:
         shift = _check_shift(plan)
         _loop(plan, sums, on_chunk, progress=progress, on_rows=on_rows)

@@ -8,6 +8,10 @@ arithmetic is that of :mod:`scxl.explain._fast` member by member (results agree 
 rounding); every kernel returns ``(M, n, G)`` — one slice per member — or the pair
 ``(total, presence)`` with ``opts.split`` (see :func:`scxl.explain._fast.deeplift`).
 
+For DeepLift with one or two shared references, :func:`deeplift_group_sums` returns only the
+members' group sums, added block by block without forming the ``(M, n, G)`` attributions
+(the engine's path when no per-cell output is wanted).
+
 Inputs may be shared by all members, ``x: (n, G)``, or per member, ``x: (M, n, G)`` (SmoothGrad
 draws its noise per member); references are shared, ``(B, G)``, or per member, ``(M, B, G)``
 (random kinds are drawn per member).
@@ -84,21 +88,24 @@ class StackedMLP:
     def reference_pre_activation(self, refs: torch.Tensor) -> torch.Tensor:
         """``(M, B, H)`` pre-activations of shared ``(B, G)`` or per-member ``(M, B, G)`` references.
 
-        Remembered for the last few reference tensors (by identity; the tensor is kept alive with
-        its result, so the identity cannot be reused): the engine passes the same tensor for every
-        chunk, and each member's ``W1`` is then not read again for them chunk after chunk.
+        Taken from the cache for a tensor passed to :meth:`keep_references` (by identity), else
+        computed.
         """
         hit = self._ref_cache.get(id(refs))
         if hit is not None and hit[0] is refs:
             return hit[1]
         if refs.ndim == 3:
-            z0 = torch.bmm(refs, self.w1.transpose(1, 2)) * self.s1[:, None, :] + self.b1[:, None, :]
-        else:
-            z0 = self.pre_activation(refs)
-        if len(self._ref_cache) >= 8:
-            self._ref_cache.clear()
-        self._ref_cache[id(refs)] = (refs, z0)
-        return z0
+            return torch.bmm(refs, self.w1.transpose(1, 2)) * self.s1[:, None, :] + self.b1[:, None, :]
+        return self.pre_activation(refs)
+
+    def keep_references(self, refs: torch.Tensor) -> None:
+        """Remember the pre-activations of ``refs``, a tensor the caller passes unchanged to every chunk.
+
+        The engine does so for a run's one fixed set of references, so each member's ``W1`` is
+        not read again for them chunk after chunk. The tensor is kept alive with its entry, so
+        its identity cannot be taken by another; it must not be changed in place afterwards.
+        """
+        self._ref_cache[id(refs)] = (refs, self.reference_pre_activation(refs))
 
     def target_weights(self, targets: torch.Tensor, *, positive: bool = False) -> torch.Tensor:
         """``(M, n, H)``: ``W2[target] ⊙ s1`` per member (``relu(W2[target]) ⊙ s1`` with ``positive``)."""
@@ -188,10 +195,14 @@ def deeplift_kernel(st: StackedMLP, x, targets, refs, opts, *, eps: float = DEEP
 #: Most references :func:`deeplift_kernel` takes one at a time over all genes; beyond, genes go in blocks.
 LOOP_MAX_REFS = 2
 
-#: Values of one ``B × n × block`` product of :func:`_blocked_references`: on the CPU about 4 MB, so
-#: the product and its element-wise passes run from the cache (measured at 20,000 genes, 20
-#: references, 100 cells: 2.6× faster than the reference loop); larger on a GPU.
-BLOCK_VALUES = {"cpu": 2**21, "cuda": 2**26}
+#: Values of one ``B × n × block`` product of :func:`_blocked_references` (and of one
+#: ``M × n × block`` one of :func:`deeplift_group_sums`): on the CPU 2²¹ (8 MiB in float32), so the
+#: product and its element-wise passes run from the cache (measured at 20,000 genes, 20
+#: references, 64–256 cells: 2²¹ and 2²² fastest, 2²⁰ 10 % and 2¹⁸ 50–90 % slower); larger on a
+#: GPU. The engine counts three such buffers against its memory limit (:data:`BLOCK_BUFFERS`).
+BLOCK_VALUES = {"cpu": 2**21, "cuda": 2**24}
+#: Buffers of :data:`BLOCK_VALUES` values the blocked kernels hold at once.
+BLOCK_BUFFERS = 3
 #: Fewest genes per block (the products need some columns to run at full speed).
 MIN_BLOCK = 32
 
@@ -236,3 +247,74 @@ def _blocked_references(st: StackedMLP, x, refs, z, z0, w, *, split: bool, eps: 
                 acc.addcmul_(v[b], d[b])
     both /= n_refs
     return (both[0], both[1]) if split else both[0]
+
+
+def deeplift_group_sums(st: StackedMLP, x, targets, refs, index, n_rows: int, *, split: bool,
+                        eps: float = DEEPLIFT_EPS):
+    """Every member's group sums of DeepLift over a chunk, gene block by gene block, no per-cell values.
+
+    For one or two references shared by the members and inputs shared by them: the same
+    arithmetic as :func:`deeplift_kernel`, but each block's ``(M, n, block)`` pull-back is
+    weighted and added into the group sums while it is in the cache, so the ``(M, n, G)``
+    attributions are never formed (and chunks need not be cut to keep them small).
+
+    Parameters
+    ----------
+    st
+        The stacked members.
+    x
+        ``(n, G)`` inputs.
+    targets
+        ``(n,)`` target classes.
+    refs
+        ``(B, G)`` shared references (``B`` of 1 or 2).
+    index
+        ``(M·n,)`` int64 row of the sums each member's cell goes to (member ``m``, group ``k``:
+        ``m·K' + k``).
+    n_rows
+        Rows of the sums, ``M·K'``.
+    split
+        Also the presence part.
+    eps
+        Captum's threshold of the Rescale rule.
+
+    Returns
+    -------
+    ``(parts, n_rows, G)`` sums in the computation dtype (the total, then the presence part).
+    """
+    m_count, n, g = st.n_members, x.shape[0], st.n_features
+    n_refs = refs.shape[0]
+    z = st.pre_activation(x)
+    w = st.target_weights(targets)
+    z0 = st.reference_pre_activation(refs)
+    a = [rescale_multipliers(z, z0[:, b : b + 1, :], eps=eps).mul_(w) for b in range(n_refs)]  # (M, n, H) each
+    n_parts = 2 if split else 1
+    out = torch.zeros(n_parts, n_rows, g, dtype=z.dtype, device=z.device)
+    budget = BLOCK_VALUES.get(z.device.type, BLOCK_VALUES["cuda"])
+    block = int(min(g, max(MIN_BLOCK, budget // max(m_count * n, 1))))
+    v_buf = torch.empty(m_count * n * block, dtype=z.dtype, device=z.device)
+    p_buf = torch.empty(n_parts * m_count * n * block, dtype=z.dtype, device=z.device)
+    s_buf = torch.empty(n_parts * n_rows * block, dtype=z.dtype, device=z.device)
+    for start in range(0, g, block):
+        sl = slice(start, min(g, start + block))
+        width = sl.stop - sl.start
+        v = v_buf[: m_count * n * width].view(m_count, n, width)
+        parts = p_buf[: n_parts * m_count * n * width].view(n_parts, m_count, n, width)
+        for b in range(n_refs):
+            torch.bmm(a[b], st.w1[:, :, sl], out=v)
+            d = x[:, sl] - refs[b, sl]
+            if b == 0:
+                torch.mul(v, d, out=parts[0])
+                if split:
+                    torch.mul(v, d.clamp_min_(0), out=parts[1])
+            else:
+                parts[0].addcmul_(v, d)
+                if split:
+                    parts[1].addcmul_(v, d.clamp_min_(0))
+        sums = s_buf[: n_parts * n_rows * width].view(n_parts, n_rows, width).zero_()
+        for p in range(n_parts):
+            sums[p].index_add_(0, index, parts[p].view(m_count * n, width))
+        out[:, :, sl] = sums
+    if n_refs > 1:
+        out /= n_refs
+    return out

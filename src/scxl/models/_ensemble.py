@@ -182,8 +182,9 @@ class Ensemble:
         mods = self.modules if members is None else [self.modules[i] for i in members]
         for m in mods:
             m.eval()
-        mods = [module_without_tiny(m) for m in mods]  # subnormal-range weights slow CPU products (scxl._subnormal)
         device = self.device
+        if device.type == "cpu":  # subnormal-range weights slow CPU products (scxl._subnormal): a flushed copy
+            mods = [module_without_tiny(m) for m in mods]
         out = np.empty((len(mods), X.shape[0], len(self.classes)), dtype=np.float32)
         for start in range(0, X.shape[0], batch_size):
             block = X[start : start + batch_size]
