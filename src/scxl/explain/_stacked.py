@@ -295,6 +295,10 @@ def deeplift_group_sums(st: StackedMLP, x, targets, refs, index, n_rows: int, *,
     v_buf = torch.empty(m_count * n * block, dtype=z.dtype, device=z.device)
     p_buf = torch.empty(n_parts * m_count * n * block, dtype=z.dtype, device=z.device)
     s_buf = torch.empty(n_parts * n_rows * block, dtype=z.dtype, device=z.device)
+    onehot = None
+    if z.device.type != "cpu":  # member 0's rows of the sums are the groups' codes
+        onehot = torch.zeros(n_rows // m_count, n, dtype=z.dtype, device=z.device)
+        onehot[index[:n], torch.arange(n, device=z.device)] = 1
     for start in range(0, g, block):
         sl = slice(start, min(g, start + block))
         width = sl.stop - sl.start
@@ -311,6 +315,9 @@ def deeplift_group_sums(st: StackedMLP, x, targets, refs, index, n_rows: int, *,
                 parts[0].addcmul_(v, d)
                 if split:
                     parts[1].addcmul_(v, d.clamp_min_(0))
+        if onehot is not None:  # (CUDA's index_add_ adds atomically, in no fixed order: a product is deterministic)
+            out[:, :, sl] = torch.matmul(onehot, parts).view(n_parts, n_rows, width)
+            continue
         sums = s_buf[: n_parts * n_rows * width].view(n_parts, n_rows, width).zero_()
         for p in range(n_parts):
             sums[p].index_add_(0, index, parts[p].view(m_count * n, width))
