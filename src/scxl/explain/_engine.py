@@ -456,7 +456,7 @@ class _Plan:
     dtype: torch.dtype
     cfg: AttributionConfig
     ref_cache: dict = field(default_factory=dict)
-    ref_tensors: dict = field(default_factory=dict)  # {0: the stacked kernels' tensor of a run's one draw}
+    fixed_refs: torch.Tensor | None = None  # the stacked kernels' tensor of a run's one draw (fixed_reference_tensor)
     cache_refs: bool = False
     stats: GeneStats | None = None
     stack: Any = None  # StackedMLP when every member runs through one stacked kernel
@@ -471,6 +471,16 @@ class _Plan:
     @property
     def n_features(self) -> int:
         return self.rows.n_features
+
+    def fixed_reference_tensor(self) -> torch.Tensor:
+        """The one draw of a sampler that is not random, as one tensor for every chunk and repeat.
+
+        Registered with the stack, whose kernels then compute its pre-activations once.
+        """
+        if self.fixed_refs is None:
+            self.fixed_refs = torch.as_tensor(self.references(0, 0).shared, device=self.device).to(self.dtype)
+            self.stack.keep_references(self.fixed_refs)
+        return self.fixed_refs
 
     def references(self, m: int, r: int) -> ReferenceSet | None:
         """References of member ``m``, repeat ``r`` (one draw, cached when small or fixed)."""
@@ -888,14 +898,12 @@ def _stacked_attribution(plan: _Plan, x, t, sl: slice):
     m_all = range(len(plan.members))
     acc = pres_acc = None
     for r in range(plan.n_repeats):
-        refs = plan.ref_tensors.get(0)
-        if refs is None and plan.sampler is not None:
-            sets = [plan.references(m, r) for m in (m_all if plan.sampler.random else [0])]
-            arr = np.stack([rs.shared for rs in sets]) if plan.sampler.random else sets[0].shared
+        refs = None
+        if plan.sampler is not None and not plan.sampler.random:
+            refs = plan.fixed_reference_tensor()
+        elif plan.sampler is not None:
+            arr = np.stack([plan.references(m, r).shared for m in m_all])
             refs = torch.as_tensor(arr, device=plan.device).to(plan.dtype)
-            if not plan.sampler.random:  # the run's one draw: one tensor for every chunk and repeat, whose
-                plan.ref_tensors[0] = refs  # pre-activations the stacked kernels compute once
-                plan.stack.keep_references(refs)
         for s in range(plan.n_noise):
             xs = x
             if plan.noise_sd is not None:
@@ -949,10 +957,7 @@ def _group_sums_only(plan: _Plan, sums: _Sums, x, t, g_chunk) -> None:
     """One chunk of the group-sums path: every member's sums added to ``sums.member`` (and presence)."""
     from ._stacked import deeplift_group_sums
 
-    refs = plan.ref_tensors.get(0)
-    if refs is None:  # (the sampler is not random here: one draw for the run)
-        refs = plan.ref_tensors[0] = torch.as_tensor(plan.references(0, 0).shared, device=plan.device).to(plan.dtype)
-        plan.stack.keep_references(refs)
+    refs = plan.fixed_reference_tensor()  # (the sampler is not random on this path)
     k1 = plan.n_groups + 1  # row k1 - 1 of every member collects the cells in no group (dropped)
     codes = np.where(g_chunk >= 0, g_chunk, plan.n_groups).astype(np.int64)
     index = torch.as_tensor((codes[None, :] + k1 * np.arange(len(plan.members))[:, None]).reshape(-1), device=plan.device)
