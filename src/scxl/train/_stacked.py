@@ -33,7 +33,16 @@ from torch.nn import functional as F
 
 from .._logging import progress as _progress_bar
 from .._subnormal import FLUSH_EVERY, flush_tiny_
-from ._loop import Fetch, TrainConfig, epoch_batch_size, epoch_order, improved, monitored_rows
+from ..models._modules import Dropout, dropout_noise
+from ._loop import (
+    Fetch,
+    TrainConfig,
+    epoch_batch_size,
+    epoch_order,
+    fused_adam,
+    improved,
+    monitored_rows,
+)
 
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
@@ -62,7 +71,7 @@ def stackable(module: nn.Module) -> bool:
 
     if type(module) is not MLP:
         return False
-    kinds = (nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout)
+    kinds = (nn.Linear, nn.BatchNorm1d, nn.ReLU, Dropout)
     return all(type(layer) in kinds for layer in module.net) and not any(
         isinstance(layer, nn.BatchNorm1d) and (not layer.affine or not layer.track_running_stats or layer.momentum is None)
         for layer in module.net
@@ -247,10 +256,9 @@ class _Stack:
                 h = torch.stack(outs)
             elif kind == "relu":
                 h = torch.relu(h)
-            elif train and arg > 0:  # nn.Dropout's own arithmetic, each member from its own generator
-                noise = torch.stack([torch.empty(h.shape[1:], dtype=h.dtype, device=h.device).bernoulli_(1 - arg, generator=g)
+            elif train and arg > 0:  # the MLP's Dropout, each member from its own generator
+                noise = torch.stack([dropout_noise(h.shape[1:], arg, dtype=h.dtype, device=h.device, generator=g)
                                      for g in generators])
-                noise.div_(1 - arg)
                 h = h * noise
         return h
 
@@ -266,6 +274,9 @@ class _Stack:
         beta1, beta2 = _ADAM_BETAS
         first = next(iter(self.params.values()))
         n = first.shape[0]
+        if fused_adam(first.device):
+            self._fused_adam_step(lrs, steps, weight_decay)
+            return
         runs, r0 = [], 0
         together = _elementwise_is_exact(first.device)
         for r in range(1, n + 1):
@@ -294,6 +305,29 @@ class _Stack:
         flush = [i for i, (a, _) in enumerate(runs * len(self.params)) if steps[a] % FLUSH_EVERY == 0]
         if flush:  # as fit_member: subnormal weights slow the CPU several times
             flush_tiny_([t[i] for t in (params, avg, avg_sq) for i in flush])
+        for p in self.params.values():
+            p.grad = None
+
+
+    def _fused_adam_step(self, lrs: Sequence[float], steps: Sequence[int], weight_decay: float) -> None:
+        """``torch.optim.Adam(fused=True)``'s step, member by member on its rows of the stacked tensors.
+
+        One call per member: the fused kernel computes the elements at the end of a tensor
+        (those short of a vector) through a scalar path that rounds differently, so a member's
+        rows go through it as a tensor of their own, as in :func:`~scxl.train.fit_member`.
+        """
+        beta1, beta2 = _ADAM_BETAS
+        names = list(self.params)
+        first = self.params[names[0]]
+        for r in range(first.shape[0]):
+            step = torch.tensor(float(steps[r]), dtype=torch.float32, device=first.device)
+            torch._fused_adam_([self.params[k].detach()[r] for k in names], [self.params[k].grad[r] for k in names],
+                               [self.exp_avg[k][r] for k in names], [self.exp_avg_sq[k][r] for k in names], [],
+                               [step] * len(names), amsgrad=False, lr=float(lrs[r]), beta1=beta1, beta2=beta2,
+                               weight_decay=weight_decay, eps=_ADAM_EPS, maximize=False)
+            if steps[r] % FLUSH_EVERY == 0:  # as fit_member: subnormal weights slow the CPU several times
+                flush_tiny_([t[k].detach()[r] if t is self.params else t[k][r]
+                             for t in (self.params, self.exp_avg, self.exp_avg_sq) for k in names])
         for p in self.params.values():
             p.grad = None
 
