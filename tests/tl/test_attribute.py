@@ -292,3 +292,30 @@ def test_layers_that_fit(trained, monkeypatch):
         xl.tl.attribute(a, key_added="big")
     assert (set(a.uns), set(a.layers)) == before
     xl.tl.attribute(a, key_added="lean", store_layer=False)  # rankings only: no layer, no check
+
+
+def test_fold_changes_match_a_float64_reference():
+    """The fold changes gathered block by block in float32 runs equal float64 sums of the same rows to ~1e-7.
+
+    Blocks in any order, of more rows than one float32 run, cells in no group (code -1), a
+    log-scale block first (the whole-number test is then skipped for the later blocks).
+    """
+    from scxl.tl._attribute import SUM_ROWS, FoldChanges
+
+    rng = np.random.default_rng(0)
+    n, g, k = 3 * SUM_ROWS + 17, 40, 4
+    X = np.log1p(rng.poisson(rng.gamma(0.5, 2.0, g), (n, g))).astype(np.float32)
+    codes = rng.integers(-1, k, n)
+    fc = FoldChanges(codes, k, linear=True)
+    for sl in (slice(SUM_ROWS + 5, n), slice(0, SUM_ROWS + 5)):
+        fc.add(sl, X[sl])
+    lfc, linear = fc.result()
+    assert fc.seen[-1].integer is False and fc.seen[0].minimum == 0.0
+    x64 = X.astype(np.float64)
+    for j in range(k):
+        inside, rest = codes == j, (codes >= 0) & (codes != j)
+        expect = np.log2((np.expm1(x64[inside].mean(0)) + 1e-9) / (np.expm1(x64[rest].mean(0)) + 1e-9))
+        np.testing.assert_allclose(lfc[j], expect, rtol=1e-6, atol=1e-6)
+        lin = np.expm1(x64)
+        expect = np.log2((lin[inside].mean(0) + 1e-9) / (lin[rest].mean(0) + 1e-9))
+        np.testing.assert_allclose(linear[j], expect, rtol=1e-6, atol=1e-6)

@@ -114,6 +114,38 @@ def test_capped_epochs_from_disk_read_only_their_buffers(small_blocks, files, mo
             np.testing.assert_array_equal(v, b.uns["xl"]["weights"][f"model_{i}"][k])
 
 
+def test_validation_rows_held_once(small_blocks, synth, files, monkeypatch):
+    """From disk the members' validation rows are read once and served from memory every epoch; the members
+    are those of a run that reads them from the file each time."""
+    backed = ad.read_h5ad(files["csr.h5ad"], backed="r")
+    rows = _inputs.make_fetch(_inputs.get_matrix(backed), np.arange(400), np.arange(60), "cpu")
+    X = np.asarray(synth.X)
+    assert rows.hold(np.array([7, 3, 3, 250]))
+    reads = []
+    real_read = _inputs.TrainRows._read
+    monkeypatch.setattr(_inputs.TrainRows, "_read", lambda self, i: reads.append(i) or real_read(self, i))
+    np.testing.assert_array_equal(rows(np.array([[250, 3], [7, 7]])).numpy(), X[[[250, 3], [7, 7]]])
+    assert not reads  # served from the held rows
+    np.testing.assert_array_equal(rows(np.array([3, 8])).numpy(), X[[3, 8]])  # 8 is not held: read from the file
+    assert len(reads) == 1
+    assert not rows.hold(np.arange(400), budget_bytes=100) and rows._held is None  # over the budget: nothing held
+    backed.file.close()
+
+    held = []
+    real_hold = _inputs.TrainRows.hold
+    monkeypatch.setattr(_inputs.TrainRows, "hold", lambda self, p, **kw: held.append(real_hold(self, p, **kw)) or held[-1])
+    runs = {}
+    for name, budget in (("held", _inputs.HOLD_BYTES), ("read", 0)):
+        monkeypatch.setattr(_inputs, "HOLD_BYTES", budget)
+        runs[name] = _open(files, "backed:csr.h5ad")
+        xl.tl.train_classifier(runs[name], "group", **FAST)
+    assert held[0] is True and held[1] is False
+    for i in range(2):
+        for k, v in runs["held"].uns["xl"]["weights"][f"model_{i}"].items():
+            np.testing.assert_array_equal(v, runs["read"].uns["xl"]["weights"][f"model_{i}"][k])
+    assert runs["held"].uns["xl"]["history"].equals(runs["read"].uns["xl"]["history"])
+
+
 def test_backed_dense_and_sparse_blocks_agree(small_blocks, files):
     """The same rows in the same blocks: dense and CSR files give the same members."""
     a, b = _open(files, "backed:dense.h5ad"), _open(files, "backed:csr.h5ad")

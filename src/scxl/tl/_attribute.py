@@ -237,23 +237,32 @@ class FoldChanges:
         self.seen: list = []
         self.sums: np.ndarray | None = None
         self.lin_sums: np.ndarray | None = None
+        self._buf = None  # the expm1 of a block
 
     def add(self, sl: slice, block: np.ndarray) -> None:
         """Add the rows ``sl`` (a dense block)."""
-        from ..explain import group_sums
-
-        if self.scale is None:
-            self.seen.append(summarise_values(block))
         import torch
 
+        if self.scale is None:
+            if self.seen and not self.seen[-1].integer:  # known not to be counts: the range is all that is left
+                self.seen.append(_value_range(block))
+            else:
+                self.seen.append(summarise_values(block))
         codes = self.codes[sl]
+        keep = codes >= 0
         rows = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
-        part = group_sums(rows.double(), codes, self.n_groups)
+        if not keep.all():
+            rows, codes = rows[torch.from_numpy(keep)], codes[keep]
+        part = _float32_group_sums(rows, codes, self.n_groups)
         self.sums = part if self.sums is None else self.sums + part
         if self.linear:
             # expm1 in float32, the rows' dtype (torch's is vectorised; values above 88 overflow it, but occur
-            # only on the linear scales, whose fold changes do not use these sums), summed per group in float64
-            part = group_sums(torch.expm1(rows.clamp_max(88.0)).double(), codes, self.n_groups)
+            # only on the linear scales, whose fold changes do not use these sums), into a buffer kept from
+            # block to block (fresh 32 MB temporaries page-faulted: 25 ms a block of 4,096 x 2,000, 6.6 ms reused)
+            if self._buf is None or self._buf.numel() < rows.numel():
+                self._buf = torch.empty(rows.numel(), dtype=torch.float32)
+            lin = torch.clamp_max(rows, 88.0, out=self._buf[: rows.numel()].view(rows.shape)).expm1_()
+            part = _float32_group_sums(lin, codes, self.n_groups)
             self.lin_sums = part if self.lin_sums is None else self.lin_sums + part
 
     def result(self):
@@ -285,6 +294,40 @@ class FoldChanges:
         with np.errstate(invalid="ignore", divide="ignore"):
             lin_group, lin_rest = fold(lin_sums / counts[:, None])
             return lfc, np.log2((lin_group + 1e-9) / (lin_rest + 1e-9))
+
+
+#: Rows summed in float32 before the partial sums are added in float64 (:func:`_float32_group_sums`).
+SUM_ROWS = 256
+
+
+def _float32_group_sums(rows, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """``(n_groups, G)`` float64 sums of float32 ``rows`` by group code (all ``>= 0``).
+
+    Runs of :data:`SUM_ROWS` rows are added in float32 (``index_add_``, in row order) and the runs'
+    sums in float64: a relative error of about 1e-7 against float64 throughout, for 20 times less
+    work. Measured on a 4,096 × 2,000 block with 10 groups: 0.9 ms against 32 ms for a float64 copy
+    and its sums, which made these fold changes about 0.8 s of an attribution of 50,000 cells (2-core CPU).
+    """
+    import torch
+
+    out = np.zeros((n_groups, rows.shape[1]), dtype=np.float64)
+    index = torch.as_tensor(np.asarray(codes, dtype=np.int64))
+    part = torch.zeros((n_groups, rows.shape[1]), dtype=torch.float32)
+    for start in range(0, rows.shape[0], SUM_ROWS):
+        part.zero_().index_add_(0, index[start : start + SUM_ROWS], rows[start : start + SUM_ROWS])
+        out += part.numpy()
+    return out
+
+
+def _value_range(block: np.ndarray) -> ValueSummary:
+    """The finite range of ``block``, as a :class:`ValueSummary` that is not integer (the whole-number test skipped)."""
+    b = np.asarray(block)
+    finite = np.isfinite(b)
+    if not finite.all():
+        b = b[finite]
+    if not b.size:
+        return ValueSummary(np.inf, -np.inf, False)
+    return ValueSummary(float(b.min()), float(b.max()), False)
 
 
 @renamed_kwarg("key", "ensemble_key")

@@ -230,6 +230,8 @@ def fit_member(
     rows = []
     arrange = getattr(fetch, "arrange", None)
     read_batch = getattr(fetch, "batch", fetch)
+    if val_idx.size and hasattr(fetch, "hold"):  # the validation rows, read once rather than every epoch
+        fetch.hold(val_idx)
     bar = progress(range(config.max_epochs), desc=desc, leave=False)
     for epoch in bar:
         module.train()

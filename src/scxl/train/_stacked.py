@@ -460,6 +460,8 @@ def fit_members(
     active = list(range(n))  # member index of each stack row
     arrange = getattr(fetch, "arrange", None)
     read_batch = getattr(fetch, "batch", None)
+    if n_val and hasattr(fetch, "hold"):  # every member's validation rows, read once rather than every epoch
+        fetch.hold(np.concatenate(val))
     bar = _progress_bar(range(config.max_epochs), desc=desc, leave=False, disable=not progress)
     for epoch in bar:
         orders = []
