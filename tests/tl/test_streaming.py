@@ -126,6 +126,11 @@ def test_validation_rows_held_once(small_blocks, synth, files, monkeypatch):
     monkeypatch.setattr(_inputs.TrainRows, "_read", lambda self, i: reads.append(i) or real_read(self, i))
     np.testing.assert_array_equal(rows(np.array([[250, 3], [7, 7]])).numpy(), X[[[250, 3], [7, 7]]])
     assert not reads  # served from the held rows
+    first = rows.validation_rows(np.array([[250, 3], [7, 7]]))  # the same, into a reused buffer
+    np.testing.assert_array_equal(first.numpy(), X[[[250, 3], [7, 7]]])
+    again = rows.validation_rows(np.array([3, 7]))
+    assert again.data_ptr() == first.data_ptr() and not reads
+    np.testing.assert_array_equal(again.numpy(), X[[3, 7]])
     np.testing.assert_array_equal(rows(np.array([3, 8])).numpy(), X[[3, 8]])  # 8 is not held: read from the file
     assert len(reads) == 1
     assert not rows.hold(np.arange(400), budget_bytes=100) and rows._held is None  # over the budget: nothing held

@@ -102,9 +102,10 @@ def evaluate(module: nn.Module, fetch: Fetch, idx: np.ndarray, y: np.ndarray, ba
     """Mean cross-entropy and predicted class of rows ``idx`` (eval mode)."""
     module.eval()
     losses, preds = [], []
+    read = getattr(fetch, "validation_rows", fetch)  # a TrainRows: into a reused buffer
     for start in range(0, idx.size, batch_size):
         b = idx[start : start + batch_size]
-        logits = module(fetch(b))
+        logits = module(read(b))
         target = torch.as_tensor(y[b], device=logits.device)
         losses.append(nn.functional.cross_entropy(logits, target, reduction="sum").item())
         preds.append(logits.argmax(1).cpu().numpy())

@@ -574,7 +574,8 @@ def _evaluate(stack: _Stack, fetch: Fetch, val: list[np.ndarray], y: np.ndarray,
         sub = _SubStack(stack, rows)
         for start in range(0, n_val, batch_size):
             b = V[rows, start : start + batch_size]
-            xb = fetch(b) if getattr(fetch, "batch", None) is not None else torch.stack([fetch(r) for r in b])
+            read = getattr(fetch, "validation_rows", None)  # a TrainRows: into a reused buffer
+            xb = read(b) if read is not None else torch.stack([fetch(r) for r in b])
             logits = sub.forward(xb)
             target = torch.as_tensor(y[b], device=logits.device)
             for k, (lg, t) in enumerate(zip(logits.unbind(0), target.unbind(0), strict=True)):
