@@ -654,6 +654,22 @@ class TrainRows:
         self._held_positions = uniq
         return True
 
+    def release(self, *, held: bool = True) -> None:
+        """Drop what training kept in memory besides the rows themselves; reads afterwards go to the data as before.
+
+        The reused batch buffers and the streamed buffers go always, the held rows (:meth:`hold`,
+        up to :data:`HOLD_BYTES`) with ``held=True``. :func:`~scxl.train.fit_member` and
+        :func:`~scxl.train.fit_members` release the buffers when they return and keep the held
+        validation rows, which the evaluation of the trained members reads next;
+        :func:`scxl.tl.train_classifier` releases everything once it has evaluated them.
+        """
+        if held:
+            self._held = self._held_positions = None
+        self._batch_out = self._eval_out = None
+        if self.streamed:
+            self._epoch = None
+            self._reset_window()
+
     def _read(self, i: np.ndarray) -> np.ndarray:
         """Read positions ``i`` from the matrix: sorted, in contiguous runs of at most ``read_rows`` rows."""
         flat = i.reshape(-1)

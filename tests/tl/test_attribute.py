@@ -319,3 +319,24 @@ def test_fold_changes_match_a_float64_reference():
         lin = np.expm1(x64)
         expect = np.log2((lin[inside].mean(0) + 1e-9) / (lin[rest].mean(0) + 1e-9))
         np.testing.assert_allclose(linear[j], expect, rtol=1e-6, atol=1e-6)
+
+
+def test_fold_changes_do_not_overflow_near_float32_max():
+    """Values near 88 on a log scale (expm1 near float32's largest number) give finite fold changes.
+
+    A float32 run of such values overflows to inf; those runs are summed again in float64.
+    """
+    from scxl.tl._attribute import SUM_ROWS, FoldChanges
+
+    rng = np.random.default_rng(1)
+    n = 2 * SUM_ROWS + 3
+    X = rng.uniform(85.0, 95.0, (n, 6)).astype(np.float32)
+    codes = np.arange(n) % 2
+    fc = FoldChanges(codes, 2, scale="log", linear=True)
+    fc.add(slice(0, n), X)
+    _, linear = fc.result()
+    assert np.isfinite(linear).all()
+    lin = np.expm1(np.minimum(X, np.float32(88.0))).astype(np.float64)  # as the kernel: clamped at 88 in float32
+    for j in range(2):
+        expect = np.log2((lin[codes == j].mean(0) + 1e-9) / (lin[codes != j].mean(0) + 1e-9))
+        np.testing.assert_allclose(linear[j], expect, rtol=1e-5, atol=1e-6)

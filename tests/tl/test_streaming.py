@@ -133,18 +133,29 @@ def test_validation_rows_held_once(small_blocks, synth, files, monkeypatch):
     np.testing.assert_array_equal(again.numpy(), X[[3, 7]])
     np.testing.assert_array_equal(rows(np.array([3, 8])).numpy(), X[[3, 8]])  # 8 is not held: read from the file
     assert len(reads) == 1
+    rows.release(held=False)  # the buffers go, the held rows stay
+    assert rows._eval_out is None and rows._held is not None
+    rows.release()
+    assert rows._held is None
+    np.testing.assert_array_equal(rows(np.array([3, 7])).numpy(), X[[3, 7]])  # read from the file again
+    assert len(reads) == 2
+    assert rows.hold(np.array([3]))
     assert not rows.hold(np.arange(400), budget_bytes=100) and rows._held is None  # over the budget: nothing held
     backed.file.close()
 
-    held = []
-    real_hold = _inputs.TrainRows.hold
+    held, released = [], []
+    real_hold, real_release = _inputs.TrainRows.hold, _inputs.TrainRows.release
     monkeypatch.setattr(_inputs.TrainRows, "hold", lambda self, p, **kw: held.append(real_hold(self, p, **kw)) or held[-1])
+    monkeypatch.setattr(_inputs.TrainRows, "release",
+                        lambda self, **kw: released.append((self, kw.get("held", True))) or real_release(self, **kw))
     runs = {}
     for name, budget in (("held", _inputs.HOLD_BYTES), ("read", 0)):
         monkeypatch.setattr(_inputs, "HOLD_BYTES", budget)
         runs[name] = _open(files, "backed:csr.h5ad")
         xl.tl.train_classifier(runs[name], "group", **FAST)
     assert held[0] is True and held[1] is False
+    # per run: the trainer keeps the held rows for the evaluation, train_classifier drops them once it is done
+    assert [h for _, h in released] == [False, True] * 2 and released[-1][0]._held is None
     for i in range(2):
         for k, v in runs["held"].uns["xl"]["weights"][f"model_{i}"].items():
             np.testing.assert_array_equal(v, runs["read"].uns["xl"]["weights"][f"model_{i}"][k])

@@ -238,3 +238,20 @@ def test_flush_steps_alike(monkeypatch):
         assert (w == 0).any() and torch.isfinite(w).all()  # the flush bit (every 3 steps, the last on step 3k)
         for k, v in alone.state_dict().items():
             torch.testing.assert_close(together[i][0].state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_adam_falls_back_where_the_fused_kernel_does_not_apply():
+    """Complex (or half-precision) parameters get the default Adam, float32 ones the fused kernel where torch has it."""
+    from scxl.train import _loop
+
+    cfg = TrainConfig()
+    cpu = torch.device("cpu")
+    real = [torch.zeros(3, requires_grad=True)]
+    assert _loop.adam(real, cfg, cpu).defaults["fused"] is (True if _loop.fused_adam(cpu) else None)
+    for dtype in (torch.complex64, torch.float16):
+        p = torch.zeros(3, dtype=dtype, requires_grad=True)
+        opt = _loop.adam([p], cfg, cpu)
+        assert not opt.defaults["fused"]
+        p.grad = torch.ones_like(p)
+        opt.step()  # the default kernel takes them
+        assert torch.isfinite(torch.view_as_real(p) if p.is_complex() else p).all() and p.abs().sum() > 0

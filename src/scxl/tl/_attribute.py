@@ -307,6 +307,8 @@ def _float32_group_sums(rows, codes: np.ndarray, n_groups: int) -> np.ndarray:
     sums in float64: a relative error of about 1e-7 against float64 throughout, for 20 times less
     work. Measured on a 4,096 × 2,000 block with 10 groups: 0.9 ms against 32 ms for a float64 copy
     and its sums, which made these fold changes about 0.8 s of an attribution of 50,000 cells (2-core CPU).
+    A run whose float32 sum overflows (values near float32's largest, 3.4e38, as the ``expm1`` of
+    values near 88) is added again in float64, so finite rows always give finite sums.
     """
     import torch
 
@@ -314,8 +316,12 @@ def _float32_group_sums(rows, codes: np.ndarray, n_groups: int) -> np.ndarray:
     index = torch.as_tensor(np.asarray(codes, dtype=np.int64))
     part = torch.zeros((n_groups, rows.shape[1]), dtype=torch.float32)
     for start in range(0, rows.shape[0], SUM_ROWS):
-        part.zero_().index_add_(0, index[start : start + SUM_ROWS], rows[start : start + SUM_ROWS])
-        out += part.numpy()
+        run, at = rows[start : start + SUM_ROWS], index[start : start + SUM_ROWS]
+        part.zero_().index_add_(0, at, run)
+        if torch.isinf(part).any() and not torch.isinf(run).any():
+            out += torch.zeros_like(part, dtype=torch.float64).index_add_(0, at, run.double()).numpy()
+        else:
+            out += part.numpy()
     return out
 
 

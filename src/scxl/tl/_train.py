@@ -449,6 +449,7 @@ def train_classifier(
         rows["cv"] = _row(met, "out-of-fold")
         recalls["cv"] = met["recall"]
 
+    fetch.release()  # the held validation rows: evaluated
     metrics = pd.DataFrame.from_dict(rows, orient="index") if rows else None
     recall = pd.DataFrame(recalls, index=pd.Index(classes, name="class")) if recalls else None
     params = {

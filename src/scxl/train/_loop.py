@@ -165,9 +165,21 @@ def fused_adam(device: torch.device) -> bool:
 
 
 def adam(parameters, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
-    """The optimiser of one member: Adam with ``config``'s learning rate and weight decay, fused where torch has it."""
-    fused = True if fused_adam(device) else None
-    return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    """The optimiser of one member: Adam with ``config``'s learning rate and weight decay, fused where torch has it.
+
+    The fused kernel takes floating-point parameters on one device; a module with others (a custom
+    model's complex or half-precision weights, parameters left on another device) gets the default Adam.
+    """
+    parameters = list(parameters)
+    device = torch.device(device)
+    fused = fused_adam(device) and all(
+        p.dtype in (torch.float32, torch.float64) and p.device.type == device.type for p in parameters)
+    if fused:
+        try:
+            return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # a parameter the fused kernel does not take
+            pass
+    return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _adam_moments(opt: torch.optim.Optimizer, p: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -282,6 +294,8 @@ def fit_member(
         if bad >= config.patience:
             break
     bar.close()
+    if hasattr(fetch, "release"):  # the batch buffers; the held validation rows stay for the evaluation that follows
+        fetch.release(held=False)
     if best_state is not None:
         module.load_state_dict(best_state)
     module.eval()

@@ -224,6 +224,7 @@ class _Stack:
         self.params = {n: torch.stack([s[n] for s in states]).to(device).requires_grad_() for n in self.names}
         self.bufs = {n: torch.stack([s[n] for s in states]).to(device) for n in self.buffers}
         self.exp_avg = {n: torch.zeros_like(p) for n, p in self.params.items()}
+        self._steps: tuple[list[float], torch.Tensor] | None = None  # Adam's step counts, on the device (fused step)
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in self.params.items()}
 
     def keep(self, rows: list[int]) -> None:
@@ -234,6 +235,7 @@ class _Stack:
         self.bufs = {n: b.index_select(0, idx) for n, b in self.bufs.items()}
         self.exp_avg = {n: t.index_select(0, idx) for n, t in self.exp_avg.items()}
         self.exp_avg_sq = {n: t.index_select(0, idx) for n, t in self.exp_avg_sq.items()}
+        self._steps = None
 
     def state(self, row: int) -> dict[str, torch.Tensor]:
         """A copy of one member's state dict."""
@@ -319,8 +321,14 @@ class _Stack:
         beta1, beta2 = _ADAM_BETAS
         names = list(self.params)
         first = self.params[names[0]]
+        want = [float(s) for s in steps]
+        if self._steps is not None and [s + 1 for s in self._steps[0]] == want:
+            self._steps[1].add_(1)  # on the device: no copy from the host each step (a CUDA synchronisation)
+        else:  # the first step, or after members stopped (keep)
+            self._steps = (want, torch.tensor(want, dtype=torch.float32, device=first.device))
+        self._steps = (want, self._steps[1])
         for r in range(first.shape[0]):
-            step = torch.tensor(float(steps[r]), dtype=torch.float32, device=first.device)
+            step = self._steps[1][r]
             torch._fused_adam_([self.params[k].detach()[r] for k in names], [self.params[k].grad[r] for k in names],
                                [self.exp_avg[k][r] for k in names], [self.exp_avg_sq[k][r] for k in names], [],
                                [step] * len(names), amsgrad=False, lr=float(lrs[r]), beta1=beta1, beta2=beta2,
@@ -523,6 +531,8 @@ def fit_members(
                 break
             stack.keep(keep)
     bar.close()
+    if hasattr(fetch, "release"):  # the batch buffers; the held validation rows stay for the evaluation that follows
+        fetch.release(held=False)
     out = []
     for i, m in enumerate(modules):
         state = best_state[i] if best_state[i] is not None else final[i]
