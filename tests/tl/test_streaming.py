@@ -76,6 +76,25 @@ def test_block_shuffled_reading(small_blocks, synth, files):
     backed.file.close()
 
 
+@pytest.mark.parametrize("kind", ["memory:dense", "memory:csr", "backed:dense.h5ad", "backed:csr.h5ad",
+                                  "lazy:csr.h5ad", "lazy:dense.zarr", "lazy:csr.zarr"])
+def test_rows_picked_from_a_slice(synth, files, kind):
+    """``rows(slice, cols, pick=...)``: the rows ``pick`` of the slice, picked before densifying, on every storage."""
+    how, name = kind.split(":")
+    if how == "memory":
+        data = synth.copy()
+        data.X = sparse.csr_matrix(data.X) if name == "csr" else np.asarray(data.X)
+    else:
+        data = _open(files, kind)
+    matrix = _inputs.get_matrix(data)
+    X = np.asarray(synth.X, dtype=np.float32)
+    pick, cols = np.array([0, 3, 4, 90]), np.array([5, 1, 59])
+    np.testing.assert_array_equal(matrix.rows(slice(100, 200), cols, pick=pick), X[100 + pick][:, cols])
+    np.testing.assert_array_equal(matrix.rows(slice(100, 200), pick=pick), X[100 + pick])
+    np.testing.assert_array_equal(matrix.select(cols).rows(slice(100, 200), pick=pick), X[100 + pick][:, cols])
+    np.testing.assert_array_equal(matrix.rows(slice(100, 200)), X[100:200])  # without pick: the whole slice
+
+
 @pytest.mark.parametrize("kind", ["backed:dense.h5ad", "backed:csr.h5ad", "lazy:dense.h5ad", "lazy:csr.h5ad",
                                   "lazy:dense.zarr", "lazy:csr.zarr"])
 def test_train_from_disk(small_blocks, files, kind):
