@@ -36,6 +36,30 @@ def test_stats_streamed_equal_numpy(data):
     np.testing.assert_allclose(st2.sd, st.sd, rtol=1e-12)
 
 
+def test_stats_from_sparse_blocks_equal_dense():
+    """CSR blocks give the statistics of their dense values, without densifying them.
+
+    Mostly-zero genes, a constant gene (sd exactly 0), a gene with no zero in one group only
+    (computed two-pass there), a gene never expressed, cells in no group, an empty group.
+    """
+    rng = np.random.default_rng(4)
+    x = rng.gamma(1.0, 2.0, (300, 9)) * (rng.random((300, 9)) < 0.3)
+    x[:, 1] = 0.7  # constant, stored in every row
+    x[:, 2] = 0.0  # never expressed
+    groups = rng.integers(-1, 3, 300)  # -1: no group; group 3 has no cells
+    x[groups == 0, 3] = 1.5 + rng.random((groups == 0).sum())  # no zero in group 0
+    x = x.astype(np.float32)
+    dense = compute_gene_stats([x[i : i + 64] for i in range(0, 300, 64)], groups, n_groups=4)
+    csr = sparse.csr_matrix(x)
+    stored = compute_gene_stats([csr[i : i + 64] for i in range(0, 300, 64)], groups, n_groups=4)
+    for f in ("mean", "sd", "group_mean", "group_sd"):
+        np.testing.assert_allclose(getattr(stored, f), getattr(dense, f), rtol=1e-10, atol=1e-12)
+    assert stored.sd[1] == 0.0 and np.all(stored.group_sd[:3, 1] == 0.0) and stored.sd[2] == 0.0
+    assert stored.group_n.tolist() == dense.group_n.tolist() and stored.group_n[3] == 0
+    without = compute_gene_stats([csr[i : i + 64] for i in range(0, 300, 64)])
+    np.testing.assert_allclose(without.sd, dense.sd, rtol=1e-10, atol=1e-12)
+
+
 def test_stats_errors(data):
     x, groups = data
     with pytest.raises(ValueError, match="chunks held 90 rows"):

@@ -273,3 +273,27 @@ def test_backed_csr_slices_read_from_the_group(synth, files):
             np.testing.assert_array_equal(matrix.rows(sl), expected[sl])
         np.testing.assert_array_equal(matrix.rows(np.array([5, 6, 7, 8])), expected[5:9])  # a run: one slice
     backed.file.close()
+
+
+def test_reference_statistics_from_stored_sparse_values(trained, tmp_path, monkeypatch):
+    """Default references on CSR data (in memory and backed): their statistics come from the stored values, and the
+    contributions are those of the same cells held dense."""
+    from scxl.explain import _references
+
+    calls = []
+    real = _references._sparse_moments
+    monkeypatch.setattr(_references, "_sparse_moments", lambda *a, **k: calls.append(1) or real(*a, **k))
+    dense = trained.copy()
+    csr = trained.copy()
+    csr.X = sparse.csr_matrix(csr.X)
+    backed = ad.read_h5ad(_write(csr, tmp_path / "csr.h5ad"), backed="r")
+    xl.tl.attribute(dense)
+    assert not calls  # dense data: dense blocks
+    for a in (csr, backed):
+        xl.tl.attribute(a, store_layer=a is csr)
+        assert calls
+        calls.clear()
+        pd.testing.assert_frame_equal(xl.get.top_genes(a, "xl_deeplift", n=10), xl.get.top_genes(dense, "xl_deeplift", n=10))
+    np.testing.assert_allclose(np.asarray(csr.layers["xl_deeplift"]), np.asarray(dense.layers["xl_deeplift"]),
+                               rtol=1e-5, atol=1e-6)
+    backed.file.close()

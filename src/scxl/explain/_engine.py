@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import sparse
 from torch import nn
 
 from .._device import resolve_device
@@ -231,6 +232,26 @@ class _Rows:
     def chunks(self, size: int):
         for start in range(0, self.n_obs, size):
             yield self(slice(start, min(start + size, self.n_obs)))
+
+    def stored_chunks(self, size: int):
+        """Row blocks as stored, for :func:`~scxl.explain.compute_gene_stats`.
+
+        SciPy CSR where the data are sparse (their statistics come from the stored values,
+        without densifying), dense otherwise.
+        """
+        stored = getattr(self.X, "stored_rows", None)
+        for start in range(0, self.n_obs, size):
+            sl = slice(start, min(start + size, self.n_obs))
+            if stored is not None:
+                block = stored(sl)
+            elif sparse.issparse(self.X):
+                block = sparse.csr_matrix(self.X[sl], dtype=np.float32)
+            else:
+                yield self(sl)
+                continue
+            if block.ndim != 2 or block.shape != (sl.stop - sl.start, self.n_features):
+                raise ValueError(f"row reader returned shape {block.shape}, expected ({sl.stop - sl.start}, {self.n_features})")
+            yield block
 
 
 # --------------------------------------------------------------------------------------------
@@ -565,7 +586,7 @@ def _prepare_sampler(spec, cfg, rows, groups, n_groups, stats, stat_rows) -> tup
             raise ValueError(f"references={kind!r} needs a group for every cell; some groups are -1")
         needs = set(ref_kind.needs)
         if needs & {"stats", "group_stats"} and (stats is None or ("group_stats" in needs and stats.group_mean is None)):
-            stats = compute_gene_stats(rows.chunks(stat_rows), groups if "group_stats" in needs else None, n_groups=n_groups)
+            stats = compute_gene_stats(rows.stored_chunks(stat_rows), groups if "group_stats" in needs else None, n_groups=n_groups)
     sampler = make_reference_sampler(
         kind, n_features=rows.n_features, n_baselines=n_baselines, stats=stats, read_rows=rows,
         n_obs=rows.n_obs, groups=groups, n_groups=n_groups,
@@ -583,7 +604,7 @@ def _prepare_noise(smoothgrad, gene_sd, stats, rows, stat_rows, dev, dtype):
     if n_samples < 1 or noise_frac < 0:
         raise ValueError(f"smoothgrad needs n_samples >= 1 and noise_frac >= 0, got {smoothgrad}")
     if gene_sd is None:
-        gene_sd = (stats if stats is not None else compute_gene_stats(rows.chunks(stat_rows))).sd
+        gene_sd = (stats if stats is not None else compute_gene_stats(rows.stored_chunks(stat_rows))).sd
     gene_sd = np.asarray(gene_sd, dtype=np.float64)
     if gene_sd.shape != (rows.n_features,):
         raise ValueError(f"gene_sd must have shape ({rows.n_features},)")
@@ -746,7 +767,7 @@ def _check_shift(plan: _Plan) -> float | None:
     stats = plan.stats
     if stats is None or (kind.per_group and stats.group_mean is None):
         stat_rows = int(max(1, min(4096, plan.cfg.memory_limit_bytes // (plan.n_features * 8 * 4))))
-        stats = compute_gene_stats(plan.rows.chunks(stat_rows), plan.groups if kind.per_group else None,
+        stats = compute_gene_stats(plan.rows.stored_chunks(stat_rows), plan.groups if kind.per_group else None,
                                    n_groups=plan.n_groups)
     shift = reference_shift(plan.references(0, 0), stats)
     if shift > SHIFT_WARNING:
