@@ -206,22 +206,44 @@ def check_values(matrix: Any, *, expect_nonnegative: bool = True, chunk_size: in
     """Raise on NaN/inf; warn on negative values when log-expression is expected. Streams chunks.
 
     ``matrix`` is any reader of :mod:`scxl._inputs` (``chunks``, ``var_names``, ``source``).
+    Sparse data are checked on their stored values (``stored_rows``), never densified: at a
+    million cells × 2,000 genes from a backed CSR ``.h5ad`` the dense pass was 30 s of a training run.
 
     Returns
     -------
     The :class:`ValueSummary` of the values (its ``scale`` is :func:`detect_scale`'s answer).
     """
+    from scipy import sparse
+
     lo, hi, integer = np.inf, -np.inf, True
-    for sl, block in matrix.chunks(chunk_size):
-        if not np.isfinite(block).all():
-            bad = np.argwhere(~np.isfinite(block))[0]
+    stored = getattr(matrix, "stored_rows", None)
+    n_obs = int(matrix.shape[0])
+    for start in range(0, n_obs, chunk_size):
+        sl = slice(start, min(start + chunk_size, n_obs))
+        block = stored(sl) if stored is not None else matrix.rows(sl)
+        if sparse.issparse(block):
+            block = sparse.csr_matrix(block)
+            values = block.data
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                rows = np.searchsorted(block.indptr, bad, side="right") - 1
+                first = min(zip(rows.tolist(), block.indices[bad].tolist(), strict=True))
+            if block.nnz < block.shape[0] * block.shape[1]:  # zeros that are not stored
+                lo, hi = min(lo, 0.0), max(hi, 0.0)
+        else:
+            block = np.asarray(block)
+            values = block
+            bad = np.argwhere(~np.isfinite(block))
+            if bad.size:
+                first = (int(bad[0][0]), int(bad[0][1]))
+        if bad.size:
             raise ValueError(
-                f"{matrix.source} contains NaN or infinite values (first at row {sl.start + bad[0]}, "
-                f"variable {matrix.var_names[bad[1]]!r}); impute or drop them first"
+                f"{matrix.source} contains NaN or infinite values (first at row {sl.start + first[0]}, "
+                f"variable {matrix.var_names[first[1]]!r}); impute or drop them first"
             )
-        if block.size:
-            lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
-            integer = integer and bool(np.all(block == np.round(block)))
+        if values.size:
+            lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
+            integer = integer and bool(np.all(values == np.round(values)))
     summary = ValueSummary(lo, hi, integer) if np.isfinite(lo) else ValueSummary(0.0, 0.0, True)
     if summary.minimum < 0 and expect_nonnegative:
         warn(scale_hint("scaled", summary, matrix.source), stacklevel=4)
