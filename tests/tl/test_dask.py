@@ -101,3 +101,70 @@ def test_backend_dask_without_a_client_or_on_a_backed_file(synth, tmp_path):
         xl.tl.train_classifier(backed, "group", n_models=1, max_epochs=1)  # auto: a backed file trains here
     assert backed.uns["xl"]["params"]["backend"] == "memory"
     backed.file.close()
+
+
+def test_dask_x_chunked_along_genes_and_auto_layers(trained, tmp_path):
+    """A dense X chunked along genes (as anndata's write_zarr stores it) is attributed on whole rows; under Dask
+    layer_format='auto' gives the lazy dense layer even where it would be sparse in memory (zero reference)."""
+    a = trained.copy()
+    a.X = np.asarray(a.X)
+    xl.tl.attribute(a, key_added="mem")
+    xl.tl.attribute(a, key_added="zero_mem", baseline="zero")
+    b = a.copy()
+    b.X = da.from_array(np.asarray(a.X), chunks=(150, 25))  # 60 genes in 3 column chunks
+    for k in list(b.layers):
+        del b.layers[k]
+    xl.tl.attribute(b, key_added="dsk")
+    np.testing.assert_allclose(np.asarray(b.layers["dsk"]), a.layers["mem"], rtol=1e-5, atol=1e-6)
+    c = b.copy()
+    c.X = da.from_array(sparse_csr(np.asarray(a.X)), chunks=(150, a.n_vars), asarray=False)
+    xl.tl.attribute(c, key_added="zero_dsk", baseline="zero")  # auto: the dense lazy layer, not an error
+    assert c.uns["zero_dsk"]["params"]["store_layer"] == "dense"
+    np.testing.assert_allclose(np.asarray(c.layers["zero_dsk"]), np.asarray(a.layers["zero_mem"].todense())
+                               if hasattr(a.layers["zero_mem"], "todense") else a.layers["zero_mem"], rtol=1e-5, atol=1e-6)
+
+
+def sparse_csr(x):
+    from scipy import sparse
+
+    return sparse.csr_matrix(x)
+
+
+def test_layer_memory_check_counts_what_is_built(trained, monkeypatch):
+    """The memory check sizes the layer that will be built: the top genes' union, nothing for a lazy Dask layer;
+    the message gives sizes in readable units."""
+    import scxl._validation as validation
+
+    a = trained.copy()
+    dense_bytes = a.n_obs * a.n_vars * 4
+    monkeypatch.setattr(validation, "available_memory_bytes", lambda: dense_bytes // 2)
+    with pytest.raises(MemoryError, match=r"about 94 KiB .* only 47 KiB are available"):
+        xl.tl.attribute(a)
+    xl.tl.attribute(a, layer_genes="top", top_k=1)  # 3 groups x 1 gene at most, 20 bytes a value while built: fits
+    assert a.layers["xl_deeplift"].shape == (a.n_obs, a.n_vars) and a.layers["xl_deeplift"].nnz <= a.n_obs * 3
+    b = a.copy()
+    b.X = da.from_array(np.asarray(a.X), chunks=(150, a.n_vars))
+    xl.tl.attribute(b, key_added="lazy")  # a lazy layer costs nothing until written
+    assert isinstance(b.layers["lazy"], da.Array)
+    with pytest.warns(xl.ScxlWarning if hasattr(xl, "ScxlWarning") else UserWarning, match="no effect with store_layer=False"):
+        xl.tl.attribute(a, key_added="none", layer_genes="top", store_layer=False, overwrite=True)
+    assert a.uns["none"]["params"]["layer_genes"] == "top"
+
+
+def test_attribute_warns_on_data_of_another_scale(trained):
+    """Counts given to an ensemble trained on log data: attribute warns as predict does (from the rows it read)."""
+    a = trained.copy()
+    a.X = np.round(np.expm1(np.asarray(a.X)) * 10).astype(np.float32)
+    with pytest.warns(UserWarning, match="Contributions on another scale are unreliable"):
+        xl.tl.attribute(a, store_layer=False)
+
+
+def test_backend_dask_on_a_backed_file_with_a_client_says_what_to_do(trained, tmp_path):
+    a = trained.copy()
+    a.write_h5ad(tmp_path / "a.h5ad")
+    backed = ad.read_h5ad(tmp_path / "a.h5ad", backed="r")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        with pytest.raises(ValueError, match="backed file, which cannot be sent to Dask workers; open it lazily"):
+            xl.tl.attribute(backed, backend="dask", store_layer=False)
+    backed.file.close()

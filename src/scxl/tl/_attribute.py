@@ -17,9 +17,9 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_copy, doc_device, doc_key, doc_overwrite, doc_params, doc_random_state
-from .._inputs import Aligned, aligned, is_all_columns
+from .._inputs import Aligned, aligned, is_all_columns, is_out_of_core
 from .._keys import Key
-from .._logging import logger, renamed_kwarg
+from .._logging import logger, renamed_kwarg, warn
 from .._types import Aggregate, LayerDtype, Method, RankBy, ReferenceKindName
 from .._validation import (
     TOOL_FIELD,
@@ -33,7 +33,7 @@ from .._validation import (
     summarise_values,
     view_to_actual,
 )
-from ._predict import resolve_ensemble
+from ._predict import _check_scale, resolve_ensemble
 
 TARGETS = ("label", "prediction")
 LAYER_DTYPES = ("float32", "float16")
@@ -264,6 +264,13 @@ class FoldChanges:
             lin = torch.clamp_max(rows, 88.0, out=self._buf[: rows.numel()].view(rows.shape)).expm1_()
             part = _float32_group_sums(lin, codes, self.n_groups)
             self.lin_sums = part if self.lin_sums is None else self.lin_sums + part
+
+    def summary(self) -> ValueSummary | None:
+        """The range of the values added (``None`` when ``scale`` was given or nothing was added)."""
+        if not self.seen:
+            return None
+        return ValueSummary(min(v.minimum for v in self.seen), max(v.maximum for v in self.seen),
+                            all(v.integer for v in self.seen))
 
     def result(self):
         """The fold changes (and the linear ones with ``linear=True``)."""
@@ -576,10 +583,26 @@ def attribute(
         spec.needs_reference and config.references is None and spec.default_reference == "zero")
     if layer_format == "sparse" and layer_dtype == "float16":
         raise ValueError("layer_dtype='float16' needs layer_format='dense': SciPy's sparse matrices have no float16")
-    sparse_layer = layer_format == "sparse" or (layer_format == "auto" and layer_dtype != "float16"
+    top_genes = isinstance(layer_genes, str) and layer_genes == "top"
+    if layer_genes is not None and not store_layer:
+        warn(f"layer_genes={layer_genes!r} has no effect with store_layer=False (no layer is stored)", stacklevel=4)
+    dask_X = _dask_aligned(X) if backend != "memory" else None
+    if backend == "dask" and dask_X is None:
+        import dask.array as dsa
+
+        data = getattr(X.base, "data", None)
+        backed = X.inputs.matrix.source if data is not None and is_out_of_core(data) else None
+        if backed is not None and explain.active_client() is not None:
+            raise ValueError(f"{backed} is a backed file, which cannot be sent to Dask workers; open it lazily instead "
+                             "(anndata.experimental.read_lazy, or read_elem_lazy for X), so that each worker reads it "
+                             "itself, or use backend='memory' (which streams the backed file in this process)")
+        dask_X = dsa.from_array(_DenseRows(X), chunks=(max(1, min(X.shape[0], 8192)), X.shape[1]))
+    sparse_layer = layer_format == "sparse" or (layer_format == "auto" and layer_dtype != "float16" and dask_X is None
                                                 and (layer_genes is not None or (zero_exact and X.is_sparse)))
-    if store_layer:
+    if store_layer and dask_X is None:  # (a Dask layer is lazy: computed block by block when written or read)
         n_keep = X.shape[1] if keep is None else keep.size
+        if top_genes:  # the union of every group's top_k genes, at most
+            n_keep = min(n_keep, len(groups) * int(top_k))
         _check_layer_memory(dests, layer_dtype, n_keep, sparse=sparse_layer, exact_zeros=zero_exact)
     modules = [ens.modules[i] for i in members]
     run = dict(groups=codes, n_groups=len(groups), blocks=blocks, store_cells=False, config=config)
@@ -590,11 +613,6 @@ def attribute(
         for layer in layers.values():
             layer.add(sl, chunk)
 
-    dask_X = _dask_aligned(X) if backend != "memory" else None
-    if backend == "dask" and dask_X is None:
-        import dask.array as dsa
-
-        dask_X = dsa.from_array(_DenseRows(X), chunks=(max(1, min(X.shape[0], 8192)), X.shape[1]))
     where = dev if dask_X is None else ("the Dask workers" if explain.active_client() is not None else "Dask's local scheduler")
     logger.info("attributing %d observations with %s over %d %s models on %s", X.shape[0], method,
                 len(members), ens.model_type.upper(), where)
@@ -605,11 +623,16 @@ def attribute(
         res, cells = explain.attribute_dask(modules, dask_X, prep.targets, method, groups=codes, n_groups=len(groups),
                                             config=config, store_cells=store_layer)
         layers = {id(d): _DaskLayer(d, cells, layer_dtype) for d in dests} if store_layer else {}
+        fold = FoldChanges(codes, len(groups), linear=True)
+        for sl, block in X.chunks(4096):
+            fold.add(sl, block)
     else:
         fold = FoldChanges(codes, len(groups), linear=True)  # gathered from the rows the attribution reads
         res = explain.attribute_modules(modules, X, prep.targets, method, on_chunk=on_chunk if layers else None,
                                         on_rows=fold.add, **run)
-    lfc, linear_lfc = fold.result() if dask_X is None else expression_logfoldchanges(X, codes, len(groups), linear=True)
+    lfc, linear_lfc = fold.result()
+    if (summary := fold.summary()) is not None:  # from the rows the attribution read: no pass of its own
+        _check_scale(summary, ens, X.source, what="Contributions")
     ranking = metrics.rank_groups(res.member_group_means, res.group_means, groups, top_k=int(top_k),
                                   extra={"logfoldchanges": lfc}, lfc=linear_lfc,
                                   member_presence=res.member_presence_group_means, presence=res.presence_group_means,
@@ -629,7 +652,7 @@ def attribute(
         "gradient_correction": bool(gradient_correction), "random_state": int(random_state), "device": str(dev),
         "fast_kernel": bool(np.all(res.fast)), TOOL_FIELD: "attribute", "seconds": round(time.perf_counter() - t0, 3),
         "store_layer": "no" if not store_layer else ("sparse" if sparse_layer else "dense"),
-        "layer_genes": "all" if layer_genes is None else ("top" if two_pass else int(keep.size)),
+        "layer_genes": "all" if layer_genes is None else ("top" if top_genes else int(keep.size)),
         "backend": "dask" if dask_X is not None else "memory",
     }
     _write(adata, dests, key_added, ranking, params, layers, res, ens, X)
@@ -658,6 +681,8 @@ def _dask_aligned(X: Aligned):
         return None
     present = X.present
     blocks = data[:, X.col[present]].astype(np.float32)
+    if len(blocks.chunks[1]) > 1:  # chunked along genes too (anndata's write_zarr does so for dense X): whole rows
+        blocks = blocks.rechunk({1: -1})
     if present.all():
         return blocks
 
@@ -724,14 +749,21 @@ def _check_layer_memory(dests, dtype: str, n_genes: int, *, sparse: bool, exact_
         need //= 3  # most contributions are exact zeros with the zero reference (sparse data)
     if need <= 0.8 * free:
         return
-    gib = 2**30
     raise MemoryError(
-        f"the attribution layer would need about {need / gib:.1f} GiB ({dests[0].adata.n_obs} observations × "
-        f"{n_genes} genes, {dtype}, {'sparse' if sparse else 'dense'}) but only {free / gib:.1f} GiB are available. "
+        f"the attribution layer would need about {_size(need)} ({dests[0].adata.n_obs} observations × "
+        f"{n_genes} genes, {dtype}, {'sparse' if sparse else 'dense'}) but only {_size(free)} are available. "
         "Options: store_layer=False (rankings only, memory flat in the number of cells); layer_genes='top' (the "
         "union of every group's top genes) or a gene list; layer_dtype='float16' (half); or the zero reference "
         "with layer_format='sparse' (unexpressed genes contribute exactly 0)"
     )
+
+
+def _size(n_bytes: float) -> str:
+    """``n_bytes`` for messages: ``"3.2 GiB"``, ``"480 MiB"``, ``"12 KiB"``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}" if n_bytes < 10 * scale else f"{n_bytes / scale:.0f} {unit}"
+    return f"{int(n_bytes)} bytes"
 
 
 def _write(adata, dests, key_added, ranking, params, layers, res, ens, X) -> None:

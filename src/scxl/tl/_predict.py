@@ -39,8 +39,8 @@ def resolve_ensemble(adata: Any, ensemble_key: str, ensemble: Any):
     raise TypeError(f"ensemble must be an xl.models.Ensemble or a path to a saved one, got {type(ensemble).__name__}")
 
 
-def _check_scale(values: ValueSummary, ens, source: str) -> None:
-    """Warn when the query's values are not on the scale the ensemble was trained on."""
+def _check_scale(values: ValueSummary, ens, source: str, *, what: str = "Predictions") -> None:
+    """Warn when the query's values are not on the scale the ensemble was trained on (``what``: of the tool's results)."""
     trained = ens.preprocessing.get("scale")
     scale = values.scale
     if trained is None or scale == trained:
@@ -54,7 +54,7 @@ def _check_scale(values: ValueSummary, ens, source: str) -> None:
     }.get(str(trained), "transform the query as the training data were, or pass layer= naming such a layer")
     warn(
         f"the query is on another scale than the ensemble's training data: {scale_hint(scale, values, source)}; "
-        f"the ensemble was trained on {trained!r} data{seen}. Predictions on another scale are unreliable: {fix}",
+        f"the ensemble was trained on {trained!r} data{seen}. {what} on another scale are unreliable: {fix}",
         stacklevel=5,  # warn → _check_scale → predict → renamed_kwarg → the user
     )
 
