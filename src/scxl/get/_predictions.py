@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from .._keys import Key, storable, unstorable
-from .._validation import check_adata
+from .._validation import check_adata, to_frame
 
 
 def proba(adata: Any, ensemble_key: str = Key.uns.ensemble) -> pd.DataFrame:
@@ -48,7 +48,9 @@ def proba(adata: Any, ensemble_key: str = Key.uns.ensemble) -> pd.DataFrame:
     if not isinstance(stored, pd.DataFrame):
         raise TypeError(f"obsm[{key!r}] is a {type(stored).__name__}, not the DataFrame xl.tl.predict writes")
     columns = [str(c) for c in stored.columns]
-    pred = adata.obs.get(Key.obs.prediction(ensemble_key))
+    pred_key = Key.obs.prediction(ensemble_key)
+    # obs of a lazy AnnData (anndata.experimental.read_lazy) holds xarray columns: read this one as pandas
+    pred = to_frame(adata.obs, [pred_key])[pred_key] if pred_key in adata.obs.columns else None
     names = [unstorable(c) for c in columns]
     if pred is not None and isinstance(pred.dtype, pd.CategoricalDtype):
         cats = [str(c) for c in pred.cat.categories]
