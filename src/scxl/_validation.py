@@ -327,6 +327,27 @@ def result_owner(entry: Any) -> str | None:
     return None
 
 
+def check_holds_results(adata: Any, *, tool: str | None = None) -> None:
+    """Raise, before any work, if results cannot be written into ``adata``: a view of a backed AnnData (or MuData).
+
+    A tool writes its results into a view by first making it an actual object (a copy, as Scanpy
+    does); anndata refuses to copy a view of a backed AnnData without a file name, so the work of
+    the tool would be lost at its very end. (The ``X`` of such a view is read into memory anyway.)
+    """
+    if not (getattr(adata, "is_view", False) and getattr(adata, "isbacked", False)):
+        return
+    mu = is_mudata(adata)
+    name, kind = ("mdata", "MuData") if mu else ("adata", "AnnData")
+    load = "" if mu else f"{name} = {name}.to_memory() for a subset that fits in memory, or "
+    raise ValueError(
+        f"{name} is a view of a backed {kind} (a subset of {str(adata.filename)!r}), and "
+        f"{f'xl.tl.{tool}' if tool else 'this scxl tool'} writes its results into the {kind} it is given: anndata "
+        f"cannot make such a view hold them (copying a backed view needs a file name). Pass an actual {kind}: {load}"
+        f"{name} = {name}.copy(filename='subset.h5{'mu' if mu else 'ad'}') to write the subset to a file and work "
+        "on it backed"
+    )
+
+
 def check_writable(adata: Any, key: str, *, tool: str, overwrite: bool = False, layer: bool = False,
                    var_columns: Sequence[str] = ()) -> None:
     """Raise before a tool overwrites something another tool (or the user) wrote under ``key``.
@@ -349,6 +370,7 @@ def check_writable(adata: Any, key: str, *, tool: str, overwrite: bool = False, 
     var_columns
         ``var`` columns the tool writes.
     """
+    check_holds_results(adata, tool=tool)
     check_adata(adata)
     check_key_added(key)
     if overwrite:

@@ -94,7 +94,7 @@ def test_views_of_a_backed_anndata_are_refused_up_front(data, tool, monkeypatch,
     }
     for module in (_inputs, xl.tl._train, xl.tl._specificity):
         monkeypatch.setattr(module, "extract", _no_reading)
-    who = "this scxl tool" if tool == "attribute" else f"xl.tl.{tool}"  # attribute goes through resolve_ensemble
+    who = f"xl.tl.{tool}"
     with pytest.raises(ValueError, match=rf"view of a backed AnnData .*csr\.h5ad.*{re.escape(who)} writes its results"
                                          r".*adata = adata\.to_memory\(\).*adata\.copy\(filename="):
         calls[tool](view)

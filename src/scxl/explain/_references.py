@@ -162,30 +162,8 @@ def compute_gene_stats(
     gn = gmean = gm2 = None
     offset = 0
     for block in _iter_blocks(chunks):
-        if not isinstance(block, np.ndarray):  # SciPy CSR: moments from the stored values
-            rows = block.shape[0]
-            if mean is None:
-                g = block.shape[1]
-                mean, m2 = np.zeros(g), np.zeros(g)
-                if groups is not None:
-                    gn, gmean, gm2 = np.zeros((n_groups, 1)), np.zeros((n_groups, g)), np.zeros((n_groups, g))
-            if rows == 0:
-                continue
-            codes = None
-            if groups is not None:
-                codes = groups[offset : offset + rows]
-                if codes.shape[0] != rows:
-                    raise ValueError("groups is shorter than the number of rows in chunks")
-            b_n, b_mean, b_m2 = _sparse_moments(block, codes, n_groups if groups is not None else 0)
-            n, mean, m2 = _merge(n, mean, m2, np.array([rows], float), b_mean[0], b_m2[0])
-            if groups is not None:
-                present = b_n[1:] > 0
-                nk, mk, m2k = _merge(gn[present], gmean[present], gm2[present], b_n[1:][present][:, None],
-                                     b_mean[1:][present], b_m2[1:][present])
-                gn[present], gmean[present], gm2[present] = nk, mk, m2k
-            offset += rows
-            continue
-        if block.dtype not in (np.float32, np.float64):
+        stored = not isinstance(block, np.ndarray)  # SciPy CSR: moments from the stored values
+        if not stored and block.dtype not in (np.float32, np.float64):
             block = np.asarray(block, dtype=np.float64)
         if block.ndim != 2:
             raise ValueError(f"row chunks must be 2-D, got shape {block.shape}")
@@ -197,13 +175,23 @@ def compute_gene_stats(
                 gn, gmean, gm2 = np.zeros((n_groups, 1)), np.zeros((n_groups, g)), np.zeros((n_groups, g))
         if rows == 0:
             continue
-        b_mean, b_m2 = _moments(block)
-        n, mean, m2 = _merge(n, mean, m2, np.array([rows], float), b_mean, b_m2)
+        codes = None
         if groups is not None:
             codes = groups[offset : offset + rows]
             if codes.shape[0] != rows:
                 raise ValueError("groups is shorter than the number of rows in chunks")
-            for k in np.unique(codes):
+        if stored:
+            b_n, b_mean, b_m2 = _sparse_moments(block, codes, n_groups if groups is not None else 0)
+            n, mean, m2 = _merge(n, mean, m2, np.array([rows], float), b_mean[0], b_m2[0])
+            if groups is not None:
+                present = b_n[1:] > 0
+                nk, mk, m2k = _merge(gn[present], gmean[present], gm2[present], b_n[1:][present][:, None],
+                                     b_mean[1:][present], b_m2[1:][present])
+                gn[present], gmean[present], gm2[present] = nk, mk, m2k
+        else:
+            b_mean, b_m2 = _moments(block)
+            n, mean, m2 = _merge(n, mean, m2, np.array([rows], float), b_mean, b_m2)
+            for k in np.unique(codes) if codes is not None else ():
                 if k < 0:
                     continue
                 sub = block[codes == k]

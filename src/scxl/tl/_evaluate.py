@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._inputs import Aligned, check_holds_results
+from .._inputs import Aligned
 from .._keys import Key, ensemble_key_of
 from .._logging import logger
 from .._types import Replace
-from .._validation import TOOL_FIELD, check_adata, check_in, check_writable
+from .._validation import TOOL_FIELD, check_adata, check_holds_results, check_in, check_writable
 from ._attribute import prepare_targets
 from ._gene_sets import ranking
 from ._reproducibility import _subsample
@@ -116,7 +116,6 @@ def compare_explainers(
     if len(keys) < 2:
         raise ValueError("give at least two ranking keys to compare")
     check_writable(adata, key_added, tool="compare_explainers", overwrite=overwrite)
-    check_holds_results(adata, tool="compare_explainers")
     ranks = {k: ranking(adata, k) for k in keys}
     groups = sorted(set.intersection(*[set(r) for r in ranks.values()]), key=list(ranks[keys[0]]).index)
     if not groups:
@@ -261,7 +260,6 @@ def faithfulness(
         raise KeyError(f"faithfulness needs layers[{key!r}]: run xl.tl.attribute(adata, ...) with store_layer=True first")
     key_added = key_added or Key.uns.faithfulness(key)
     check_writable(adata, key_added, tool="faithfulness", overwrite=overwrite)
-    check_holds_results(adata, tool="faithfulness")
     params = adata.uns[key]["params"]
     ens = get_ensemble(adata, ensemble_key_of(params))
     prep = prepare_targets(adata, ens, target=str(params.get("target", "label")), groupby=params.get("groupby"))
@@ -384,7 +382,6 @@ def consistency(
         raise KeyError(f"no attribution under uns[{key!r}]: run xl.tl.attribute(adata, ...) first")
     key_added = key_added or Key.uns.consistency(key)
     check_writable(adata, key_added, tool="consistency", overwrite=overwrite)
-    check_holds_results(adata, tool="consistency")
     p = adata.uns[key]["params"]
     ens_key = ensemble_key_of(p)
     ens = get_ensemble(adata, ens_key)

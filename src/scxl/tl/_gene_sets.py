@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._inputs import check_holds_results
 from .._keys import Key
 from .._logging import logger, warn
 from .._validation import TOOL_FIELD, check_adata, check_writable, to_frame
@@ -164,7 +163,6 @@ def gene_set_overlap(
             raise ValueError(f"de_fold_change must be a fold change >= 1 (in either direction), e.g. 3, got {de_fold_change!r}")
     key_added = key_added or Key.uns.overlap(key)
     check_writable(adata, key_added, tool="gene_set_overlap", overwrite=overwrite)
-    check_holds_results(adata, tool="gene_set_overlap")
     ranks = ranking(adata, key)
     groupby = str(adata.uns[key].get("params", {}).get("groupby", ""))
     universe = sorted(set().union(*[set(v) for v in ranks.values()]))

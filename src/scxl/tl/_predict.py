@@ -9,11 +9,12 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_adata, doc_copy, doc_device, doc_key, doc_params
-from .._inputs import FROM_TRAINING, aligned, check_holds_results
+from .._inputs import FROM_TRAINING, aligned
 from .._keys import SLASH, Key, storable
 from .._logging import logger, renamed_kwarg, warn
 from .._validation import (
     ValueSummary,
+    check_holds_results,
     check_key_added,
     check_values,
     is_mudata,
@@ -24,18 +25,12 @@ from .._validation import (
 from ..get import ensemble as get_ensemble
 
 
-def resolve_ensemble(adata: Any, ensemble_key: str, ensemble: Any, *, tool: str | None = None):
-    """The ensemble to use: ``ensemble`` (object or ``.npz`` path) if given, else ``uns[ensemble_key]``.
-
-    The first step of the tools that apply an ensemble to ``adata`` and write into it (``tool``:
-    its name, for messages), so it first refuses an ``adata`` that cannot hold results
-    (:func:`~scxl._inputs.check_holds_results`).
-    """
+def resolve_ensemble(adata: Any, ensemble_key: str, ensemble: Any):
+    """The ensemble to use: ``ensemble`` (object or ``.npz`` path) if given, else ``uns[ensemble_key]``."""
     from pathlib import Path
 
     from ..models import Ensemble
 
-    check_holds_results(adata, tool=tool)
     if ensemble is None:
         return get_ensemble(adata, ensemble_key)
     if isinstance(ensemble, Ensemble):
@@ -141,7 +136,8 @@ def predict(
     check_key_added(key_added)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer (rows per forward pass), got {batch_size!r}")
-    ens = resolve_ensemble(adata, ensemble_key, ensemble, tool="predict")
+    check_holds_results(adata, tool="predict")  # (predict writes obs columns: no check_writable)
+    ens = resolve_ensemble(adata, ensemble_key, ensemble)
     ens.to(resolve_device(device))
     X = aligned(adata, ens, layer=layer, use_raw=use_raw, min_gene_fraction=min_gene_fraction)
     inputs = X.inputs

@@ -11,7 +11,6 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_device, doc_key, doc_params, doc_random_state
-from .._inputs import check_holds_results
 from .._keys import Key
 from .._logging import logger, progress, renamed_kwarg
 from .._types import Method, ReferenceKindName, Vary
@@ -173,7 +172,6 @@ def reproducibility(
         raise ValueError(f"target_spearman must be a correlation in (0, 1], e.g. 0.9, got {target_spearman!r}")
     random_state = check_random_state(random_state)
     check_writable(adata, key_added, tool="reproducibility", overwrite=overwrite)
-    check_holds_results(adata, tool="reproducibility")
     ens = get_ensemble(adata, ensemble_key)
     dev = resolve_device(device)
     if vary == "models":

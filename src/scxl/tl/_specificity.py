@@ -7,7 +7,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_copy, doc_layer, doc_overwrite, doc_params
-from .._inputs import check_holds_results, extract
+from .._inputs import extract
 from .._keys import PREFIX, Key
 from .._logging import logger, warn
 from .._types import Values
@@ -136,7 +136,6 @@ def specificity(
         adata = adata.copy()
     check_writable(adata, Key.uns.specificity(key_added), tool="specificity", overwrite=overwrite,
                    var_columns=[f(key_added) for f in (Key.var.tau, Key.var.specificity, Key.var.enriched_in, Key.var.housekeeping)])
-    check_holds_results(adata, tool="specificity")
     inputs = extract(adata, layer=layer, use_raw=use_raw)
     if use_raw:
         raise ValueError("specificity writes per-gene columns to var; use_raw is not supported, use a layer")

@@ -21,7 +21,7 @@ from .._docs import (
     doc_params,
     doc_random_state,
 )
-from .._inputs import check_holds_results, extract, is_out_of_core, make_fetch
+from .._inputs import extract, is_out_of_core, make_fetch
 from .._keys import Key
 from .._logging import logger, progress, warn
 from .._types import Balance, ModelType, Split
@@ -274,7 +274,6 @@ def train_classifier(
     _check_training(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                     validation=validation, patience=patience, min_delta=min_delta)
     check_writable(adata, key_added, tool="train_classifier", overwrite=overwrite)
-    check_holds_results(adata, tool="train_classifier")
     if not (epoch_size is None or (isinstance(epoch_size, str) and epoch_size == "auto")
             or (_is_int(epoch_size) and epoch_size >= 2)):
         raise ValueError(f"epoch_size={epoch_size!r} is not valid: give 'auto', None (whole passes) or an integer >= 2")
