@@ -241,12 +241,15 @@ def test_memory_model_respects_limit():
 
 def test_engine_chunk_from_memory_limit(setup):
     mods, x, t = setup
-    per = chunk_bytes_per_cell("deeplift", 30, n_hidden=8, n_baselines=1, n_members=3, itemsize=4, stacked=True)
-    res = run(mods, x, t, "deeplift", memory_limit_bytes=per * 10)
+    per = chunk_bytes_per_cell("input_x_gradient", 30, n_hidden=8, n_members=3, itemsize=4, stacked=True)
+    res = run(mods, x, t, "input_x_gradient", memory_limit_bytes=per * 10)
     assert res.params["batch_size"] == 10
-    tiny = run(mods, x, t, "deeplift", memory_limit_bytes=1)
-    assert tiny.params["batch_size"] == 1
-    np.testing.assert_allclose(tiny.attributions, res.attributions, rtol=1e-5, atol=1e-7)
+    for method in ("input_x_gradient", "deeplift"):  # (DeepLift with one reference: the group-sums path)
+        tiny = run(mods, x, t, method, memory_limit_bytes=1)
+        assert tiny.params["batch_size"] == 1
+        full = run(mods, x, t, method)
+        assert full.params["batch_size"] == 70
+        np.testing.assert_allclose(tiny.attributions, full.attributions, rtol=1e-5, atol=1e-7)
 
 
 def test_training_state_restored_and_input_errors(setup):
@@ -444,9 +447,16 @@ def test_group_sums_path_equals_the_per_cell_path(setup, monkeypatch, method, re
     groups = t.copy()
     groups[::5] = -1
     kw = dict(references=refs, split=split, groups=groups, n_groups=3, precision="double")
-    cells = run(mods, x, t, method, store_cells=True, **kw)
+    cells = run(mods, x, t, method, store_cells=True, batch_size=16, **kw)  # a chunk size set: the stacked path
     sums = run(mods, x, t, method, store_cells=False, **kw)
     assert sums.params["batch_size"] == 16 and sums.attributions is None
+    seen = []  # the group-sums path with a per-cell output: the members' mean, block by block
+    both = run(mods, x, t, method, store_cells=True, on_chunk=lambda sl, a: seen.append((sl, a.copy())), **kw)
+    assert both.params["batch_size"] == 16 and [sl.start for sl, _ in seen] == list(range(0, 70, 16))
+    np.testing.assert_allclose(both.attributions, cells.attributions, rtol=1e-6, atol=1e-9)  # (float32 cells)
+    np.testing.assert_array_equal(np.concatenate([a for _, a in seen]), both.attributions)
+    np.testing.assert_allclose(both.group_means, cells.group_means, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(both.member_group_means, sums.member_group_means)
     np.testing.assert_allclose(sums.member_group_means, cells.member_group_means, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(sums.group_means, cells.group_means, rtol=1e-9, atol=1e-12)
     if split:

@@ -250,13 +250,15 @@ def _blocked_references(st: StackedMLP, x, refs, z, z0, w, *, split: bool, eps: 
 
 
 def deeplift_group_sums(st: StackedMLP, x, targets, refs, index, n_rows: int, *, split: bool,
-                        eps: float = DEEPLIFT_EPS):
-    """Every member's group sums of DeepLift over a chunk, gene block by gene block, no per-cell values.
+                        eps: float = DEEPLIFT_EPS, cells: torch.Tensor | None = None):
+    """Every member's group sums of DeepLift over a chunk, gene block by gene block, no per-member cell values.
 
     For one or two references shared by the members and inputs shared by them: the same
     arithmetic as :func:`deeplift_kernel`, but each block's ``(M, n, block)`` pull-back is
     weighted and added into the group sums while it is in the cache, so the ``(M, n, G)``
-    attributions are never formed (and chunks need not be cut to keep them small).
+    attributions are never formed (and chunks need not be cut to keep them small). With
+    ``cells``, the members' mean of every cell's attributions (the per-cell output of the mean
+    aggregate) is written there block by block as well.
 
     Parameters
     ----------
@@ -277,6 +279,9 @@ def deeplift_group_sums(st: StackedMLP, x, targets, refs, index, n_rows: int, *,
         Also the presence part.
     eps
         Captum's threshold of the Rescale rule.
+    cells
+        Optional ``(n, G)`` tensor (the computation dtype, contiguous) that receives the mean
+        over members of the total attribution of every cell.
 
     Returns
     -------
@@ -295,6 +300,7 @@ def deeplift_group_sums(st: StackedMLP, x, targets, refs, index, n_rows: int, *,
     v_buf = torch.empty(m_count * n * block, dtype=z.dtype, device=z.device)
     p_buf = torch.empty(n_parts * m_count * n * block, dtype=z.dtype, device=z.device)
     s_buf = torch.empty(n_parts * n_rows * block, dtype=z.dtype, device=z.device)
+    c_buf = torch.empty(n * block, dtype=z.dtype, device=z.device) if cells is not None else None
     onehot = None
     if z.device.type != "cpu":  # member 0's rows of the sums are the groups' codes
         onehot = torch.zeros(n_rows // m_count, n, dtype=z.dtype, device=z.device)
@@ -315,6 +321,10 @@ def deeplift_group_sums(st: StackedMLP, x, targets, refs, index, n_rows: int, *,
                 parts[0].addcmul_(v, d)
                 if split:
                     parts[1].addcmul_(v, d.clamp_min_(0))
+        if cells is not None:  # the members' mean while the block is in the cache
+            c = c_buf[: n * width].view(n, width)
+            torch.sum(parts[0], 0, out=c)
+            cells[:, sl] = c
         if onehot is not None:  # (CUDA's index_add_ adds atomically, in no fixed order: a product is deterministic)
             out[:, :, sl] = torch.matmul(onehot, parts).view(n_parts, n_rows, width)
             continue
@@ -324,4 +334,6 @@ def deeplift_group_sums(st: StackedMLP, x, targets, refs, index, n_rows: int, *,
         out[:, :, sl] = sums
     if n_refs > 1:
         out /= n_refs
+    if cells is not None:
+        cells /= m_count * n_refs
     return out
