@@ -340,3 +340,34 @@ def test_fold_changes_do_not_overflow_near_float32_max():
     for j in range(2):
         expect = np.log2((lin[codes == j].mean(0) + 1e-9) / (lin[codes != j].mean(0) + 1e-9))
         np.testing.assert_allclose(linear[j], expect, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("order", ["same", "permuted"])
+def test_sparse_layer_assembled_from_chunks(order):
+    """The sparse layer is built as CSR from the chunks (values + int32 columns, no COO triplets):
+    rows in several chunks and not in order, genes of the ensemble in another order than the
+    AnnData's, a subset of genes kept, exact zeros not stored, one all-zero chunk."""
+    from scipy import sparse
+
+    from scxl.tl._attribute import _Destination, _Layer
+
+    rng = np.random.default_rng(0)
+    n, g = 23, 9
+    adata = ad.AnnData(np.zeros((n, g), dtype=np.float32))
+    var_pos = np.arange(g) if order == "same" else rng.permutation(g)
+    rows = rng.permutation(n)  # input row i goes to AnnData row rows[i]
+    d = _Destination(adata, rows, np.arange(g), var_pos, "adata")
+    keep = np.array([0, 2, 3, 7, 8])
+    layer = _Layer(d, "float32", keep, sparse=True)
+    values = rng.normal(size=(n, g)).astype(np.float32) * (rng.random((n, g)) < 0.4)
+    values[5:10] = 0
+    want = np.zeros((n, g), dtype=np.float32)
+    want[np.ix_(rows, var_pos[keep])] = values[:, keep]
+    for start in range(0, n, 5):
+        sl = slice(start, min(n, start + 5))
+        layer.add(sl, values[sl])
+    got = layer.result()
+    assert sparse.isspmatrix_csr(got) and got.has_sorted_indices and got.indices.dtype == np.int32
+    assert got.nnz == np.count_nonzero(want) and not layer.parts
+    np.testing.assert_array_equal(got.toarray(), want)
+    assert _Layer.bytes_needed(d, "float32", keep.size, sparse=True) >= got.data.nbytes + got.indices.nbytes + got.indptr.nbytes

@@ -140,7 +140,7 @@ def test_layer_memory_check_counts_what_is_built(trained, monkeypatch):
     monkeypatch.setattr(validation, "available_memory_bytes", lambda: dense_bytes // 2)
     with pytest.raises(MemoryError, match=r"about 94 KiB .* only 47 KiB are available"):
         xl.tl.attribute(a)
-    xl.tl.attribute(a, layer_genes="top", top_k=1)  # 3 groups x 1 gene at most, 20 bytes a value while built: fits
+    xl.tl.attribute(a, layer_genes="top", top_k=1)  # 3 groups x 1 gene at most, 8 bytes a value and 16 a row: fits
     assert a.layers["xl_deeplift"].shape == (a.n_obs, a.n_vars) and a.layers["xl_deeplift"].nnz <= a.n_obs * 3
     b = a.copy()
     b.X = da.from_array(np.asarray(a.X), chunks=(150, a.n_vars))

@@ -49,7 +49,8 @@ class _Layer:
         self.var_pos = d.var_pos[self.cols]
         self.features = d.features[self.cols]
         self.dense = None if sparse else np.zeros((d.adata.n_obs, d.adata.n_vars), dtype=self.dtype)
-        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        # sparse: per chunk, its rows, their stored values' counts, columns (int32) and values
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         # the usual case: the ensemble's genes are the AnnData's, in order, and every row is attributed
         n_vars = d.adata.n_vars
         self.identity = is_all_columns(self.features, n_vars) and is_all_columns(self.var_pos, n_vars)
@@ -64,26 +65,47 @@ class _Layer:
             self.dense[np.ix_(rows, self.var_pos)] = block
             return
         r, c = np.nonzero(block)  # exact zeros (e.g. unexpressed genes against the zero reference) are not stored
-        self.parts.append((rows[r].astype(np.int64), self.var_pos[c].astype(np.int64), block[r, c]))
+        counts = np.bincount(r, minlength=rows.size)
+        self.parts.append((rows.astype(np.int64), counts, self.var_pos[c].astype(np.int32), block[r, c]))
 
     def result(self):
+        """The layer: the dense array, or the CSR matrix assembled from the chunks' parts.
+
+        Each part is copied into the CSR arrays and dropped, so building holds the values with
+        their columns (int32) about once, never as COO triplets.
+        """
         if self.dense is not None:
             return self.dense
         from scipy import sparse
 
-        shape = (self.d.adata.n_obs, self.d.adata.n_vars)
-        if not self.parts:
-            return sparse.csr_matrix(shape, dtype=self.dtype)
-        r, c, v = (np.concatenate(x) for x in zip(*self.parts, strict=True))
-        self.parts = []
-        return sparse.csr_matrix((v, (r, c)), shape=shape)
+        n_obs, n_vars = self.d.adata.n_obs, self.d.adata.n_vars
+        per_row = np.zeros(n_obs, dtype=np.int64)
+        for rows, counts, _, _ in self.parts:
+            per_row[rows] = counts
+        nnz = int(per_row.sum())
+        idx = np.int32 if max(nnz, n_vars) < 2**31 else np.int64
+        indptr = np.zeros(n_obs + 1, dtype=idx)
+        np.cumsum(per_row, out=indptr[1:])
+        indices = np.empty(nnz, dtype=idx)
+        data = np.empty(nnz, dtype=self.dtype)
+        while self.parts:
+            rows, counts, cols, vals = self.parts.pop(0)
+            local = np.cumsum(counts) - counts  # where each row's values start within the part
+            dest = np.repeat(indptr[rows].astype(np.int64) - local, counts) + np.arange(cols.size)
+            indices[dest] = cols
+            data[dest] = vals
+        out = sparse.csr_matrix((data, indices, indptr), shape=(n_obs, n_vars))
+        if np.any(np.diff(self.var_pos) <= 0):  # the ensemble's genes in another order than the AnnData's
+            out.has_sorted_indices = False
+            out.sort_indices()
+        return out
 
     @staticmethod
     def bytes_needed(d: _Destination, dtype: str, n_genes: int, *, sparse: bool) -> int:
         """Upper bound of the layer's memory (sparse: as if every stored value were non-zero)."""
         item = np.dtype(dtype).itemsize
-        if sparse:
-            return int(d.adata.n_obs * n_genes * (item + 8 + 8))  # COO triplets while building
+        if sparse:  # values and int32 columns, per chunk while attributing, then in the CSR arrays
+            return int(d.adata.n_obs * (n_genes * (item + 4) + 16))
         return int(d.adata.n_obs * d.adata.n_vars * item)
 
 
@@ -138,7 +160,7 @@ class Prepared:
 
 def prepare_targets(adata: Any, ens, *, target: str = "label", groupby: str | None = None) -> Prepared:
     """Align ``adata`` to the ensemble and resolve targets and groups (see :func:`attribute`)."""
-    X = aligned(adata, ens)
+    X = aligned(adata, ens, task="attribute")
     classes = list(ens.classes)
     groupby = groupby or ens.params.get("groupby")
     obs = adata.obs.iloc[X.inputs.rows] if is_mudata(adata) else X.obs
@@ -168,7 +190,7 @@ def prepare_targets(adata: Any, ens, *, target: str = "label", groupby: str | No
 def _references(baseline: Any, ens, explain) -> Any:
     """``baseline`` as the engine takes it: a kind name, ``None`` or an array in ensemble gene order."""
     if isinstance(baseline, AnnData):
-        return aligned(baseline, ens).rows(slice(None))
+        return aligned(baseline, ens, task="serve as references").rows(slice(None))
     if isinstance(baseline, np.ndarray):
         arr = np.atleast_2d(np.asarray(baseline, dtype=np.float32))
         if arr.ndim != 2 or arr.shape[1] != len(ens.var_names):
