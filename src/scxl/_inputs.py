@@ -494,6 +494,7 @@ def aligned(
     layer: str | None = FROM_TRAINING,
     use_raw: bool | None = None,
     min_gene_fraction: float = 0.5,
+    task: str = "predict",
 ) -> Aligned:
     """Inputs of ``adata`` matched to the ensemble's features by name.
 
@@ -510,6 +511,9 @@ def aligned(
         Read ``raw``; by default as recorded at training.
     min_gene_fraction
         Raise if fewer than this fraction of the ensemble's features are present.
+    task
+        What the caller does, for the error message: ``"predict"`` (its ``min_gene_fraction``
+        can be lowered) or another verb (e.g. ``"attribute"``: the fraction is fixed).
 
     Returns
     -------
@@ -540,7 +544,10 @@ def aligned(
     if frac < min_gene_fraction:
         raise ValueError(
             f"only {n_present} of the ensemble's {len(ens.var_names)} features ({frac:.0%}) are in this data, "
-            f"below min_gene_fraction={min_gene_fraction}; predictions would be unreliable"
+            + (f"below min_gene_fraction={min_gene_fraction}; predictions would be unreliable (lower "
+               "min_gene_fraction to predict anyway)" if task == "predict" else
+               f"fewer than the {min_gene_fraction:.0%} needed to {task}: the model would see mostly zeros; "
+               "use data with the genes the ensemble was trained on (same identifiers, same layer/raw)")
         )
     if n_present < len(ens.var_names):
         missing = ens.var_names[~present]

@@ -124,8 +124,11 @@ def test_query_without_shared_genes(trained):
 
 def test_query_with_too_few_genes(trained):
     q = trained[:, :20].copy()
-    with pytest.raises(ValueError, match=r"only 20 of the ensemble's 60 features \(33%\)"):
+    with pytest.raises(ValueError, match=r"only 20 of the ensemble's 60 features \(33%\).*lower min_gene_fraction"):
         xl.tl.predict(q)
+    with pytest.raises(ValueError, match=r"\(33%\).*fewer than the 50% needed to attribute") as err:
+        xl.tl.attribute(q)
+    assert "min_gene_fraction" not in str(err.value)  # (attribute has no such option)
 
 
 def test_attribute_copy_returns_a_copy(trained):

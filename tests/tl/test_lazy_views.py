@@ -106,3 +106,16 @@ def test_views_of_a_backed_anndata_are_refused_up_front(data, tool, monkeypatch,
         xl.tl.predict(sub, ensemble=ens)
         assert sub.obs["xl_prediction"].notna().all()
     backed.file.close()
+
+
+def test_group_colors_of_a_lazy_anndata(data):
+    """The colours a user set in uns are used for a lazy AnnData's groups, as for an in-memory one."""
+    from scxl.pl._utils import group_colors
+
+    mem, _, files = data
+    lazy = ad.experimental.read_lazy(files["csr.zarr"])
+    cats = list(mem.obs["group"].cat.categories)
+    colors = ["#111111", "#222222", "#333333"]
+    for a in (mem.copy(), lazy):
+        a.uns["group_colors"] = colors
+        assert group_colors(a, "group", cats[::-1]) == colors[::-1]

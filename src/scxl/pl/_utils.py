@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._validation import to_frame
+
 #: Okabe & Ito (2008) colour-blind-safe palette, ordered so that the first colours contrast most
 #: on a white background (yellow, the weakest, comes last but one).
 OKABE_ITO = (
@@ -31,8 +33,8 @@ def palette(n: int) -> list[str]:
 
 def group_colors(adata: Any, groupby: str | None, groups: Sequence[str]) -> list[str]:
     """Colours of ``groups``: ``uns[f"{groupby}_colors"]`` when the user set them, else Okabe–Ito."""
-    if groupby and groupby in adata.obs and f"{groupby}_colors" in adata.uns:
-        col = adata.obs[groupby]
+    if groupby and groupby in list(adata.obs.columns) and f"{groupby}_colors" in adata.uns:
+        col = to_frame(adata.obs, [groupby])[groupby]  # (a lazy AnnData's obs reads only this column)
         cats = [str(c) for c in col.cat.categories] if isinstance(col.dtype, pd.CategoricalDtype) else []
         colors = list(adata.uns[f"{groupby}_colors"])
         if len(colors) == len(cats) and all(g in cats for g in groups):
