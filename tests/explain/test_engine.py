@@ -241,10 +241,11 @@ def test_memory_model_respects_limit():
 
 def test_engine_chunk_from_memory_limit(setup):
     mods, x, t = setup
-    per = chunk_bytes_per_cell("input_x_gradient", 30, n_hidden=8, n_members=3, itemsize=4, stacked=True)
-    res = run(mods, x, t, "input_x_gradient", memory_limit_bytes=per * 10)
+    per = chunk_bytes_per_cell("input_x_gradient", 30, n_hidden=8, n_members=3, itemsize=4, stacked=True,
+                               aggregate="median")  # (the median: the stacked path)
+    res = run(mods, x, t, "input_x_gradient", memory_limit_bytes=per * 10, aggregate="median")
     assert res.params["batch_size"] == 10
-    for method in ("input_x_gradient", "deeplift"):  # (DeepLift with one reference: the group-sums path)
+    for method in ("input_x_gradient", "deeplift"):  # (the mean: the group-sums path)
         tiny = run(mods, x, t, method, memory_limit_bytes=1)
         assert tiny.params["batch_size"] == 1
         full = run(mods, x, t, method)
@@ -431,10 +432,12 @@ def test_stack_chooses_by_reference_density(setup):
 
 
 @pytest.mark.parametrize("split", [True, False])
-@pytest.mark.parametrize("method,refs", [("deeplift", "zero"), ("deeplift", "mean"), ("integrated_gradients", "two")])
+@pytest.mark.parametrize("method,refs", [("deeplift", "zero"), ("deeplift", "mean"), ("integrated_gradients", "two"),
+                                         ("saliency", None), ("saliency", "absolute"), ("input_x_gradient", None),
+                                         ("guided_backprop", None)])
 def test_group_sums_path_equals_the_per_cell_path(setup, monkeypatch, method, refs, split):
-    """Only group summaries wanted (no stored cells): the fused group-sums kernel (several chunks,
-    several gene blocks, cells in no group) gives the per-cell path's member sums and presence."""
+    """The gene-blocked group-sums kernels (several chunks, several gene blocks, cells in no group)
+    give the stacked per-cell path's member sums, presence and (with a per-cell output) cells."""
     import scxl.explain._engine as E
     from scxl.explain import _stacked as S
 
@@ -447,6 +450,9 @@ def test_group_sums_path_equals_the_per_cell_path(setup, monkeypatch, method, re
     groups = t.copy()
     groups[::5] = -1
     kw = dict(references=refs, split=split, groups=groups, n_groups=3, precision="double")
+    if refs is None or (isinstance(refs, str) and refs == "absolute"):
+        kw = dict(kw, references=None, absolute=refs is not None)
+        x = x - 0.5  # inputs of both signs: InputXGradient's presence part is that of the positive inputs
     cells = run(mods, x, t, method, store_cells=True, batch_size=16, **kw)  # a chunk size set: the stacked path
     sums = run(mods, x, t, method, store_cells=False, **kw)
     assert sums.params["batch_size"] == 16 and sums.attributions is None
@@ -459,8 +465,9 @@ def test_group_sums_path_equals_the_per_cell_path(setup, monkeypatch, method, re
     np.testing.assert_array_equal(both.member_group_means, sums.member_group_means)
     np.testing.assert_allclose(sums.member_group_means, cells.member_group_means, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(sums.group_means, cells.group_means, rtol=1e-9, atol=1e-12)
-    if split:
+    if split and method in ("deeplift", "integrated_gradients", "input_x_gradient"):
         np.testing.assert_allclose(sums.member_presence_group_means, cells.member_presence_group_means,
                                    rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(both.presence_group_means, cells.presence_group_means, rtol=1e-9, atol=1e-12)
     else:
-        assert sums.presence_group_means is None
+        assert sums.presence_group_means is None and cells.presence_group_means is None

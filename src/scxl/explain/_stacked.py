@@ -20,6 +20,7 @@ draws its noise per member); references are shared, ``(B, G)``, or per member, `
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
@@ -250,15 +251,11 @@ def _blocked_references(st: StackedMLP, x, refs, z, z0, w, *, split: bool, eps: 
 
 
 def deeplift_group_sums(st: StackedMLP, x, targets, refs, index, n_rows: int, *, split: bool,
-                        eps: float = DEEPLIFT_EPS, cells: torch.Tensor | None = None):
+                        eps: float = DEEPLIFT_EPS, cells: torch.Tensor | None = None, opts=None):
     """Every member's group sums of DeepLift over a chunk, gene block by gene block, no per-member cell values.
 
     For one or two references shared by the members and inputs shared by them: the same
-    arithmetic as :func:`deeplift_kernel`, but each block's ``(M, n, block)`` pull-back is
-    weighted and added into the group sums while it is in the cache, so the ``(M, n, G)``
-    attributions are never formed (and chunks need not be cut to keep them small). With
-    ``cells``, the members' mean of every cell's attributions (the per-cell output of the mean
-    aggregate) is written there block by block as well.
+    arithmetic as :func:`deeplift_kernel`, through :func:`blocked_group_sums`.
 
     Parameters
     ----------
@@ -270,15 +267,74 @@ def deeplift_group_sums(st: StackedMLP, x, targets, refs, index, n_rows: int, *,
         ``(n,)`` target classes.
     refs
         ``(B, G)`` shared references (``B`` of 1 or 2).
+    index, n_rows, cells
+        As in :func:`blocked_group_sums`.
+    split
+        Also the presence part (the genes above the reference).
+    eps
+        Captum's threshold of the Rescale rule.
+    opts
+        Unused (the signature of :data:`GROUP_SUMS`).
+
+    Returns
+    -------
+    ``(parts, n_rows, G)`` sums in the computation dtype (the total, then the presence part).
+    """
+    z = st.pre_activation(x)
+    w = st.target_weights(targets)
+    z0 = st.reference_pre_activation(refs)
+    hidden = [rescale_multipliers(z, z0[:, b : b + 1, :], eps=eps).mul_(w) for b in range(refs.shape[0])]
+    return blocked_group_sums(st, x, hidden, index, n_rows, weight="reference", refs=refs, split=split, cells=cells)
+
+
+def gradient_group_sums(st: StackedMLP, x, targets, refs, index, n_rows: int, *, split: bool,
+                        cells: torch.Tensor | None = None, opts=None, weight: str = "none", positive: bool = False,
+                        saliency: bool = False):
+    """Group sums of the gradient methods (Saliency, InputXGradient, GuidedBackprop) through :func:`blocked_group_sums`.
+
+    ``weight="input"`` multiplies by the input (InputXGradient; ``split``: the presence part is the
+    attribution of the genes with a positive input); ``positive`` keeps only the positive output
+    weights (GuidedBackprop); with ``saliency``, ``opts.absolute`` takes absolute values.
+    """
+    hidden = st.target_weights(targets, positive=positive).mul_(st.pre_activation(x) > 0)
+    return blocked_group_sums(st, x, [hidden], index, n_rows, weight=weight, split=split, cells=cells,
+                              absolute=bool(saliency and opts is not None and opts.absolute))
+
+
+def blocked_group_sums(st: StackedMLP, x, hidden, index, n_rows: int, *, weight: str, refs=None, split: bool = False,
+                       absolute: bool = False, cells: torch.Tensor | None = None):
+    """Every member's group sums of a pull-back through the first layer, gene block by gene block.
+
+    For each block of genes, the ``(M, n, block)`` pull-back ``v = hidden @ W1[:, :, block]`` is
+    weighted and added into the group sums while it is in the cache, so the ``(M, n, G)``
+    attributions are never formed (and chunks need not be cut to keep them small). With
+    ``cells``, the members' mean of every cell's attributions (the per-cell output of the mean
+    aggregate) is written there block by block as well.
+
+    Parameters
+    ----------
+    st
+        The stacked members.
+    x
+        ``(n, G)`` inputs shared by the members.
+    hidden
+        List of ``(M, n, H)`` hidden-side weights: one per reference with ``weight="reference"``,
+        else one.
     index
         ``(M·n,)`` int64 row of the sums each member's cell goes to (member ``m``, group ``k``:
         ``m·K' + k``).
     n_rows
         Rows of the sums, ``M·K'``.
+    weight
+        ``"none"``: the pull-back itself; ``"input"``: times ``x``; ``"reference"``: the mean over
+        the references ``r_b`` of ``(x - r_b) ⊙ v_b``.
+    refs
+        ``(B, G)`` references with ``weight="reference"``.
     split
-        Also the presence part.
-    eps
-        Captum's threshold of the Rescale rule.
+        Also the presence part: ``(x - r_b)⁺ ⊙ v_b`` (``"reference"``) or the attribution where
+        ``x > 0`` (``"input"``).
+    absolute
+        Absolute values of the attributions (``weight="none"`` only).
     cells
         Optional ``(n, G)`` tensor (the computation dtype, contiguous) that receives the mean
         over members of the total attribution of every cell.
@@ -288,39 +344,45 @@ def deeplift_group_sums(st: StackedMLP, x, targets, refs, index, n_rows: int, *,
     ``(parts, n_rows, G)`` sums in the computation dtype (the total, then the presence part).
     """
     m_count, n, g = st.n_members, x.shape[0], st.n_features
-    n_refs = refs.shape[0]
-    z = st.pre_activation(x)
-    w = st.target_weights(targets)
-    z0 = st.reference_pre_activation(refs)
-    a = [rescale_multipliers(z, z0[:, b : b + 1, :], eps=eps).mul_(w) for b in range(n_refs)]  # (M, n, H) each
+    dtype, device = hidden[0].dtype, hidden[0].device
+    n_a = len(hidden)
     n_parts = 2 if split else 1
-    out = torch.zeros(n_parts, n_rows, g, dtype=z.dtype, device=z.device)
-    budget = BLOCK_VALUES.get(z.device.type, BLOCK_VALUES["cuda"])
+    out = torch.zeros(n_parts, n_rows, g, dtype=dtype, device=device)
+    budget = BLOCK_VALUES.get(device.type, BLOCK_VALUES["cuda"])
     block = int(min(g, max(MIN_BLOCK, budget // max(m_count * n, 1))))
-    v_buf = torch.empty(m_count * n * block, dtype=z.dtype, device=z.device)
-    p_buf = torch.empty(n_parts * m_count * n * block, dtype=z.dtype, device=z.device)
-    s_buf = torch.empty(n_parts * n_rows * block, dtype=z.dtype, device=z.device)
-    c_buf = torch.empty(n * block, dtype=z.dtype, device=z.device) if cells is not None else None
+    v_buf = torch.empty(m_count * n * block, dtype=dtype, device=device)
+    p_buf = torch.empty(n_parts * m_count * n * block, dtype=dtype, device=device)
+    s_buf = torch.empty(n_parts * n_rows * block, dtype=dtype, device=device)
+    c_buf = torch.empty(n * block, dtype=dtype, device=device) if cells is not None else None
     onehot = None
-    if z.device.type != "cpu":  # member 0's rows of the sums are the groups' codes
-        onehot = torch.zeros(n_rows // m_count, n, dtype=z.dtype, device=z.device)
-        onehot[index[:n], torch.arange(n, device=z.device)] = 1
+    if device.type != "cpu":  # member 0's rows of the sums are the groups' codes
+        onehot = torch.zeros(n_rows // m_count, n, dtype=dtype, device=device)
+        onehot[index[:n], torch.arange(n, device=device)] = 1
     for start in range(0, g, block):
         sl = slice(start, min(g, start + block))
         width = sl.stop - sl.start
         v = v_buf[: m_count * n * width].view(m_count, n, width)
         parts = p_buf[: n_parts * m_count * n * width].view(n_parts, m_count, n, width)
-        for b in range(n_refs):
-            torch.bmm(a[b], st.w1[:, :, sl], out=v)
-            d = x[:, sl] - refs[b, sl]
-            if b == 0:
-                torch.mul(v, d, out=parts[0])
-                if split:
-                    torch.mul(v, d.clamp_min_(0), out=parts[1])
-            else:
-                parts[0].addcmul_(v, d)
-                if split:
-                    parts[1].addcmul_(v, d.clamp_min_(0))
+        if weight == "reference":
+            for b in range(n_a):
+                torch.bmm(hidden[b], st.w1[:, :, sl], out=v)
+                d = x[:, sl] - refs[b, sl]
+                if b == 0:
+                    torch.mul(v, d, out=parts[0])
+                    if split:
+                        torch.mul(v, d.clamp_min_(0), out=parts[1])
+                else:
+                    parts[0].addcmul_(v, d)
+                    if split:
+                        parts[1].addcmul_(v, d.clamp_min_(0))
+        else:
+            torch.bmm(hidden[0], st.w1[:, :, sl], out=parts[0])
+            if weight == "input":
+                parts[0].mul_(x[:, sl])
+            elif absolute:
+                parts[0].abs_()
+            if split:
+                torch.mul(parts[0], x[:, sl] > 0, out=parts[1])
         if cells is not None:  # the members' mean while the block is in the cache
             c = c_buf[: n * width].view(n, width)
             torch.sum(parts[0], 0, out=c)
@@ -332,8 +394,17 @@ def deeplift_group_sums(st: StackedMLP, x, targets, refs, index, n_rows: int, *,
         for p in range(n_parts):
             sums[p].index_add_(0, index, parts[p].view(m_count * n, width))
         out[:, :, sl] = sums
-    if n_refs > 1:
-        out /= n_refs
+    if n_a > 1:
+        out /= n_a
     if cells is not None:
-        cells /= m_count * n_refs
+        cells /= m_count * n_a
     return out
+
+
+#: The group-sums function of each stacked kernel that has one (:func:`blocked_group_sums`).
+GROUP_SUMS = {
+    deeplift_kernel: deeplift_group_sums,
+    saliency_kernel: partial(gradient_group_sums, saliency=True),
+    input_x_gradient_kernel: partial(gradient_group_sums, weight="input"),
+    guided_backprop_kernel: partial(gradient_group_sums, positive=True),
+}
