@@ -471,3 +471,15 @@ def test_group_sums_path_equals_the_per_cell_path(setup, monkeypatch, method, re
         np.testing.assert_allclose(both.presence_group_means, cells.presence_group_means, rtol=1e-9, atol=1e-12)
     else:
         assert sums.presence_group_means is None and cells.presence_group_means is None
+
+
+def test_group_sums_path_not_taken_for_tiny_chunks(setup):
+    """Sums of very many groups leave the group-sums path room for chunks of a cell or two only:
+    the stacked path runs instead (each small chunk would pay for filling the whole sums)."""
+    mods, x, t = setup
+    many = dict(groups=np.arange(70) % 7, n_groups=5000, memory_limit_bytes=4 * 2**20)
+    res = run(mods, x, t, "saliency", **many)
+    assert res.params["batch_size"] >= 64
+    few = run(mods, x, t, "saliency", groups=np.arange(70) % 7, n_groups=5000)
+    np.testing.assert_allclose(res.attributions, few.attributions, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(res.group_means[:7], few.group_means[:7], rtol=1e-6, atol=1e-9)
