@@ -126,6 +126,12 @@ def run_wilcoxon(path: str) -> dict:
     return {"wilcoxon_s": time.perf_counter() - t, "wilcoxon_rss_gib": rss()}
 
 
+def child(*flags: str) -> dict:
+    """Run this script with ``flags`` in a fresh process; its last printed line, as JSON."""
+    done = subprocess.run([sys.executable, __file__, *flags], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,50000,200000,1000000")
@@ -164,10 +170,6 @@ def main() -> None:
         if not path.exists():
             write_data(path, n)
         write_s = time.perf_counter() - t
-        def child(*flags: str) -> dict:
-            done = subprocess.run([sys.executable, __file__, *flags], check=True, capture_output=True, text=True)
-            return json.loads(done.stdout.strip().splitlines()[-1])
-
         res = child("--_run", str(path), "--n-models", str(args.n_models), "--max-epochs", str(args.max_epochs))
         if n <= args.wilcoxon_max:
             res |= child("--_wilcoxon", str(path))

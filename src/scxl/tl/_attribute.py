@@ -89,7 +89,7 @@ class _Layer:
         indices = np.empty(nnz, dtype=idx)
         data = np.empty(nnz, dtype=self.dtype)
         while self.parts:
-            rows, counts, cols, vals = self.parts.pop(0)
+            rows, counts, cols, vals = self.parts.pop()  # (any order: each row has its place)
             local = np.cumsum(counts) - counts  # where each row's values start within the part
             dest = np.repeat(indptr[rows].astype(np.int64) - local, counts) + np.arange(cols.size)
             indices[dest] = cols
