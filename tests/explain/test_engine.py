@@ -431,17 +431,21 @@ def test_stack_chooses_by_reference_density(setup):
         assert (E._stack(spec, members, sampler, None, cfg) is not None) is stacked
 
 
+@pytest.mark.parametrize("product", [False, True], ids=["index_add", "onehot_product"])
 @pytest.mark.parametrize("split", [True, False])
 @pytest.mark.parametrize("method,refs", [("deeplift", "zero"), ("deeplift", "mean"), ("integrated_gradients", "two"),
                                          ("saliency", None), ("saliency", "absolute"), ("input_x_gradient", None),
                                          ("guided_backprop", None)])
-def test_group_sums_path_equals_the_per_cell_path(setup, monkeypatch, method, refs, split):
+def test_group_sums_path_equals_the_per_cell_path(setup, monkeypatch, method, refs, split, product):
     """The gene-blocked group-sums kernels (several chunks, several gene blocks, cells in no group)
-    give the stacked per-cell path's member sums, presence and (with a per-cell output) cells."""
+    give the stacked per-cell path's member sums, presence and (with a per-cell output) cells;
+    also by the one-hot product that CUDA uses instead of ``index_add_`` (run here on the CPU)."""
     import scxl.explain._engine as E
     from scxl.explain import _stacked as S
 
     mods, x, t = setup
+    if product:
+        monkeypatch.setattr(S, "INDEX_ADD_DEVICES", frozenset())
     monkeypatch.setattr(S, "BLOCK_VALUES", {"cpu": 3 * 16 * 7, "cuda": 3 * 16 * 7})  # 7-gene blocks
     monkeypatch.setattr(S, "MIN_BLOCK", 1)
     monkeypatch.setattr(E, "GROUP_PATH_ROWS", 16)  # 5 chunks, the last of 6

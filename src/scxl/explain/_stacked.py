@@ -202,6 +202,9 @@ LOOP_MAX_REFS = 2
 #: references, 64–256 cells: 2²¹ and 2²² fastest, 2²⁰ 10 % and 2¹⁸ 50–90 % slower); larger on a
 #: GPU. The engine counts three such buffers against its memory limit (:data:`BLOCK_BUFFERS`).
 BLOCK_VALUES = {"cpu": 2**21, "cuda": 2**24}
+#: Devices whose group sums are added with ``index_add_``; elsewhere (CUDA, whose ``index_add_``
+#: adds atomically in no fixed order) a one-hot product gives deterministic sums.
+INDEX_ADD_DEVICES = frozenset({"cpu"})
 #: Buffers of :data:`BLOCK_VALUES` values the blocked kernels hold at once.
 BLOCK_BUFFERS = 3
 #: Fewest genes per block (the products need some columns to run at full speed).
@@ -355,7 +358,7 @@ def blocked_group_sums(st: StackedMLP, x, hidden, index, n_rows: int, *, weight:
     s_buf = torch.empty(n_parts * n_rows * block, dtype=dtype, device=device)
     c_buf = torch.empty(n * block, dtype=dtype, device=device) if cells is not None else None
     onehot = None
-    if device.type != "cpu":  # member 0's rows of the sums are the groups' codes
+    if device.type not in INDEX_ADD_DEVICES:  # member 0's rows of the sums are the groups' codes
         onehot = torch.zeros(n_rows // m_count, n, dtype=dtype, device=device)
         onehot[index[:n], torch.arange(n, device=device)] = 1
     for start in range(0, g, block):
@@ -387,7 +390,7 @@ def blocked_group_sums(st: StackedMLP, x, hidden, index, n_rows: int, *, weight:
             c = c_buf[: n * width].view(n, width)
             torch.sum(parts[0], 0, out=c)
             cells[:, sl] = c
-        if onehot is not None:  # (CUDA's index_add_ adds atomically, in no fixed order: a product is deterministic)
+        if onehot is not None:
             out[:, :, sl] = torch.matmul(onehot, parts).view(n_parts, n_rows, width)
             continue
         sums = s_buf[: n_parts * n_rows * width].view(n_parts, n_rows, width).zero_()
