@@ -199,3 +199,19 @@ def test_predict_drops_tiny_weights_in_a_copy():
     q = Ensemble([clean], **names).predict_proba(x)
     np.testing.assert_array_equal(p, q)
     assert float(m.net[0].weight.detach()[0, 4]) == pytest.approx(3e-39, rel=1e-3)
+
+
+def test_reading_draws_no_random_numbers(trained):
+    """Members are built without their random initialisation (every weight is loaded next), so
+    reading an ensemble is quicker and leaves the user's torch random stream where it was."""
+    import torch
+
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    ens = xl.get.ensemble(trained)
+    np.testing.assert_array_equal(torch.rand(3), expected)
+    for m, (name, state) in zip(ens.modules, sorted(trained.uns["xl"]["weights"].items()), strict=True):
+        assert name.startswith("model_")
+        for k, v in m.state_dict().items():
+            np.testing.assert_array_equal(v.numpy(), np.asarray(state[k]))

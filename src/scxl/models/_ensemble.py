@@ -554,8 +554,8 @@ def _check_record(d: Any, *, source: str, factory) -> dict[str, Any]:
         state = weights[k]
         if not isinstance(state, Mapping):
             raise _fail(source, [f"member {k} must be a dict of parameter name → array, found {type(state).__name__}"])
-        fresh = build_module(spec, order=None if orders is None else orders[i], factory=factory)
-        expected = fresh.state_dict()
+        fresh = build_module(spec, order=None if orders is None else orders[i], factory=factory, initialise=False)
+        expected = fresh.state_dict()  # (every entry is loaded below, or the record is refused)
         p = []
         lost = [n for n in expected if n not in state]
         extra = [n for n in state if n not in expected]

@@ -268,12 +268,19 @@ def build_module(
     *,
     order: np.ndarray | None = None,
     factory: Callable[[int, int], nn.Module] | None = None,
+    initialise: bool = True,
 ) -> nn.Module:
     """Build a fresh (randomly initialised) module from a spec.
 
     For a ``"custom"`` spec the module comes from ``factory`` or, without it, from the factory
-    registered under ``spec["factory"]`` (:func:`register_factory`).
+    registered under ``spec["factory"]`` (:func:`register_factory`). With ``initialise=False``
+    an MLP or CNN is built with uninitialised storage (no random draws), for a caller that loads
+    every entry of its ``state_dict`` next; a custom module is always built by its factory.
     """
+    if not initialise and spec["type"] in ("mlp", "cnn"):
+        with torch.device("meta"):  # (the draws of the default initialisation were most of loading an ensemble)
+            module = build_module(spec, order=order, factory=factory)
+        return module.to_empty(device="cpu")
     kind = spec["type"]
     n_features, n_classes = int(spec["n_features"]), int(spec["n_classes"])
     if kind == "mlp":
