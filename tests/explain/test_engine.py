@@ -487,3 +487,40 @@ def test_group_sums_path_not_taken_for_tiny_chunks(setup):
     few = run(mods, x, t, "saliency", groups=np.arange(70) % 7, n_groups=5000)
     np.testing.assert_allclose(res.attributions, few.attributions, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(res.group_means[:7], few.group_means[:7], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["deeplift", "saliency"])
+def test_chunks_add_only_their_groups(setup, monkeypatch, method):
+    """With more groups than a chunk has cells, each chunk's sums have rows for its own groups
+    only; the sums (and the empty groups' NaN means) equal the stacked path's and the dense sums."""
+    import scxl.explain._engine as E
+
+    mods, x, t = setup
+    monkeypatch.setattr(E, "GROUP_PATH_ROWS", 16)
+    groups = np.sort(np.random.default_rng(4).integers(0, 40, 70))  # chunks of 16 cells see a few groups each
+    groups[3] = -1
+    kw = dict(references="zero" if method == "deeplift" else None, groups=groups, n_groups=50, precision="double")
+    fast = run(mods, x, t, method, store_cells=False, **kw)
+    assert fast.params["batch_size"] == 16
+    stacked = run(mods, x, t, method, store_cells=True, batch_size=16, **kw)
+    np.testing.assert_allclose(fast.member_group_means, stacked.member_group_means, rtol=1e-9, atol=1e-12)
+    empty = np.setdiff1d(np.arange(50), groups)
+    assert np.isnan(fast.group_means[empty]).all() and not np.isnan(np.delete(fast.group_means, empty, 0)).any()
+    dense = E.group_sums(stacked.attributions, groups, 50)
+    n = np.bincount(groups[groups >= 0], minlength=50)
+    np.testing.assert_allclose(dense[n > 0] / n[n > 0, None], fast.group_means[n > 0], rtol=1e-6, atol=1e-9)
+
+
+def test_group_sums_adds_into_out():
+    from scxl.explain._engine import group_sums
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(2, 9, 4))
+    codes = np.array([5, 5, -1, 1, 5, 1, -1, 7, 7])
+    total = np.ones((2, 8, 4))
+    assert group_sums(v, codes, 8, out=total) is total
+    expected = 1 + np.stack([np.stack([v[m, codes == k].sum(0) for k in range(8)]) for m in range(2)])
+    np.testing.assert_allclose(total, expected)
+    np.testing.assert_allclose(group_sums(v, codes, 8), expected - 1)
+    with pytest.raises(ValueError, match="out must be a C-ordered float64 array of shape"):
+        group_sums(v, codes, 8, out=np.zeros((8, 4)))

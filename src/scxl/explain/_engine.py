@@ -872,20 +872,20 @@ class _Sums:
         Returns the chunk's aggregated ``(n, G)`` float32 attributions (``None`` without :attr:`per_cell`).
         """
         k = self.plan.n_groups
-        self.member += group_sums(stacked, g_chunk, k)
+        group_sums(stacked, g_chunk, k, out=self.member)
         if presence is not None:
             if self.presence is None:
                 self.presence = (np.zeros_like(self.member), np.zeros_like(self.agg))
-            self.presence[0][:] += group_sums(presence, g_chunk, k)
+            group_sums(presence, g_chunk, k, out=self.presence[0])
         if self.angles is not None:
             n = stacked.shape[0] * self.plan.n_repeats * self.plan.n_noise
             self.angles[sl] = (ang_sum / n).to(torch.float32).cpu().numpy()
         if not self.per_cell:
             return None
         agg = self._aggregate(stacked)
-        self.agg += group_sums(agg, g_chunk, k)
+        group_sums(agg, g_chunk, k, out=self.agg)
         if presence is not None:
-            self.presence[1][:] += group_sums(self._aggregate(presence), g_chunk, k)
+            group_sums(self._aggregate(presence), g_chunk, k, out=self.presence[1])
         agg_np = agg.to(torch.float32).cpu().numpy()
         if self.cells is not None:
             self.cells[sl] = agg_np
@@ -986,13 +986,19 @@ def _use_group_path(plan: _Plan, sums: _Sums) -> None:
     per_cell = itemsize * (3 * plan.n_features + 8 * m_h)  # rows (read, converted, a difference); z, w, a
     if sums.per_cell:  # the members' mean, in the computation dtype and as float32 on the host
         per_cell += (itemsize + 4) * plan.n_features
-    fixed = itemsize * 2 * 2 * len(plan.members) * (plan.n_groups + 1) * plan.n_features  # the sums, twice
-    fixed += _stacked.BLOCK_BUFFERS * _stacked.BLOCK_VALUES.get(plan.device.type, _stacked.BLOCK_VALUES["cuda"]) * itemsize
-    rows = choose_batch_size(per_cell, plan.cfg.memory_limit_bytes, fixed_bytes=fixed, n_cells=plan.n_obs)
+    fixed = _stacked.BLOCK_BUFFERS * _stacked.BLOCK_VALUES.get(plan.device.type, _stacked.BLOCK_VALUES["cuda"]) * itemsize
+    # A chunk's sums (computation dtype, twice, and float64 once): a row per group of the chunk,
+    # so for at most as many groups as it has cells, plus the row of the cells in no group.
+    per_row = (2 * 2 * itemsize + 8) * len(plan.members) * plan.n_features
+    rows = choose_batch_size(per_cell, plan.cfg.memory_limit_bytes, fixed_bytes=fixed + per_row * (plan.n_groups + 1),
+                             n_cells=plan.n_obs)
+    if rows < min(plan.n_groups + 1, plan.n_obs):  # more groups than cells in a chunk: charge the sums by the cell
+        rows = choose_batch_size(per_cell + per_row, plan.cfg.memory_limit_bytes, fixed_bytes=fixed + per_row,
+                                 n_cells=plan.n_obs)
     if rows < min(GROUP_PATH_MIN_ROWS, plan.n_obs):
-        # Many groups: their sums (members × groups × genes, filled and copied out every chunk)
-        # leave room for small chunks only, and each would pay for the whole sums (300 cells, 400
-        # groups, 5,000 genes, 256 MiB: chunks of 1 cell, 52 s against 1.6 s for the stacked path).
+        # Chunks of a few cells only (a small memory limit with many genes): each would pay the
+        # kernels' fixed costs; the stacked path runs (300 cells, 400 groups, 5,000 genes, 256 MiB:
+        # chunks of 1 cell took 52 s against 1.6 s there, before the sums were cut to the chunk's groups).
         return
     plan.batch_size = int(min(rows, GROUP_PATH_ROWS))
     plan.group_only = True
@@ -1008,19 +1014,26 @@ def _group_sums_only(plan: _Plan, sums: _Sums, x, t, g_chunk, sl: slice) -> np.n
     from ._stacked import GROUP_SUMS
 
     refs = plan.fixed_reference_tensor() if plan.sampler is not None else None  # (not random on this path)
-    k1 = plan.n_groups + 1  # row k1 - 1 of every member collects the cells in no group (dropped)
-    codes = np.where(g_chunk >= 0, g_chunk, plan.n_groups).astype(np.int64)
-    index = torch.as_tensor((codes[None, :] + k1 * np.arange(len(plan.members))[:, None]).reshape(-1), device=plan.device)
+    # Only the groups of this chunk get rows (a chunk of 64 cells among 400 groups fills 64 rows,
+    # not 400), and row P of every member collects the cells in no group (dropped).
+    present, compact = np.unique(np.where(g_chunk >= 0, g_chunk, plan.n_groups), return_inverse=True)
+    k1 = present.size
+    if present[-1] == plan.n_groups:
+        present = present[:-1]
+    else:
+        k1 += 1  # (an empty row: every member's rows have the same layout)
+    index = torch.as_tensor((compact.reshape(-1)[None, :] + k1 * np.arange(len(plan.members))[:, None]).reshape(-1),
+                            dtype=torch.int64, device=plan.device)
     cells = torch.empty(x.shape, dtype=plan.dtype, device=plan.device) if sums.per_cell else None
     split = plan.opts.split or bool(plan.cfg.split and plan.spec.direction == "input")
     out = GROUP_SUMS[plan.spec.stacked](plan.stack, x, t, refs, index, len(plan.members) * k1, split=split,
                                         cells=cells, opts=plan.opts)
-    out = out.view(out.shape[0], len(plan.members), k1, -1)[:, :, : plan.n_groups].to(torch.float64).cpu().numpy()
-    sums.member += out[0]
+    out = out.view(out.shape[0], len(plan.members), k1, -1)[:, :, : present.size].cpu()
+    _add_rows(sums.member, present, out[0])
     if split:
         if sums.presence is None:
             sums.presence = (np.zeros_like(sums.member), np.zeros_like(sums.agg))
-        sums.presence[0][:] += out[1]
+        _add_rows(sums.presence[0], present, out[1])
     if cells is None:
         return None
     agg_np = cells.to(torch.float32).cpu().numpy()
@@ -1077,7 +1090,7 @@ def _loop(plan: _Plan, sums: _Sums, on_chunk, *, progress: bool, on_rows=None) -
         bar.close()
 
 
-def group_sums(values, codes, n_groups: int):
+def group_sums(values, codes, n_groups: int, *, out: np.ndarray | None = None):
     """Column sums of ``values`` per group: the group-sum kernel of the package.
 
     Rows with code ``-1`` are ignored. Works on NumPy arrays and torch tensors (any device), of
@@ -1094,10 +1107,15 @@ def group_sums(values, codes, n_groups: int):
         ``(n,)`` integer group codes (``-1``: none).
     n_groups
         Number of groups.
+    out
+        Optional float64 ``(n_groups, G)`` (or ``(M, n_groups, G)``) array the sums are added to
+        (in place, and returned). Only the rows of the groups present in ``codes`` are touched,
+        so a chunk of a few cells costs in proportion to its groups, not to all of them (a
+        chunk-by-chunk accumulation over hundreds of groups at 20,000 genes).
 
     Returns
     -------
-    ``(n_groups, G)`` (or ``(M, n_groups, G)``) float64 NumPy array.
+    ``(n_groups, G)`` (or ``(M, n_groups, G)``) float64 NumPy array: ``out`` if given.
 
     Examples
     --------
@@ -1105,31 +1123,56 @@ def group_sums(values, codes, n_groups: int):
     >>> from scxl.explain import group_sums
     >>> group_sums(np.eye(3), np.array([0, 1, 0]), 2).tolist()
     [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    >>> total = np.zeros((3, 2))
+    >>> _ = group_sums(np.ones((2, 2)), np.array([2, 2]), 3, out=total)
+    >>> total.tolist()
+    [[0.0, 0.0], [0.0, 0.0], [2.0, 2.0]]
     """
     if not isinstance(values, torch.Tensor):
         values = torch.as_tensor(np.asarray(values))
     codes_np = codes.cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
-    out = np.zeros((*values.shape[:-2], n_groups, values.shape[-1]), dtype=np.float64)
-    present = np.unique(codes_np[codes_np >= 0])
-    if present.size == 0:
+    shape = (*values.shape[:-2], n_groups, values.shape[-1])
+    if out is None:
+        out = np.zeros(shape, dtype=np.float64)
+    elif out.shape != shape or out.dtype != np.float64 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-ordered float64 array of shape {shape}, got {out.dtype} {out.shape}")
+    keep = codes_np >= 0
+    present, compact = np.unique(codes_np[keep], return_inverse=True)  # the groups of this chunk, and 0..P-1
+    n_present = present.size
+    if n_present == 0:
         return out
     if values.device.type == "cpu":
-        keep = codes_np >= 0
         if not keep.all():
             values = values.index_select(-2, torch.as_tensor(np.flatnonzero(keep)))
-        index = torch.as_tensor(codes_np[keep], dtype=torch.int64)
+        index = torch.as_tensor(compact.reshape(-1), dtype=torch.int64)
         lead = values.shape[:-2]
-        if lead:  # stacked (M, n, G): one index_add_ over (M·n, G) rows, member m's codes shifted by m·n_groups
+        if lead:  # stacked (M, n, G): one index_add_ over (M·n, G) rows, member m's codes shifted by m·P
             n_lead = math.prod(lead)  # (twice as fast as index_add_ along the middle axis, same order of additions)
-            index = (index[None, :] + n_groups * torch.arange(n_lead)[:, None]).reshape(-1)
+            index = (index[None, :] + n_present * torch.arange(n_lead)[:, None]).reshape(-1)
             values = values.reshape(n_lead * values.shape[-2], values.shape[-1])
-        sums = torch.zeros((math.prod(lead) * n_groups, values.shape[-1]), dtype=values.dtype)
+        sums = torch.zeros((math.prod(lead) * n_present, values.shape[-1]), dtype=values.dtype)
         sums.index_add_(0, index, values)
-        out[:] = sums.view(*lead, n_groups, values.shape[-1]).numpy()
-        return out
-    onehot = torch.as_tensor(codes_np[None, :] == present[:, None], dtype=values.dtype, device=values.device)
-    out[..., present, :] = torch.matmul(onehot, values).cpu().numpy()
+        part = sums.view(*lead, n_present, values.shape[-1])
+    else:
+        onehot = torch.as_tensor(codes_np[None, :] == present[:, None], dtype=values.dtype, device=values.device)
+        part = torch.matmul(onehot, values).cpu()
+    _add_rows(out, present, part)
     return out
+
+
+def _add_rows(total: np.ndarray, rows: np.ndarray, part) -> None:
+    """``total[..., rows, :] += part`` for a C-ordered float64 ``total``.
+
+    Torch's ``index_add_`` on a view of it: one pass, where NumPy's fancy-indexed add gathers,
+    adds and scatters.
+    """
+    part = torch.as_tensor(part).to(torch.float64)
+    if rows.size == total.shape[-2]:  # every row (rows are sorted and unique)
+        torch.from_numpy(total).add_(part.view(total.shape))
+        return
+    lead = math.prod(total.shape[:-2])
+    index = torch.as_tensor((rows[None, :] + total.shape[-2] * np.arange(lead)[:, None]).reshape(-1), dtype=torch.int64)
+    torch.from_numpy(total).view(-1, total.shape[-1]).index_add_(0, index, part.reshape(-1, total.shape[-1]))
 
 
 def group_means(chunks, codes: np.ndarray, n_groups: int, *, transform: Callable | None = None) -> np.ndarray:
@@ -1166,8 +1209,9 @@ def group_means(chunks, codes: np.ndarray, n_groups: int, *, transform: Callable
         block = np.asarray(block, dtype=np.float64)
         if transform is not None:
             block = transform(block)
-        part = group_sums(block, codes[offset : offset + block.shape[0]], n_groups)
-        sums = part if sums is None else sums + part
+        if sums is None:
+            sums = np.zeros((n_groups, block.shape[1]))
+        group_sums(block, codes[offset : offset + block.shape[0]], n_groups, out=sums)
         offset += block.shape[0]
     counts = np.bincount(codes[codes >= 0], minlength=n_groups).astype(np.float64)
     if sums is None:
