@@ -41,3 +41,21 @@ def test_overlap_errors(adata):
         xl.tl.gene_set_overlap(adata, "rank_genes_groups", "missing.gmt", specificity_key=None)
     with pytest.raises(ValueError, match="top_k must be a positive integer"):
         xl.tl.gene_set_overlap(adata, "rank_genes_groups", {"a": ["x"]}, top_k=0, specificity_key=None)
+
+
+def test_specificity_of_other_groups_is_refused(ranked):
+    """Specific genes called for other groups than the ranking's would read as 'no specific gene':
+    an error when no group matches, a warning naming the groups that do not."""
+    import numpy as np
+
+    ranked.obs["other"] = np.where(np.arange(ranked.n_obs) % 2, "odd", "even")
+    xl.tl.specificity(ranked, "other", min_expr=0.5, key_added="by_other")
+    with pytest.raises(ValueError, match=r"are not the groups xl.tl.specificity used for specificity_key='by_other' \(by 'other'\)"):
+        xl.tl.gene_set_overlap(ranked, "rank_genes_groups", specificity_key="by_other")
+    sub = ranked[ranked.obs["group"] != "group_2"].copy()
+    xl.tl.specificity(sub, "group", min_expr=0.5, key_added="two")
+    sub.uns["rank_genes_groups"] = ranked.uns["rank_genes_groups"]  # ranked with group_2, specificity without it
+    with pytest.warns(xl.ScxlWarning, match=r"group\(s\) \['group_2'\] .* are not among the groups of specificity_key='two'"):
+        xl.tl.gene_set_overlap(sub, "rank_genes_groups", specificity_key="two")
+    t = sub.uns["rank_genes_groups_overlap"]["table"].set_index(["group", "gene_set"])
+    assert t.loc[("group_2", "specific to group"), "set_size"] == 0

@@ -173,6 +173,7 @@ def gene_set_overlap(
         col_e, col_h = f"{specificity_key}_enriched_in", f"{specificity_key}_housekeeping"
         if col_e not in list(adata.var.columns) or col_h not in list(adata.var.columns):
             raise KeyError(f"var[{col_e!r}] not found: run xl.tl.specificity(adata, groupby) first, or pass specificity_key=None")
+        _check_specificity_groups(adata, specificity_key, key, groupby, list(ranks))
         var = to_frame(adata.var, [col_e, col_h])
         enriched = var[col_e].astype(str).str.split(";")
         hk = adata.var_names[var[col_h].to_numpy(dtype=bool)].tolist()
@@ -205,6 +206,26 @@ def gene_set_overlap(
         result["params"] |= {"de_groups": list(de_groups), "de_fdr": float(de_fdr), "de_fold_change": float(de_fold_change)}
     adata.uns[key_added] = result
     logger.info("finished gene-set overlap: added uns[%r] (%d tests)", key_added, len(table))
+
+
+def _check_specificity_groups(adata, specificity_key: str, key: str, groupby: str, groups: list[str]) -> None:
+    """The ranking's groups must be those :func:`scxl.tl.specificity` called genes specific to."""
+    entry = adata.uns.get(Key.uns.specificity(specificity_key))
+    if not isinstance(entry, Mapping) or "profile" not in entry:
+        return  # (var columns written by hand or by an older version: nothing to compare with)
+    known = {str(g) for g in pd.DataFrame(entry["profile"]).index}
+    spec_by = str(entry.get("params", {}).get("groupby", "?"))
+    missing = [g for g in groups if str(g) not in known]
+    if not missing:
+        return
+    fix = (f"run xl.tl.specificity(adata, {groupby!r}, key_added=...) and pass that specificity_key"
+           if groupby else "run xl.tl.specificity with the ranking's groupby and pass its key_added as specificity_key")
+    if len(missing) == len(groups):
+        raise ValueError(f"the groups of uns[{key!r}] (by {groupby or '?'!r}: {groups[:3]}...) are not the groups xl.tl.specificity "
+                         f"used for specificity_key={specificity_key!r} (by {spec_by!r}), so no gene would be 'specific to "
+                         f"group': {fix}, or pass specificity_key=None")
+    warn(f"group(s) {missing[:5]} of uns[{key!r}] are not among the groups of specificity_key={specificity_key!r} (by "
+         f"{spec_by!r}): their 'specific to group' sets are empty (set_size 0). To test them, {fix}")
 
 
 def _with_empty_sets(table: pd.DataFrame, group: str, sets: dict[str, list[str]], n_selected: int, n_universe: int) -> pd.DataFrame:
