@@ -220,6 +220,18 @@ def test_top_genes_uses_the_ensembles_layer(res):
     np.testing.assert_allclose(ax.get_images()[0].get_array(), group_mean(a, genes, groups, "counts"), rtol=1e-5)
 
 
+def test_top_genes_groupby_of_other_groups(res):
+    """A groupby whose values are not the ranking's groups would draw a blank heatmap: an error
+    when no group has a cell, a warning naming the groups that have none."""
+    a = res.copy()
+    a.obs["other"] = np.where(np.arange(a.n_obs) % 2, "odd", "even")
+    with pytest.raises(ValueError, match=r"is a value of obs\['other'\].*groups are those of obs\['group'\]"):
+        xl.pl.top_genes(a, "xl_deeplift", groupby="other")
+    a.obs["partial"] = a.obs["group"].astype(str).replace({"group_2": "elsewhere"})
+    with pytest.warns(xl.ScxlWarning, match=r"group\(s\) \['group_2'\] .* have no cell in obs\['partial'\]"):
+        xl.pl.top_genes(a, "xl_deeplift", groupby="partial")
+
+
 def test_top_genes_absence_markers(res, figdir):
     """direction='down': each group's last genes with negative scores, lower in the group than elsewhere."""
     ax = xl.pl.top_genes(res, "xl_deeplift", n_genes=3, direction="down", standard_scale=None)

@@ -134,6 +134,16 @@ def group_expression(adata: Any, key: str, groups: Sequence[str], groupby: str |
     labels = adata.obs[groupby].astype(str).to_numpy()
     index = {g: i for i, g in enumerate(groups)}
     codes = np.array([index.get(v, -1) for v in labels], dtype=np.int64)
+    empty = [g for g, n in zip(groups, np.bincount(codes[codes >= 0], minlength=len(groups)), strict=True) if n == 0]
+    ranked_by = _none(params.get("groupby"))
+    if len(empty) == len(groups):
+        raise ValueError(f"none of the groups of uns[{key!r}] ({list(groups)[:3]}...) is a value of obs[{groupby!r}], so there "
+                         f"is no expression to show" + (f": the ranking's groups are those of obs[{ranked_by!r}]; leave groupby "
+                                                         "unset or pass that column" if ranked_by and ranked_by != groupby else ""))
+    if empty:
+        from .._logging import warn
+
+        warn(f"group(s) {empty[:5]} of uns[{key!r}] have no cell in obs[{groupby!r}]: their expression is blank (NaN) in the plot")
     means = group_means(matrix.chunks(4096), codes, len(groups))
     return pd.DataFrame(means, index=list(groups), columns=matrix.var_names)
 
