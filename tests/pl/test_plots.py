@@ -415,9 +415,15 @@ def test_contributions_on_embedding(res, figdir):
     assert [a.get_title() for a in axes] == ["gene_005", "gene_014"]
     col = axes[0].collections[0]
     assert col.get_cmap().name == "RdBu_r"
-    assert col.norm.vcenter == 0
+    for ax, gene in zip(axes, ["gene_005", "gene_014"], strict=True):  # limits ± the gene's largest |contribution|
+        layer = np.asarray(res.layers["xl_deeplift"][:, res.var_names.get_loc(gene)])
+        norm = ax.collections[0].norm
+        np.testing.assert_allclose([norm.vmin, norm.vmax], [-np.abs(layer).max(), np.abs(layer).max()], rtol=1e-6)
+        assert norm(0.0) == pytest.approx(0.5)
     layer = np.asarray(res.layers["xl_deeplift"][:, res.var_names.get_loc("gene_005")])
     np.testing.assert_allclose(np.sort(col.get_array()), np.sort(layer), rtol=1e-5)
+    ax = xl.pl.contributions(res, "xl_deeplift", "gene_005", basis="pca", vmax=1.0)  # the user's limits win
+    assert ax.collections[0].norm.vmax == 1.0
 
 
 def test_contributions_errors(res):

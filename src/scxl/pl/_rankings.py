@@ -307,9 +307,11 @@ def contributions(
 ):
     """Per-cell contributions of genes on an embedding (a thin wrapper of ``sc.pl.embedding``).
 
-    Calls ``sc.pl.embedding(adata, basis, layer=key, color=genes, cmap="RdBu_r", vcenter=0,
-    show=False, **kwargs)``: red cells are pushed towards their target class by the gene, blue
-    ones away from it, white ones not at all.
+    Calls ``sc.pl.embedding(adata, basis, layer=key, color=genes, cmap="RdBu_r", show=False,
+    **kwargs)`` with colour limits symmetric about 0 for every gene (``±`` its largest absolute
+    contribution, unless ``vmin``, ``vmax``, ``vcenter`` or ``norm`` is given): red cells are
+    pushed towards their target class by the gene, blue ones away from it, white ones not at
+    all, and equal shades mean equal magnitudes either way.
 
     Parameters
     ----------
@@ -359,5 +361,18 @@ def contributions(
     missing = [g for g in genes_list if g not in adata.var_names]
     if missing:
         raise KeyError(f"genes {missing} are not in adata.var_names")
-    opts = {"cmap": "RdBu_r", "vcenter": 0, "show": False} | kwargs
+    opts = {"cmap": "RdBu_r", "show": False} | kwargs
+    if not {"vmin", "vmax", "vcenter", "norm"} & set(kwargs):  # limits symmetric about 0, gene by gene
+        limits = [_max_abs(adata.layers[key], int(adata.var_names.get_loc(g))) for g in genes_list]
+        opts |= {"vmin": [-m for m in limits], "vmax": limits} if len(limits) > 1 else {"vmin": -limits[0], "vmax": limits[0]}
     return sc.pl.embedding(adata, basis, layer=key, color=genes, **opts)
+
+
+def _max_abs(layer: Any, j: int) -> float:
+    """The largest absolute value of column ``j`` of a layer (dense, sparse or dask), 1 where all are 0."""
+    col = layer[:, [j]]
+    if hasattr(col, "compute"):
+        col = col.compute()
+    col = col.toarray() if hasattr(col, "toarray") else np.asarray(col)
+    m = float(np.nanmax(np.abs(col))) if col.size else 0.0
+    return m if np.isfinite(m) and m > 0 else 1.0
