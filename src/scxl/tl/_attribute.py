@@ -253,9 +253,11 @@ class FoldChanges:
     [[2.86, -4.08], [-2.86, 4.08]]
     """
 
-    def __init__(self, codes: np.ndarray, n_groups: int, *, scale: str | None = None, linear: bool = False) -> None:
+    def __init__(self, codes: np.ndarray, n_groups: int, *, scale: str | None = None, linear: bool = False,
+                 source: str | None = None, var_names: Any = None) -> None:
         self.codes = np.where(np.asarray(codes) >= 0, codes, -1)
         self.n_groups, self.scale, self.linear = n_groups, scale, linear
+        self.source, self.var_names = source, var_names  # with a source, NaN/inf in a block is an error naming it
         self.seen: list = []
         self.sums: np.ndarray | None = None
         self.lin_sums: np.ndarray | None = None
@@ -273,6 +275,11 @@ class FoldChanges:
         codes = self.codes[sl]
         keep = codes >= 0
         rows = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
+        if self.source is not None and not bool(torch.isfinite(rows).all()):
+            i, j = np.argwhere(~np.isfinite(np.asarray(block)))[0]
+            gene = f", variable {self.var_names[j]!r}" if self.var_names is not None else ""
+            raise ValueError(f"{self.source} contains NaN or infinite values (first at row {sl.start + int(i)}{gene}): "
+                             "every contribution and score would be NaN; impute or drop them first")
         if not keep.all():
             rows, codes = rows[torch.from_numpy(keep)], codes[keep]
         part = _float32_group_sums(rows, codes, self.n_groups)
@@ -645,11 +652,11 @@ def attribute(
         res, cells = explain.attribute_dask(modules, dask_X, prep.targets, method, groups=codes, n_groups=len(groups),
                                             config=config, store_cells=store_layer)
         layers = {id(d): _DaskLayer(d, cells, layer_dtype) for d in dests} if store_layer else {}
-        fold = FoldChanges(codes, len(groups), linear=True)
+        fold = FoldChanges(codes, len(groups), linear=True, source=X.source, var_names=X.var_names)
         for sl, block in X.chunks(4096):
             fold.add(sl, block)
     else:
-        fold = FoldChanges(codes, len(groups), linear=True)  # gathered from the rows the attribution reads
+        fold = FoldChanges(codes, len(groups), linear=True, source=X.source, var_names=X.var_names)  # gathered from the rows the attribution reads
         res = explain.attribute_modules(modules, X, prep.targets, method, on_chunk=on_chunk if layers else None,
                                         on_rows=fold.add, **run)
     lfc, linear_lfc = fold.result()
