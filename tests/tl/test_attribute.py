@@ -371,3 +371,19 @@ def test_sparse_layer_assembled_from_chunks(order):
     assert got.nnz == np.count_nonzero(want) and not layer.parts
     np.testing.assert_array_equal(got.toarray(), want)
     assert _Layer.bytes_needed(d, "float32", keep.size, sparse=True) >= got.data.nbytes + got.indices.nbytes + got.indptr.nbytes
+
+
+def test_params_name_the_layer_the_ensemble_reads(tmp_path):
+    """params["layer"] was always None, also when the ensemble was trained (and attributed) on a layer (review)."""
+    a = xl.datasets.synthetic(200, 100, 3, random_state=0)
+    a.layers["lognorm"] = a.X.copy()
+    a.X = a.X * 0  # not what the ensemble reads
+    xl.tl.train_classifier(a, "group", n_models=2, max_epochs=2, layer="lognorm")
+    xl.tl.attribute(a, store_layer=False)
+    params = a.uns["xl_deeplift"]["params"]
+    assert params["layer"] == "lognorm" and params["use_raw"] is False
+    a.write_h5ad(tmp_path / "a.h5ad")
+    b = xl.datasets.synthetic(200, 100, 3, random_state=0)
+    xl.tl.train_classifier(b, "group", n_models=2, max_epochs=2)
+    xl.tl.attribute(b, store_layer=False)
+    assert b.uns["xl_deeplift"]["params"]["layer"] is None

@@ -8,7 +8,7 @@ and write everything in one place (:func:`_write`), only after the whole computa
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -361,6 +361,14 @@ def _float32_group_sums(rows, codes: np.ndarray, n_groups: int) -> np.ndarray:
     return out
 
 
+def _layer_param(layer: Any) -> str | None:
+    """The layer the ensemble reads, as ``params["layer"]`` (Scanpy's: ``None`` for ``X``).
+
+    A MuData ensemble's per-modality layers are in its ``preprocessing``, not here (``None``).
+    """
+    return None if layer is None or isinstance(layer, Mapping) else str(layer)
+
+
 def _value_range(block: np.ndarray) -> ValueSummary:
     """The finite range of ``block``, as a :class:`ValueSummary` that is not integer (the whole-number test skipped)."""
     b = np.asarray(block)
@@ -673,7 +681,8 @@ def attribute(
     rank_by = rank_by if res.presence_group_means is not None else "total"
     params = {
         "groupby": prep.groupby, "reference": str(baseline if isinstance(baseline, str) else res.params.get("references")),
-        "method": key_added, "use_raw": False, "layer": None, "corr_method": "t-test across members, benjamini-hochberg",
+        "method": key_added, "use_raw": bool(ens.preprocessing.get("use_raw", False)),
+        "layer": _layer_param(ens.preprocessing.get("layer")), "corr_method": "t-test across members, benjamini-hochberg",
         "explainer": method, "ensemble_key": ensemble_key, "target": target, "n_models": len(members), "aggregate": aggregate,
         "n_baselines": int(res.params.get("n_baselines") or 0), "n_repeats": int(res.params.get("n_repeats", n_repeats)),
         "smoothgrad": "None" if smoothgrad is None else list(map(float, smoothgrad)), "top_k": int(ranking.top_k), "rank_by": rank_by,
