@@ -8,7 +8,8 @@ key                                     written by
 ======================================  ==========================================================
 ``uns["xl"]``                           :func:`~scxl.tl.train_classifier` (``Key.uns.ensemble``)
 ``obs["<e>_prediction"]`` etc.          :func:`~scxl.tl.predict` (``Key.obs.prediction(e)``, ...)
-``layers``/``uns["xl_<method>"]``       :func:`~scxl.tl.attribute` (``Key.uns.attribution(m)``)
+``layers``/``uns["xl_<method>"]``       :func:`~scxl.tl.attribute` (``Key.uns.attribution(m)``;
+                                        ``"<e>_<method>"`` for another ensemble key ``e``)
 ``obsm["<a>_angle"]``                   :func:`~scxl.tl.attribute` with gradient correction
 ``uns["xl_reproducibility"]``           :func:`~scxl.tl.reproducibility`
 ``uns["xl_explainers"]``                :func:`~scxl.tl.compare_explainers`

@@ -387,3 +387,17 @@ def test_params_name_the_layer_the_ensemble_reads(tmp_path):
     xl.tl.train_classifier(b, "group", n_models=2, max_epochs=2)
     xl.tl.attribute(b, store_layer=False)
     assert b.uns["xl_deeplift"]["params"]["layer"] is None
+
+
+def test_another_ensembles_results_get_their_own_key():
+    """attribute(ensemble_key="xl2") wrote to "xl_deeplift" and replaced the default ensemble's
+    ranking and layer (review); its default key is now "xl2_deeplift", as predict's columns."""
+    a = xl.datasets.synthetic(200, 100, 3, random_state=0)
+    xl.tl.train_classifier(a, "group", n_models=2, max_epochs=2)
+    xl.tl.train_classifier(a, "group", n_models=2, max_epochs=2, key_added="xl2", random_state=1)
+    xl.tl.attribute(a, store_layer=False)
+    first = a.uns["xl_deeplift"]["scores"].copy()
+    xl.tl.attribute(a, ensemble_key="xl2", store_layer=False)
+    assert a.uns["xl2_deeplift"]["params"]["ensemble_key"] == "xl2"
+    assert a.uns["xl_deeplift"]["params"]["ensemble_key"] == "xl"
+    np.testing.assert_array_equal(a.uns["xl_deeplift"]["scores"], first)

@@ -529,7 +529,9 @@ def attribute(
     {random_state}
     {device}
     key_added
-        Key of the results (default ``f"xl_{{method}}"``).
+        Key of the results (default ``f"xl_{{method}}"``; for an ensemble under another
+        ``ensemble_key``, ``f"{{ensemble_key}}_{{method}}"``, so that its results do not replace
+        the default ensemble's).
     {overwrite}
     {copy}
 
@@ -596,7 +598,8 @@ def attribute(
         dup = sorted({i for i in members if members.count(i) > 1})
         raise ValueError(f"models lists member(s) {dup} more than once; the members' t-test and agreement "
                          "assume distinct members: pass each index once")
-    key_added = Key.uns.attribution(method) if key_added is None else key_added
+    if key_added is None:  # another ensemble's ranking gets its own key (as predict's columns), not the default one's
+        key_added = Key.uns.attribution(method) if ensemble_key == Key.uns.ensemble else f"{ensemble_key}_{method}"
     if not isinstance(key_added, str) or not key_added:
         raise TypeError(f"key_added must be a non-empty string, got {key_added!r}")
     check_writable(adata, key_added, tool="attribute", overwrite=overwrite, layer=store_layer)
