@@ -426,6 +426,22 @@ def test_contributions_on_embedding(res, figdir):
     assert ax.collections[0].norm.vmax == 1.0
 
 
+def test_contributions_of_genes_outside_a_restricted_layer(res, tmp_path):
+    """A layer stored for some genes (layer_genes) reads as 0 elsewhere: plotting another gene is an
+    error (it drew a uniform 0), the genes it holds are recorded in uns and survive .h5ad."""
+    import anndata as ad
+
+    a = res.copy()
+    xl.tl.attribute(a, layer_genes=["gene_005", "gene_014"], key_added="restricted")
+    assert list(a.uns["restricted"]["layer_var_names"]) == ["gene_005", "gene_014"]
+    with pytest.raises(ValueError, match=r"holds 2 genes only .*not \['gene_003'\]"):
+        xl.pl.contributions(a, "restricted", ["gene_005", "gene_003"], basis="pca")
+    a.write_h5ad(tmp_path / "a.h5ad")
+    b = ad.read_h5ad(tmp_path / "a.h5ad")
+    assert len(xl.pl.contributions(b, "restricted", ["gene_005", "gene_014"], basis="pca")) == 2
+    assert "layer_var_names" not in res.uns["xl_deeplift"]  # a layer of every gene: nothing recorded
+
+
 def test_contributions_errors(res):
     with pytest.raises(KeyError, match=r"no embedding under obsm\['X_umap'\]: run sc.pp.neighbors and sc.tl.umap first"):
         xl.pl.contributions(res, "xl_deeplift", "gene_005")

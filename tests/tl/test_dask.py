@@ -168,3 +168,21 @@ def test_backend_dask_on_a_backed_file_with_a_client_says_what_to_do(trained, tm
         with pytest.raises(ValueError, match="backed file, which cannot be sent to Dask workers; open it lazily"):
             xl.tl.attribute(backed, backend="dask", store_layer=False)
     backed.file.close()
+
+
+def test_contributions_plot_of_a_lazy_anndata_says_what_to_do(trained, tmp_path):
+    """scanpy's embedding failed deep inside dask on read_lazy's obsm (review): a clear error, and
+    the subset read into memory draws."""
+    import scanpy as sc
+
+    a = trained.copy()
+    sc.pp.pca(a, n_comps=5)
+    xl.tl.attribute(a)
+    a.write_zarr(tmp_path / "a.zarr")
+    lazy = ad.experimental.read_lazy(tmp_path / "a.zarr")
+    with pytest.raises(TypeError, match=r"obsm\['X_pca'\] is a lazy \(dask\) array.*to_memory\(\)"):
+        xl.pl.contributions(lazy, "xl_deeplift", "gene_000", basis="pca")
+    assert xl.pl.contributions(lazy[:50].to_memory(), "xl_deeplift", "gene_000", basis="pca") is not None
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -361,6 +361,17 @@ def contributions(
     missing = [g for g in genes_list if g not in adata.var_names]
     if missing:
         raise KeyError(f"genes {missing} are not in adata.var_names")
+    held = adata.uns.get(key, {}).get("layer_var_names") if isinstance(adata.uns.get(key), dict) else None
+    if held is not None:
+        held = [str(g) for g in np.asarray(held.compute() if hasattr(held, "compute") else held).tolist()]
+        absent = [g for g in genes_list if g not in set(held)]
+        if absent:
+            raise ValueError(f"layers[{key!r}] holds {len(held)} genes only (xl.tl.attribute's layer_genes), not {absent[:5]}: "
+                             "they would be drawn as 0; choose among uns[key]['layer_var_names'], or rerun attribute "
+                             "with layer_genes including them")
+    if hasattr(adata.obsm[f"X_{basis}"], "compute"):  # (read_lazy; scanpy failed deep in dask's slicing)
+        raise TypeError(f"obsm['X_{basis}'] is a lazy (dask) array, which scanpy's plots cannot draw: plot an AnnData "
+                        "read into memory, e.g. xl.pl.contributions(adata[cells].to_memory(), ...)")
     opts = {"cmap": "RdBu_r", "show": False} | kwargs
     if not {"vmin", "vmax", "vcenter", "norm"} & set(kwargs):  # limits symmetric about 0, gene by gene
         limits = [_max_abs(adata.layers[key], int(adata.var_names.get_loc(g))) for g in genes_list]

@@ -552,6 +552,8 @@ def attribute(
       ``contribution`` (the mean contribution), ``presence`` and ``absence`` (its parts from
       being above / below the reference), and ``member_agreement`` (per group: median pairwise
       Spearman and top-k overlap between members);
+    - with ``layer_genes``: ``uns[key_added]["layer_var_names"]``, the genes the layer holds
+      (the others read as 0 there);
     - with ``gradient_correction``: ``obsm[f"{{key_added}}_angle"]``, the off-simplex angle per
       block (degrees).
 
@@ -820,7 +822,10 @@ def _write(adata, dests, key_added, ranking, params, layers, res, ens, X) -> Non
             names = d.adata.var_names[d.var_pos].to_numpy()
         d.adata.uns[key_added] = _entry(ranking, ranked, names, with_cells, params)
         if layers:
-            d.adata.layers[key_added] = layers[id(d)].result()
+            layer = layers[id(d)]
+            d.adata.layers[key_added] = layer.result()
+            if getattr(layer, "cols", None) is not None and layer.cols.size < d.features.size:  # layer_genes
+                d.adata.uns[key_added]["layer_var_names"] = d.adata.var_names[layer.var_pos].to_numpy(dtype=object)
         if res.angles is not None:
             full = np.full((d.adata.n_obs, res.angles.shape[1]), np.nan, dtype=np.float32)
             full[d.rows] = res.angles
