@@ -401,3 +401,20 @@ def test_another_ensembles_results_get_their_own_key():
     assert a.uns["xl2_deeplift"]["params"]["ensemble_key"] == "xl2"
     assert a.uns["xl_deeplift"]["params"]["ensemble_key"] == "xl"
     np.testing.assert_array_equal(a.uns["xl_deeplift"]["scores"], first)
+
+
+def test_evidence_says_lower_as_the_ranking_does():
+    """Genes acting in pairs are high in part of their group's cells: Scanpy's fold change (expm1 of
+    the mean log) calls them lower in the group, the linear mean (what rank_by="up" uses) does not.
+    They were ranked at the top but labelled "absence" and listed as absence markers too (review);
+    the evidence now follows the ranking's fold change ("pattern"), stored as logfoldchanges_linear."""
+    a = xl.datasets.synthetic_combinatorial(400, 100, 3, random_state=0)
+    xl.tl.train_classifier(a, "group", n_models=2, max_epochs=5, random_state=0)
+    xl.tl.attribute(a, store_layer=False)
+    top = xl.get.top_genes(a, "xl_deeplift", group="group_0", n=8)
+    pairs = top[a.var.loc[top["gene"], "role"].to_numpy() == "marker_pair"]
+    assert len(pairs) >= 4
+    assert (pairs["logfoldchanges"] < 0).any() and (pairs["logfoldchanges_linear"] > 0).all()
+    assert set(pairs["evidence"]) <= {"presence", "pattern"}
+    down = xl.get.top_genes(a, "xl_deeplift", group="group_0", direction="down")
+    assert not set(down["gene"]) & set(pairs["gene"]) and (down["logfoldchanges_linear"] < 0).all()

@@ -11,7 +11,7 @@ from .._types import Direction
 from .._validation import check_adata, check_in
 
 _FIELDS = ("scores", "scores_std", "topk_fraction", "contribution", "presence", "absence", "logfoldchanges",
-           "pvals", "pvals_adj")
+           "logfoldchanges_linear", "pvals", "pvals_adj")
 
 
 def evidence(entry: dict, group: str) -> np.ndarray:
@@ -28,7 +28,9 @@ def evidence(entry: dict, group: str) -> np.ndarray:
     if "presence" in entry and "absence" in entry:
         p = np.asarray(entry["presence"][group], dtype=float)
         a = np.asarray(entry["absence"][group], dtype=float)
-        lower = np.asarray(entry["logfoldchanges"][group], dtype=float) < 0 if "logfoldchanges" in entry else np.ones(p.size, bool)
+        # "lower in the group" as the ranking decides it (rank_by="up"): on the linear mean where stored
+        lfc = next((f for f in ("logfoldchanges_linear", "logfoldchanges") if f in entry), None)
+        lower = np.asarray(entry[lfc][group], dtype=float) < 0 if lfc is not None else np.ones(p.size, bool)
         by_absence = (a > 0) & (a > np.maximum(p, 0))
         return np.where((p > 0) & ~by_absence, "presence",
                         np.where(by_absence, np.where(lower, "absence", "pattern"), "against")).astype(object)
@@ -70,7 +72,8 @@ def top_genes(
     DataFrame with columns ``group``, ``rank`` (1 = first in the chosen direction), ``gene``,
     ``evidence`` (``"presence"``, ``"absence"``, ``"pattern"`` or ``"against"``, see below) and every per-gene
     field stored (``scores``, ``scores_std``, ``topk_fraction``, ``contribution``, ``presence``,
-    ``absence``, ``logfoldchanges``, ``pvals``, ``pvals_adj``). ``evidence`` is ``"presence"``
+    ``absence``, ``logfoldchanges``, ``logfoldchanges_linear``, ``pvals``, ``pvals_adj``).
+    ``evidence`` is ``"presence"``
     when the gene's expression above the reference supports the group, ``"absence"`` when its
     lack does and the group expresses it less than the rest, ``"pattern"`` when its lack in some
     of the group's cells supports the group without the group expressing it less (genes acting in
@@ -84,7 +87,7 @@ def top_genes(
     >>> xl.tl.train_classifier(adata, "group", n_models=2, max_epochs=5)
     >>> xl.tl.attribute(adata, method="deeplift")
     >>> xl.get.top_genes(adata, "xl_deeplift", n=3).shape
-    (9, 13)
+    (9, 14)
     >>> down = xl.get.top_genes(adata, "xl_deeplift", n=3, direction="down")
     """
     check_adata(adata)

@@ -545,7 +545,9 @@ def attribute(
       ``names`` and ``scores`` (record arrays, one field per group; the group score is formed
       from the mean contribution over the group's cells towards their targets as ``rank_by``
       says), ``logfoldchanges`` (expression, group vs rest, on the data's linear scale),
-      ``pvals`` and ``pvals_adj`` (one-sample t-test of the members' group scores against 0,
+      ``logfoldchanges_linear`` (the same on the linear mean, ``mean(expm1(x))`` for log1p
+      data: what ``rank_by="up"`` and the evidence labels use to say whether the group
+      expresses a gene less), ``pvals`` and ``pvals_adj`` (one-sample t-test of the members' group scores against 0,
       i.e. how consistently the members use the gene; BH-adjusted per group) — plus
       ``scores_std`` (sd of the group score across members), ``topk_fraction`` (fraction of
       members that put the gene in the group's top ``top_k``), for explainers with a direction
@@ -676,7 +678,7 @@ def attribute(
     if (summary := fold.summary()) is not None:  # from the rows the attribution read: no pass of its own
         _check_scale(summary, ens, X.source, what="Contributions")
     ranking = metrics.rank_groups(res.member_group_means, res.group_means, groups, top_k=int(top_k),
-                                  extra={"logfoldchanges": lfc}, lfc=linear_lfc,
+                                  extra={"logfoldchanges": lfc, "logfoldchanges_linear": linear_lfc}, lfc=linear_lfc,
                                   member_presence=res.member_presence_group_means, presence=res.presence_group_means,
                                   rank_by=rank_by)
     if two_pass:  # the layer of the union of every group's top genes, by a second, identical pass
