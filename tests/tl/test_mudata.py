@@ -52,3 +52,17 @@ def test_feature_names_are_prefixed(brca):
     names = xl.get.ensemble(mdata).var_names
     assert all(n.startswith("mirna:") for n in names)
     assert np.array_equal([n.split(":", 1)[1] for n in names], mdata["mirna"].var_names)
+
+
+def test_expression_plots_point_to_a_modality(brca):
+    """pl.top_genes on a MuData said 'pass layer=', which it has no argument for (review): it now
+    names the modalities, whose own rankings it draws."""
+    import matplotlib.pyplot as plt
+
+    with pytest.warns(UserWarning, match="negative values"):
+        xl.tl.train_classifier(brca, "subtype", mods=["mrna", "mirna"], n_models=2, max_epochs=3)
+        xl.tl.attribute(brca, store_layer=False)
+    with pytest.raises(TypeError, match=r"pass a modality, e.g. mdata\['mrna'\].*written for \['mrna', 'mirna'\]"):
+        xl.pl.top_genes(brca, "xl_deeplift")
+    assert xl.pl.top_genes(brca["mrna"], "xl_deeplift", n_genes=2) is not None
+    plt.close("all")

@@ -102,7 +102,13 @@ def input_matrix(adata: Any, key: str):
     """
     from .._inputs import get_matrix
     from .._keys import ensemble_key_of
+    from .._validation import is_mudata
 
+    if is_mudata(adata):
+        mods = [m for m in adata.mod if key in adata.mod[m].uns]
+        raise TypeError(f"this plot draws expression from one AnnData, and a MuData's ranking spans its modalities: pass a "
+                        f"modality, e.g. mdata[{(mods or list(adata.mod))[0]!r}], whose uns[{key!r}] holds that modality's "
+                        f"ranking" + (f" (written for {mods})" if mods else ""))
     params = dict(adata.uns[key].get("params", {}))
     prep: dict = {}
     ens_key = ensemble_key_of(params) if _none(params.get("ensemble_key", params.get("key"))) is not None else None
