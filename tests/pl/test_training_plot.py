@@ -33,3 +33,16 @@ def test_training_plot_without_validation(synth):
     assert len(axes[0].get_lines()) == 2 and [t.get_text() for t in axes[0].get_legend().get_texts()] == ["model_0", "model_1"]
     assert axes[1].texts[0].get_text() == "no validation cells"
     plt.close("all")
+
+
+def test_training_plot_axes_and_epoch_ticks(trained):
+    """One Axes is a clear error (it was "'Axes' object is not iterable"); epochs tick at whole numbers."""
+    import pytest
+
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="ax must be a pair of Axes"):
+        xl.pl.training(trained, ax=ax)
+    axes = xl.pl.training(trained)
+    ticks = axes[0].get_xticks()
+    assert len(ticks) and all(float(t).is_integer() for t in ticks)
+    plt.close("all")

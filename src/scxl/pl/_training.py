@@ -58,6 +58,7 @@ def training(
     >>> axes = xl.pl.training(adata)
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from ..get import ensemble as get_ensemble
 
@@ -68,7 +69,7 @@ def training(
     if ax is None:
         fig, axes = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.3, 1]})
     else:
-        axes = list(ax)
+        axes = list(ax) if isinstance(ax, list | tuple | np.ndarray) else [ax]
         if len(axes) != 2:
             raise ValueError("ax must be a pair of Axes (loss curves, confusion matrix)")
         fig = axes[0].figure
@@ -81,6 +82,7 @@ def training(
             best = h[h["best"]]
             axes[0].scatter(best["epoch"], best["val_loss"], color=c, s=20, zorder=3)
     axes[0].set(xlabel="epoch", ylabel="cross-entropy loss", title="training (dashed) / validation (solid)")
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     style(axes[0])
     if ens.n_models <= 5:  # more members: the colours alone tell them apart
         axes[0].legend(fontsize="small", frameon=False, loc="upper right")
