@@ -173,7 +173,8 @@ def test_overwrite_true_replaces_and_same_tool_reruns(trained):
     xl.tl.attribute(a, key_added="source", overwrite=True)
     assert "names" in a.uns["source"]
     xl.tl.attribute(a, key_added="source")  # written by attribute: re-running replaces it
-    xl.tl.train_classifier(a, "group", **FAST)  # re-training over the ensemble is allowed
+    with pytest.warns(xl.ScxlWarning, match=r"uns\['source'\] was computed with the previous ensemble"):
+        xl.tl.train_classifier(a, "group", **FAST)  # re-training over the ensemble is allowed (and says what is stale)
 
 
 def test_select_models_bad_criteria_write_nothing(trained):

@@ -267,3 +267,20 @@ def test_min_delta_stored_and_large_values_warn(synth):
 
     with pytest.warns(ScxlWarning, match=r"min_delta=0.5 counts an epoch as an improvement only if it lowers the validation loss by more than 50%"):
         xl.tl.train_classifier(synth.copy(), "group", n_models=1, max_epochs=2, min_delta=0.5)
+
+
+def test_retraining_drops_the_previous_ensembles_predictions():
+    """A new ensemble under the same key left the old predictions in obs/obsm, which get.proba then
+    returned under the new ensemble's classes (review): they are removed, and the rankings of the
+    previous ensemble are named in a warning (kept)."""
+    a = xl.datasets.synthetic(200, 100, 3, random_state=0)
+    a.obs["other"] = np.where(np.arange(a.n_obs) % 2, "odd", "even")
+    xl.tl.train_classifier(a, "group", n_models=2, max_epochs=2)
+    xl.tl.predict(a)
+    xl.tl.attribute(a, store_layer=False)
+    with pytest.warns(xl.ScxlWarning, match=r"replaced the ensemble in uns\['xl'\]: removed the previous ensemble's "
+                                             r"predictions .*uns\['xl_deeplift'\] was computed with the previous ensemble"):
+        xl.tl.train_classifier(a, "other", n_models=2, max_epochs=2)
+    assert "xl_prediction" not in a.obs and "xl_proba" not in a.obsm and "xl_deeplift" in a.uns
+    xl.tl.predict(a)
+    assert list(xl.get.proba(a).columns) == ["even", "odd"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -26,6 +26,7 @@ from .._keys import Key
 from .._logging import logger, progress, warn
 from .._types import Balance, ModelType, Split
 from .._validation import (
+    TOOL_FIELD,
     check_groupby,
     check_in,
     check_random_state,
@@ -201,7 +202,10 @@ def train_classifier(
     {random_state}
     {device}
     key_added
-        Key of the ensemble in ``adata.uns``.
+        Key of the ensemble in ``adata.uns``. A new ensemble replaces the one stored there
+        (without ``extend``): that one's predictions (``obs[f"{key_added}_prediction"]`` etc.,
+        ``obsm[f"{key_added}_proba"]``) are removed, and a warning names the rankings computed
+        with it (they are kept).
     extend
         Grow the ensemble already stored under ``key_added`` to ``n_models`` members: its
         members are kept and only the missing ones are trained. Member seeds (and splits) depend
@@ -469,12 +473,41 @@ def train_classifier(
                           "validation_members": mask})
     if not is_mudata(adata):
         view_to_actual(adata)
+    replaced = key_added in adata.uns and not extend  # (extend keeps the members its results were computed with)
     adata.uns[key_added] = ens.to_dict()  # the one write
+    if replaced:
+        _drop_stale_results(adata, key_added)
     summary = ""
     if metrics is not None and "ensemble" in metrics.index:
         summary = f"; validation accuracy {metrics.loc['ensemble', 'accuracy']:.3f}, balanced {metrics.loc['ensemble', 'balanced_accuracy']:.3f}"
     logger.info("finished training (%.1fs): added uns[%r] (%r)%s", time.perf_counter() - t0, key_added, ens, summary)
     return adata if copy else None
+
+
+def _drop_stale_results(adata: Any, key: str) -> None:
+    """After the ensemble in ``uns[key]`` was replaced: its predictions describe the previous one.
+
+    They are removed (``xl.get.proba`` would otherwise hand them out under the new ensemble's
+    classes) and the rankings computed with the previous ensemble are named in a warning (they
+    are kept: they may be worth keeping, and cost more to recompute).
+    """
+    obs_cols = [c for c in (Key.obs.prediction(key), Key.obs.confidence(key), Key.obs.uncertainty(key)) if c in adata.obs]
+    proba = Key.obsm.proba(key) if Key.obsm.proba(key) in adata.obsm else None
+    for c in obs_cols:
+        del adata.obs[c]
+    if proba is not None:
+        del adata.obsm[proba]
+    rankings = [k for k, v in adata.uns.items() if k != key and isinstance(v, Mapping) and isinstance(v.get("params"), Mapping)
+                and v["params"].get(TOOL_FIELD) == "attribute" and str(v["params"].get("ensemble_key")) == key]
+    said = []
+    if obs_cols or proba:
+        said.append(f"removed the previous ensemble's predictions ({', '.join([f'obs[{c!r}]' for c in obs_cols] + ([f'obsm[{proba!r}]'] if proba else []))}; "
+                    "run xl.tl.predict again)")
+    if rankings:
+        said.append(f"uns{rankings[:5]} {'was' if len(rankings) == 1 else 'were'} computed with the previous ensemble "
+                    "(rerun xl.tl.attribute to explain this one)")
+    if said:
+        warn(f"train_classifier replaced the ensemble in uns[{key!r}]: " + "; ".join(said), stacklevel=4)
 
 
 def _init_members(spec: dict, random_state: int, fold: int, indices: Sequence[int],
