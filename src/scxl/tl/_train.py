@@ -203,8 +203,8 @@ def train_classifier(
     {device}
     key_added
         Key of the ensemble in ``adata.uns``. A new ensemble replaces the one stored there
-        (without ``extend``): that one's predictions (``obs[f"{key_added}_prediction"]`` etc.,
-        ``obsm[f"{key_added}_proba"]``) are removed, and a warning names the rankings computed
+        (without ``extend``): that one's predictions (``obs[f"{{key_added}}_prediction"]`` etc.,
+        ``obsm[f"{{key_added}}_proba"]``) are removed, and a warning names the rankings computed
         with it (they are kept).
     extend
         Grow the ensemble already stored under ``key_added`` to ``n_models`` members: its
