@@ -569,7 +569,7 @@ def attribute(
     >>> xl.settings.progress = False
     >>> adata = xl.datasets.pbmc68k()
     >>> xl.tl.train_classifier(adata, "cell_type", n_models=2, max_epochs=5)
-    >>> xl.tl.attribute(adata, method="deeplift", baseline="universal")
+    >>> xl.tl.attribute(adata)  # the default: DeepLift against the mean profile, ranked by supporting evidence
     >>> adata.layers["xl_deeplift"].shape
     (700, 765)
     >>> df = sc.get.rank_genes_groups_df(adata, "CD19+ B", key="xl_deeplift")
