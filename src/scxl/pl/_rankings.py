@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._docs import doc_params, doc_return_fig
@@ -361,10 +361,11 @@ def contributions(
     missing = [g for g in genes_list if g not in adata.var_names]
     if missing:
         raise KeyError(f"genes {missing} are not in adata.var_names")
-    held = adata.uns.get(key, {}).get("layer_var_names") if isinstance(adata.uns.get(key), dict) else None
+    entry = adata.uns.get(key)
+    held = entry.get("layer_var_names") if isinstance(entry, Mapping) else None
     if held is not None:
-        held = [str(g) for g in np.asarray(held.compute() if hasattr(held, "compute") else held).tolist()]
-        absent = [g for g in genes_list if g not in set(held)]
+        held = {str(g) for g in np.asarray(held.compute() if hasattr(held, "compute") else held).tolist()}
+        absent = [g for g in genes_list if g not in held]
         if absent:
             raise ValueError(f"layers[{key!r}] holds {len(held)} genes only (xl.tl.attribute's layer_genes), not {absent[:5]}: "
                              "they would be drawn as 0; choose among uns[key]['layer_var_names'], or rerun attribute "

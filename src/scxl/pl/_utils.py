@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._validation import to_frame
+from .._logging import warn
+from .._validation import is_mudata, to_frame
 
 #: Okabe & Ito (2008) colour-blind-safe palette, ordered so that the first colours contrast most
 #: on a white background (yellow, the weakest, comes last but one).
@@ -102,7 +103,6 @@ def input_matrix(adata: Any, key: str):
     """
     from .._inputs import get_matrix
     from .._keys import ensemble_key_of
-    from .._validation import is_mudata
 
     if is_mudata(adata):
         mods = [m for m in adata.mod if key in adata.mod[m].uns]
@@ -147,8 +147,6 @@ def group_expression(adata: Any, key: str, groups: Sequence[str], groupby: str |
                          f"is no expression to show" + (f": the ranking's groups are those of obs[{ranked_by!r}]; leave groupby "
                                                          "unset or pass that column" if ranked_by and ranked_by != groupby else ""))
     if empty:
-        from .._logging import warn
-
         warn(f"group(s) {empty[:5]} of uns[{key!r}] have no cell in obs[{groupby!r}]: their expression is blank (NaN) in the plot")
     means = group_means(matrix.chunks(4096), codes, len(groups))
     return pd.DataFrame(means, index=list(groups), columns=matrix.var_names)

@@ -491,18 +491,17 @@ def _drop_stale_results(adata: Any, key: str) -> None:
     classes) and the rankings computed with the previous ensemble are named in a warning (they
     are kept: they may be worth keeping, and cost more to recompute).
     """
-    obs_cols = [c for c in (Key.obs.prediction(key), Key.obs.confidence(key), Key.obs.uncertainty(key)) if c in adata.obs]
-    proba = Key.obsm.proba(key) if Key.obsm.proba(key) in adata.obsm else None
-    for c in obs_cols:
-        del adata.obs[c]
-    if proba is not None:
-        del adata.obsm[proba]
+    dropped = []
+    for where, name in [("obs", Key.obs.prediction(key)), ("obs", Key.obs.confidence(key)),
+                        ("obs", Key.obs.uncertainty(key)), ("obsm", Key.obsm.proba(key))]:
+        if name in getattr(adata, where):
+            del getattr(adata, where)[name]
+            dropped.append(f"{where}[{name!r}]")
     rankings = [k for k, v in adata.uns.items() if k != key and isinstance(v, Mapping) and isinstance(v.get("params"), Mapping)
                 and v["params"].get(TOOL_FIELD) == "attribute" and str(v["params"].get("ensemble_key")) == key]
     said = []
-    if obs_cols or proba:
-        said.append(f"removed the previous ensemble's predictions ({', '.join([f'obs[{c!r}]' for c in obs_cols] + ([f'obsm[{proba!r}]'] if proba else []))}; "
-                    "run xl.tl.predict again)")
+    if dropped:
+        said.append(f"removed the previous ensemble's predictions ({', '.join(dropped)}; run xl.tl.predict again)")
     if rankings:
         said.append(f"uns{rankings[:5]} {'was' if len(rankings) == 1 else 'were'} computed with the previous ensemble "
                     "(rerun xl.tl.attribute to explain this one)")
