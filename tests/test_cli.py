@@ -39,9 +39,10 @@ def test_run_passes_early_stopping_options(synth, tmp_path):
     synth.write_h5ad(path)
     out = tmp_path / "out"
     assert main(["run", str(path), "--groupby", "group", "--n-models", "1", "--max-epochs", "2", "--patience", "3",
-                 "--min-delta", "0.02", "--method", "none", "--out", str(out), "--quiet"]) == 0
+                 "--min-delta", "0.02", "--min-delta-chance", "0.003", "--method", "none", "--out", str(out),
+                 "--quiet"]) == 0
     params = ad.read_h5ad(out / "scxl_result.h5ad").uns["xl"]["params"]
-    assert params["patience"] == 3 and params["min_delta"] == 0.02
+    assert params["patience"] == 3 and params["min_delta"] == 0.02 and params["min_delta_chance"] == 0.003
 
 
 def test_bad_arguments_exit_nonzero(synth, tmp_path, capsys):
@@ -70,6 +71,7 @@ def test_options_checked_before_reading_the_data(tmp_path, capsys, monkeypatch):
     for option, value, message in (("--patience", "0", "--patience must be at least 1, got 0"),
                                    ("--min-delta", "1.5", "--min-delta must be a fraction in [0, 1), e.g. --min-delta 0.01; got 1.5"),
                                    ("--min-delta", "-0.1", "--min-delta must be a fraction in [0, 1)"),
+                                   ("--min-delta-chance", "2", "--min-delta-chance must be a fraction in [0, 1), e.g. --min-delta-chance 0.003"),
                                    ("--validation", "1", "--validation must be a fraction in [0, 1)"),
                                    ("--max-epochs", "0", "--max-epochs must be at least 1"),
                                    ("--cv", "1", "--cv must be at least 2"),

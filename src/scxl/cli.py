@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                           "(5 is a measured 2.6x saving on large, well-separated atlases; see docs/atlas.md)")
     run.add_argument("--min-delta", type=float, default=0.0,
                      help="smallest relative fall of the validation loss that counts as an improvement")
+    run.add_argument("--min-delta-chance", type=float, default=0.0,
+                     help="smallest absolute fall of the validation loss that counts, as a fraction of ln K "
+                          "(the loss of a uniform guess over the K groups)")
     run.add_argument("--validation", type=float, default=0.1, help="validation fraction per class")
     run.add_argument("--cv", type=int, default=None, help="also estimate accuracy by k-fold cross-validation")
     run.add_argument("--method", default="deeplift", help="explainer (see xl.tl.explainers()); 'none' skips attribution")
@@ -94,7 +97,7 @@ def _check_args(args: argparse.Namespace) -> None:
     for name in ("n_models", "max_epochs", "patience"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for name, example in (("min_delta", "0.01"), ("validation", "0.1")):
+    for name, example in (("min_delta", "0.01"), ("min_delta_chance", "0.003"), ("validation", "0.1")):
         v = getattr(args, name)
         if not 0 <= v < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a fraction in [0, 1), e.g. "
@@ -151,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         adata, groupby, model=args.model, n_models=args.n_models, layer=args.layer, use_raw=args.use_raw,
         genes=args.genes, max_epochs=args.max_epochs, epoch_size=args.epoch_size,
         validation=args.validation, cv=args.cv, patience=args.patience, min_delta=args.min_delta,
+        min_delta_chance=args.min_delta_chance,
         random_state=args.random_state, device=args.device,
     )
     xl.tl.predict(adata)

@@ -54,6 +54,8 @@ def _unchanged(a, b):
         (None, {"min_delta": 1.0}, ValueError, r"min_delta must be a fraction in \[0, 1\), e.g. min_delta=0.01"),
         (None, {"min_delta": -0.01}, ValueError, r"min_delta must be a fraction in \[0, 1\)"),
         (None, {"min_delta": "1%"}, ValueError, r"min_delta must be a fraction in \[0, 1\).*got '1%'"),
+        (None, {"min_delta_chance": 1.0}, ValueError, r"min_delta_chance must be a fraction in \[0, 1\) of the chance loss ln K"),
+        (None, {"min_delta_chance": None}, ValueError, r"min_delta_chance must be a fraction.*got None"),
         (None, {"n_models": 2.0}, ValueError, "n_models must be a positive integer"),
         (None, {"n_models": True}, ValueError, "n_models must be a positive integer"),
         (None, {"layer": 3}, TypeError, "layer must be the name of a layer"),

@@ -47,7 +47,10 @@ def test_extend_trains_only_missing_members(synth):
         xl.tl.train_classifier(part, "group", n_models=4, max_epochs=4, extend=True)
     with pytest.raises(ValueError, match="they differ: min_delta: stored 0.0, now 0.01"):
         xl.tl.train_classifier(part, "group", n_models=4, max_epochs=3, min_delta=0.01, extend=True)
+    with pytest.raises(ValueError, match="they differ: min_delta_chance: stored 0.0, now 0.003"):
+        xl.tl.train_classifier(part, "group", n_models=4, max_epochs=3, min_delta_chance=0.003, extend=True)
     del part.uns["xl"]["params"]["min_delta"]  # an ensemble stored before min_delta existed: it stopped with 0
+    del part.uns["xl"]["params"]["min_delta_chance"]
     xl.tl.train_classifier(part.copy(), "group", n_models=4, max_epochs=3, extend=True)
     with pytest.raises(ValueError, match=r"min_delta: not recorded \(so 0.0\), now 0.01"):
         xl.tl.train_classifier(part.copy(), "group", n_models=4, max_epochs=3, min_delta=0.01, extend=True)
@@ -267,6 +270,8 @@ def test_min_delta_stored_and_large_values_warn(synth):
 
     with pytest.warns(ScxlWarning, match=r"min_delta=0.5 counts an epoch as an improvement only if it lowers the validation loss by more than 50%"):
         xl.tl.train_classifier(synth.copy(), "group", n_models=1, max_epochs=2, min_delta=0.5)
+    with pytest.warns(ScxlWarning, match=r"min_delta_chance=0.2 counts an epoch as an improvement only if .* 20% of the chance loss"):
+        xl.tl.train_classifier(synth.copy(), "group", n_models=1, max_epochs=2, min_delta_chance=0.2)
 
 
 def test_retraining_drops_the_previous_ensembles_predictions():

@@ -31,8 +31,9 @@ def _members(n, seed0=10, **kw):
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused Adam", "default Adam"])
-@pytest.mark.parametrize(("kw", "min_delta"), [({}, 0.0), ({"hidden": (8, 6), "batchnorm": True}, 0.0), ({}, 0.005)])
-def test_fit_members_equals_fit_member(kw, min_delta, fused, monkeypatch):
+@pytest.mark.parametrize(("kw", "min_delta", "chance"), [({}, 0.0, 0.0), ({"hidden": (8, 6), "batchnorm": True}, 0.0, 0.0),
+                                                       ({}, 0.005, 0.0), ({}, 0.0, 0.006)])
+def test_fit_members_equals_fit_member(kw, min_delta, chance, fused, monkeypatch):
     """Each stacked member is the member trained alone, including members that stop at different epochs.
 
     With torch's fused Adam kernel (torch >= 2.4) and with the default one (older torch), both
@@ -45,7 +46,8 @@ def test_fit_members_equals_fit_member(kw, min_delta, fused, monkeypatch):
     monkeypatch.setitem(_loop._FUSED_ADAM, "cpu", fused)
     X, y = _toy()
     fetch = lambda i: X[torch.as_tensor(i)]  # noqa: E731
-    cfg = TrainConfig(max_epochs=25, patience=3, lr_patience=1, batch_size=32, min_delta=min_delta)
+    cfg = TrainConfig(max_epochs=25, patience=3, lr_patience=1, batch_size=32, min_delta=min_delta,
+                      min_delta_chance=chance)
     splits = [stratified_split(y, 0.2, np.random.default_rng(i)) for i in range(4)]
     mods, gens = _members(4, **kw)
     together = fit_members(mods, fetch, y, splits, n_classes=3, config=cfg,

@@ -71,23 +71,25 @@ def test_fit_member_learns_and_restores_best():
     assert not m.training
 
 
-@pytest.mark.parametrize("min_delta", [0.0, 0.05])
-def test_fit_member_stops_by_the_relative_rule(min_delta):
-    """The stored history replays the rules: the stop follows ``improved`` with min_delta, the restored epoch the lowest loss."""
+@pytest.mark.parametrize(("min_delta", "chance"), [(0.0, 0.0), (0.05, 0.0), (0.0, 0.02)])
+def test_fit_member_stops_by_the_rule(min_delta, chance):
+    """The stored history replays the rules: the stop follows ``improved`` with min_delta and the
+    chance floor (min_delta_chance × ln 3), the restored epoch the lowest loss."""
     from scxl.train import improved
 
     X, y = _toy()
     tr, va = stratified_split(y, 0.2, np.random.default_rng(0))
     torch.manual_seed(0)
-    cfg = TrainConfig(max_epochs=150, patience=3, batch_size=32, min_delta=min_delta)
+    cfg = TrainConfig(max_epochs=150, patience=3, batch_size=32, min_delta=min_delta, min_delta_chance=chance)
     _, hist = fit_member(MLP(10, 3, (16,)), lambda i: X[torch.as_tensor(i)], y, tr, va, n_classes=3, config=cfg,
                          rng=np.random.default_rng(0), device=torch.device("cpu"))
+    floor = chance * np.log(3)
     best, lowest, best_epoch, bad, stop, small_gains = np.inf, np.inf, 0, 0, None, 0
     for epoch, loss in zip(hist["epoch"], hist["val_loss"], strict=True):
-        small_gains += improved(loss, best, 0.0) and not improved(loss, best, min_delta)
+        small_gains += improved(loss, best, 0.0) and not improved(loss, best, min_delta, floor)
         if improved(loss, lowest, 0.0):
             lowest, best_epoch = loss, epoch
-        if improved(loss, best, min_delta):
+        if improved(loss, best, min_delta, floor):
             best, bad = loss, 0
         else:
             bad += 1
@@ -97,7 +99,7 @@ def test_fit_member_stops_by_the_relative_rule(min_delta):
     assert stop is not None and stop == hist["epoch"].max() < cfg.max_epochs  # it stopped early, where the rule says
     assert hist.loc[hist["best"], "epoch"].item() == best_epoch
     assert hist.loc[hist["best"], "val_loss"].item() == hist["val_loss"].min()  # the lowest loss is restored
-    assert (small_gains > 0) == (min_delta > 0)  # with 5 %, some smaller losses did not count as improvements
+    assert (small_gains > 0) == (min_delta > 0 or chance > 0)  # some smaller losses did not count as improvements
 
 
 def test_improved_is_relative():
@@ -107,6 +109,8 @@ def test_improved_is_relative():
     assert improved(0.94, 1.0, 0.05) and not improved(0.96, 1.0, 0.05)
     assert not improved(1.0 - 1e-7, 1.0, 0.0)  # the absolute floor
     assert improved(3.0, np.inf, 0.5)
+    assert improved(0.497, 0.5, 0.0, floor=0.002) and not improved(0.499, 0.5, 0.0, floor=0.002)  # an absolute floor
+    assert not improved(0.497, 0.5, 0.01, floor=0.002)  # both rules must hold
 
 
 def test_train_config_validation():
@@ -114,6 +118,10 @@ def test_train_config_validation():
         TrainConfig(min_delta="0.1")
     with pytest.raises(ValueError, match=r"min_delta must be a fraction in \[0, 1\)"):
         TrainConfig(min_delta=1.0)
+    with pytest.raises(ValueError, match=r"min_delta_chance must be a fraction in \[0, 1\) of the chance loss"):
+        TrainConfig(min_delta_chance=-0.1)
+    with pytest.raises(ValueError, match=r"min_delta_chance must be a fraction .*got True"):
+        TrainConfig(min_delta_chance=True)
     with pytest.raises(ValueError, match="balance="):
         TrainConfig(balance="smote")
     with pytest.raises(ValueError, match="max_epochs must be a positive"):

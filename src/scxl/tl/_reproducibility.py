@@ -335,7 +335,8 @@ def _train_more(adata: AnnData, ens, key: str, n_models: int) -> None:
         dropout=spec["dropout"], model_kwargs=model_kwargs or None, max_epochs=p["max_epochs"],
         batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"], balance=p["balance"],
         validation=p["validation"], split=p.get("split", "shared"), patience=p["patience"],
-        min_delta=p.get("min_delta", 0.0), epoch_size=p.get("epoch_size", 0) or None,  # stored 0 (or absent): whole passes
+        min_delta=p.get("min_delta", 0.0), min_delta_chance=p.get("min_delta_chance", 0.0),
+        epoch_size=p.get("epoch_size", 0) or None,  # stored 0 (or absent): whole passes
         random_state=p["random_state"],
         gene_order="random_per_model" if p.get("gene_order") == "random_per_model" else (p.get("gene_order") if spec["type"] == "cnn" and p.get("gene_order") in ("variance", "correlation", "random") else "variance"),
         key_added=key, extend=True,

@@ -80,6 +80,7 @@ def train_classifier(
     split: Split = "per_model",
     patience: int = 10,
     min_delta: float = 0.0,
+    min_delta_chance: float = 0.0,
     epoch_size: int | Literal["auto"] | None = "auto",
     cv: int | None = None,
     gene_order: str | Sequence[str] | np.ndarray = "variance",
@@ -177,6 +178,13 @@ def train_classifier(
         kept (those of the lowest validation loss) nor the learning-rate schedule. ``0.01``
         shortened training by 0-22 % on the benchmark's small data sets and hardly on the atlas,
         whose validation loss kept falling by more than 1 %. Values above 0.1 warn.
+    min_delta_chance
+        Smallest absolute improvement that counts, as a fraction of the chance loss ``ln K`` (the
+        cross-entropy of a uniform guess over the ``K`` groups): an epoch must also lower the
+        validation loss by more than ``min_delta_chance × ln K``. Unlike ``min_delta`` it ignores
+        the slow fall of an already small loss on well-separated atlases. Like ``min_delta`` it
+        sets when training stops, not which weights are kept. ``0`` (default): off. Values above
+        0.05 warn.
     epoch_size
         Samples per epoch at most. ``"auto"`` (default): 100,000 (:data:`scxl.train.AUTO_EPOCH_SIZE`),
         so epochs of smaller data are whole passes and on atlases the validation check, the
@@ -276,13 +284,15 @@ def train_classifier(
     random_state = check_random_state(random_state)
     _check_architecture(model, hidden, dropout, model_kwargs)
     _check_training(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                    validation=validation, patience=patience, min_delta=min_delta)
+                    validation=validation, patience=patience, min_delta=min_delta,
+                    min_delta_chance=min_delta_chance)
     check_writable(adata, key_added, tool="train_classifier", overwrite=overwrite)
     if not (epoch_size is None or (isinstance(epoch_size, str) and epoch_size == "auto")
             or (_is_int(epoch_size) and epoch_size >= 2)):
         raise ValueError(f"epoch_size={epoch_size!r} is not valid: give 'auto', None (whole passes) or an integer >= 2")
     config = TrainConfig(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          balance=balance, patience=patience, min_delta=float(min_delta) + 0.0,  # -0.0 -> 0.0
+                         min_delta_chance=float(min_delta_chance) + 0.0,
                          epoch_size=AUTO_EPOCH_SIZE if epoch_size == "auto" else None if epoch_size is None else int(epoch_size))
     dev = resolve_device(device)
     inputs = extract(adata, layer=layer, use_raw=use_raw, mods=mods)
@@ -657,6 +667,15 @@ def _check_training(**values: Any) -> None:
              f"{float(v):.0%}: training will usually stop {values['patience']} epochs after one of the first few "
              "(the lowest-loss weights seen so far are kept); the measured values are 0 and 0.01 "
              "(benchmarks/early_stopping.py)", stacklevel=4)
+    v = values["min_delta_chance"]
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) or not 0 <= float(v) < 1:
+        raise ValueError("min_delta_chance must be a fraction in [0, 1) of the chance loss ln K, e.g. min_delta_chance=0.003 "
+                         f"(an epoch must lower the validation loss by 0.3 % of ln K); got {v!r}")
+    if float(v) > 0.05:
+        warn(f"min_delta_chance={v} counts an epoch as an improvement only if it lowers the validation loss by more than "
+             f"{float(v):.0%} of the chance loss ln K: training will usually stop {values['patience']} epochs after the "
+             "loss stops falling steeply, before it has converged (the lowest-loss weights seen so far are kept); "
+             "the measured values are 0 to 0.01 (benchmarks/early_stopping.py)", stacklevel=4)
     v = values["validation"]
     if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) or not 0 <= float(v) < 1:
         raise ValueError(f"validation must be a fraction in [0, 1), e.g. validation=0.1 (0 disables early stopping on held-out cells); got {v!r}")
@@ -673,7 +692,7 @@ def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dic
     if ens.n_models >= n_models:
         raise ValueError(f"uns[{key!r}] already has {ens.n_models} members; ask for n_models > {ens.n_models}")
     p = ens.params
-    unrecorded = {"split": "shared", "epoch_size": 0, "min_delta": 0.0}  # what ensembles stored before these keys existed used
+    unrecorded = {"split": "shared", "epoch_size": 0, "min_delta": 0.0, "min_delta_chance": 0.0}  # what ensembles stored before these keys existed used
     diff = [f"{k}: stored {p[k]!r}, now {v!r}" if k in p else f"{k}: not recorded (so {unrecorded.get(k)!r}), now {v!r}"
             for k, v in settings.items() if p.get(k, unrecorded.get(k)) != v]
     if ens.spec != spec:

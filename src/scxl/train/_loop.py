@@ -32,9 +32,10 @@ class TrainConfig:
     (``ReduceLROnPlateau``'s own rule: ``min_delta`` does not touch it); training stops after
     ``patience`` epochs without improvement, and the weights of the epoch with the lowest
     validation loss are restored. For the patience count, an epoch improves when its validation
-    loss is below ``best × (1 - min_delta)`` and at least 1e-6 below ``best``, the loss of the last
-    epoch that counted (:func:`improved`); with ``min_delta=0`` that epoch is also the one
-    restored. On small data the batch size is lowered so that every epoch has at least
+    loss is below ``best × (1 - min_delta)`` and more than ``max(1e-6, min_delta_chance × ln K)``
+    below ``best``, the loss of the last epoch that counted (:func:`improved`; ``ln K`` is the
+    cross-entropy of a uniform guess over the ``K`` classes); with both at 0 that epoch is also
+    the one restored. On small data the batch size is lowered so that every epoch has at least
     :data:`MIN_STEPS` optimiser steps (one step per epoch makes early stopping fire on noise).
 
     ``epoch_size`` caps the samples of an epoch (``None``: all of them): an epoch is then the
@@ -55,6 +56,7 @@ class TrainConfig:
     lr_factor: float = 0.25
     epoch_size: int | None = None
     min_delta: float = 0.0
+    min_delta_chance: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "batch_size", "patience", "lr_patience"):
@@ -68,6 +70,9 @@ class TrainConfig:
             raise ValueError(f"min_delta must be a number (a fraction in [0, 1)), got {self.min_delta!r}")
         if not 0 <= self.min_delta < 1:
             raise ValueError(f"min_delta must be a fraction in [0, 1), got {self.min_delta}")
+        v = self.min_delta_chance
+        if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating) or not 0 <= v < 1:
+            raise ValueError(f"min_delta_chance must be a fraction in [0, 1) of the chance loss ln K, got {v!r}")
         if self.balance not in BALANCE:
             raise ValueError(f"balance={self.balance!r} is not valid; choose one of {list(BALANCE)}")
 
@@ -76,19 +81,27 @@ class TrainConfig:
         return asdict(self)
 
 
-def improved(loss: float, best: float, min_delta: float) -> bool:
-    """Whether a validation ``loss`` improves on the ``best`` so far: by the fraction ``min_delta`` and by 1e-6.
+def improved(loss: float, best: float, min_delta: float, floor: float = 0.0) -> bool:
+    """Whether a validation ``loss`` improves on the ``best`` so far: by the fraction ``min_delta`` and by ``floor``.
 
-    ``min_delta=0``: any fall of more than 1e-6 counts (the absolute floor keeps rounding noise
-    from resetting the patience count).
+    ``min_delta=0, floor=0``: any fall of more than 1e-6 counts (the absolute floor of 1e-6 keeps
+    rounding noise from resetting the patience count). The training loops pass
+    ``floor = min_delta_chance × ln K`` (:class:`TrainConfig`).
 
     Examples
     --------
     >>> from scxl.train import improved
     >>> improved(0.0099, 0.01, 0.0), improved(0.0099, 0.01, 0.05), improved(0.5, float("inf"), 0.05)
     (True, False, True)
+    >>> improved(0.497, 0.5, 0.0, floor=0.002), improved(0.499, 0.5, 0.0, floor=0.002)
+    (True, False)
     """
-    return loss < best - 1e-6 and loss < best * (1.0 - min_delta)
+    return loss < best - max(1e-6, floor) and loss < best * (1.0 - min_delta)
+
+
+def chance_floor(config: TrainConfig, n_classes: int) -> float:
+    """The absolute improvement floor of early stopping: ``min_delta_chance × ln K`` (0 for one class)."""
+    return float(config.min_delta_chance) * float(np.log(max(int(n_classes), 1)))
 
 
 #: Minimum optimiser steps per epoch: ``batch_size`` is lowered (to no less than 16) for small data.
@@ -239,6 +252,7 @@ def fit_member(
     opt = adam(module.parameters(), config, device)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=config.lr_factor, patience=config.lr_patience)
     best_loss, lowest, best_state, best_epoch, bad = np.inf, np.inf, None, 0, 0
+    floor = chance_floor(config, n_classes)
     n_steps = 0
     rows = []
     arrange = getattr(fetch, "arrange", None)
@@ -286,7 +300,7 @@ def fit_member(
         if improved(monitored, lowest, 0.0):  # the weights restored: lowest validation loss
             lowest, best_epoch = monitored, epoch + 1
             best_state = copy.deepcopy(module.state_dict())
-        if improved(monitored, best_loss, config.min_delta):  # the patience counter: min_delta
+        if improved(monitored, best_loss, config.min_delta, floor):  # the patience counter: min_delta(_chance)
             best_loss, bad = monitored, 0
         else:
             bad += 1

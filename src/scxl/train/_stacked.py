@@ -37,6 +37,7 @@ from ..models._modules import Dropout, dropout_noise
 from ._loop import (
     Fetch,
     TrainConfig,
+    chance_floor,
     epoch_batch_size,
     epoch_order,
     fused_adam,
@@ -461,6 +462,7 @@ def fit_members(
               for d in dummies]
     steps = [0] * n
     best_loss, lowest = [np.inf] * n, [np.inf] * n
+    floor = chance_floor(config, n_classes)
     best_state: list[dict | None] = [None] * n
     best_epoch, bad = [0] * n, [0] * n
     rows: list[list[dict]] = [[] for _ in range(n)]
@@ -514,7 +516,7 @@ def fit_members(
             if improved(vl, lowest[i], 0.0):  # the weights restored: lowest validation loss
                 lowest[i], best_epoch[i] = vl, epoch + 1
                 best_state[i] = stack.state(r)
-            if improved(vl, best_loss[i], config.min_delta):  # the patience counter: min_delta
+            if improved(vl, best_loss[i], config.min_delta, floor):  # the patience counter: min_delta(_chance)
                 best_loss[i], bad[i] = vl, 0
             else:
                 bad[i] += 1
