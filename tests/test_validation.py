@@ -78,3 +78,59 @@ def test_check_values_reads_sparse_data_as_stored(density, monkeypatch):
     bad[37, 4], bad[41, 2] = np.nan, np.inf
     with pytest.raises(ValueError, match=r"first at row 37, variable 'g4'"):
         check_values(_inputs.Matrix(sparse.csr_matrix(bad), names, "X"), chunk_size=16)
+
+
+def _files(root, files):
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+GIB = 2**30
+
+
+@pytest.mark.parametrize(
+    ("cgroup_files", "self_cgroup", "expected"),
+    [
+        ({}, "0::/\n", 20 * GIB),  # no memory cgroup: MemAvailable
+        # cgroup v2, the process's own group: 8 GiB limit, 5 GiB used of which 1 GiB reclaimable page cache
+        ({"job/memory.max": f"{8 * GIB}\n", "job/memory.current": f"{5 * GIB}\n", "job/memory.stat": f"anon 1\ninactive_file {GIB}\n"},
+         "0::/job\n", 4 * GIB),
+        ({"memory.max": "max\n", "memory.current": f"{5 * GIB}\n"}, "0::/\n", 20 * GIB),  # v2 without a limit
+        # cgroup v1 as a container sees it (its own path is not under the mount): the hierarchical limit counts
+        ({"memory/memory.limit_in_bytes": "9223372036854771712\n", "memory/memory.usage_in_bytes": f"{3 * GIB}\n",
+          "memory/memory.stat": f"hierarchical_memory_limit {6 * GIB}\ntotal_inactive_file {GIB}\n"},
+         "4:memory:/docker/abc\n0::/\n", 4 * GIB),
+        ({"memory/memory.limit_in_bytes": "9223372036854771712\n", "memory/memory.usage_in_bytes": f"{3 * GIB}\n"},
+         "4:memory:/\n", 20 * GIB),  # v1 without a limit
+    ],
+)
+def test_available_memory_respects_cgroup_limits(tmp_path, monkeypatch, cgroup_files, self_cgroup, expected):
+    """The layer memory check must see a container's or scheduler's limit, not only the host's free memory."""
+    import resource
+
+    from scxl._validation import available_memory_bytes
+
+    proc, cgroup = tmp_path / "proc", tmp_path / "cgroup"
+    _files(proc, {"meminfo": f"MemTotal: {32 * GIB // 1024} kB\nMemAvailable: {20 * GIB // 1024} kB\n",
+                  "self/cgroup": self_cgroup, "self/status": "VmSize:\t 1048576 kB\n"})
+    _files(cgroup, cgroup_files)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert available_memory_bytes(str(proc), str(cgroup)) == expected
+    # ulimit -v 3 GiB with 1 GiB of address space in use leaves 2 GiB, whatever else allows more
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (3 * GIB, resource.RLIM_INFINITY) if which == resource.RLIMIT_AS
+                        else (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert available_memory_bytes(str(proc), str(cgroup)) == min(expected, 2 * GIB)
+
+
+def test_available_memory_when_nothing_is_readable(tmp_path, monkeypatch):
+    import os
+    import resource
+
+    from scxl._validation import available_memory_bytes
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    monkeypatch.setattr(os, "sysconf", lambda name: (_ for _ in ()).throw(ValueError(name)))
+    assert available_memory_bytes(str(tmp_path / "none"), str(tmp_path / "none")) is None
+    assert available_memory_bytes() > 0  # this machine

@@ -392,18 +392,106 @@ def check_writable(adata: Any, key: str, *, tool: str, overwrite: bool = False, 
             raise ValueError(f"var already has columns {taken} that xl.tl.{tool} did not write: {hint}")
 
 
-def available_memory_bytes() -> int | None:
-    """Memory the system can still give this process (``MemAvailable`` on Linux), or ``None`` if unknown."""
+def available_memory_bytes(proc: str = "/proc", cgroup: str = "/sys/fs/cgroup") -> int | None:
+    """Memory this process can still allocate, or ``None`` if unknown.
+
+    The smallest of what the system has (``MemAvailable`` on Linux), what the process's memory
+    cgroup still allows (a container's or a batch scheduler's limit: v2 ``memory.max`` or v1
+    ``memory.limit_in_bytes``, less the usage that cannot be reclaimed — usage minus inactive page
+    cache, as ``docker stats`` counts it) and what its address-space limit (``ulimit -v``) leaves.
+    ``proc`` and ``cgroup`` are where those files are (for tests).
+    """
     import os
 
+    found = []
     try:
-        with open("/proc/meminfo") as fh:
+        with open(f"{proc}/meminfo") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
         pass
+    if not found:
+        try:
+            found.append(int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")))
+        except (ValueError, OSError, AttributeError):
+            pass
+    for left in (_cgroup_memory_left(proc, cgroup), _address_space_left(proc)):
+        if left is not None:
+            found.append(left)
+    return max(min(found), 0) if found else None
+
+
+def _read_int(path: str) -> int | None:
     try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
+        with open(path) as fh:
+            text = fh.read().strip()
+    except OSError:
         return None
+    try:
+        return int(text)
+    except ValueError:
+        return None  # "max" (no limit) or unreadable
+
+
+def _stat_value(path: str, name: str) -> int | None:
+    try:
+        with open(path) as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] == name:
+                    return int(parts[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _cgroup_memory_left(proc: str, cgroup: str) -> int | None:
+    """What the memory cgroup's limit leaves (``None``: no limit found)."""
+    import os
+
+    v2, v1 = [], []
+    try:
+        with open(f"{proc}/self/cgroup") as fh:
+            for line in fh:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if controllers == "":
+                    v2.append(path)
+                elif "memory" in controllers.split(","):
+                    v1.append(path)
+    except (OSError, ValueError):
+        pass
+    lefts = []
+    for path in v2 or ["/"]:  # v2: the process's own cgroup, or the namespace's root as seen in a container
+        for base in dict.fromkeys((os.path.join(cgroup, path.lstrip("/")), cgroup)):
+            limit = _read_int(f"{base}/memory.max")
+            used = _read_int(f"{base}/memory.current")
+            if limit is not None and used is not None:
+                cache = _stat_value(f"{base}/memory.stat", "inactive_file") or 0
+                lefts.append(limit - max(used - cache, 0))
+                break
+    unlimited = 1 << 60  # v1 writes "no limit" as a page-rounded 2**63 - 1
+    for path in v1 or ["/"]:
+        for base in dict.fromkeys((os.path.join(cgroup, "memory", path.lstrip("/")), os.path.join(cgroup, "memory"))):
+            limit = _stat_value(f"{base}/memory.stat", "hierarchical_memory_limit") or _read_int(f"{base}/memory.limit_in_bytes")
+            used = _read_int(f"{base}/memory.usage_in_bytes")
+            if limit is not None and used is not None:
+                if limit < unlimited:
+                    cache = _stat_value(f"{base}/memory.stat", "total_inactive_file") or 0
+                    lefts.append(limit - max(used - cache, 0))
+                break
+    return min(lefts) if lefts else None
+
+
+def _address_space_left(proc: str) -> int | None:
+    """What ``RLIMIT_AS`` (``ulimit -v``) leaves of the address space (``None``: no limit)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft < 0:
+        return None
+    size = _stat_value(f"{proc}/self/status", "VmSize:")  # kB
+    return soft - (size or 0) * 1024

@@ -56,9 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                           "(5 is a measured 2.6x saving on large, well-separated atlases; see docs/atlas.md)")
     run.add_argument("--min-delta", type=float, default=0.0,
                      help="smallest relative fall of the validation loss that counts as an improvement")
-    run.add_argument("--min-delta-chance", type=float, default=0.0,
+    run.add_argument("--min-delta-chance", type=float, default=0.003,
                      help="smallest absolute fall of the validation loss that counts, as a fraction of ln K "
-                          "(the loss of a uniform guess over the K groups)")
+                          "(the loss of a uniform guess over the K groups); 0 turns it off")
     run.add_argument("--validation", type=float, default=0.1, help="validation fraction per class")
     run.add_argument("--cv", type=int, default=None, help="also estimate accuracy by k-fold cross-validation")
     run.add_argument("--method", default="deeplift", help="explainer (see xl.tl.explainers()); 'none' skips attribution")

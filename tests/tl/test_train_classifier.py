@@ -47,13 +47,17 @@ def test_extend_trains_only_missing_members(synth):
         xl.tl.train_classifier(part, "group", n_models=4, max_epochs=4, extend=True)
     with pytest.raises(ValueError, match="they differ: min_delta: stored 0.0, now 0.01"):
         xl.tl.train_classifier(part, "group", n_models=4, max_epochs=3, min_delta=0.01, extend=True)
-    with pytest.raises(ValueError, match="they differ: min_delta_chance: stored 0.0, now 0.003"):
-        xl.tl.train_classifier(part, "group", n_models=4, max_epochs=3, min_delta_chance=0.003, extend=True)
+    with pytest.raises(ValueError, match=r"they differ: min_delta_chance: stored 0.003, now 0.0 \(pass min_delta_chance=0.003 to extend it\)"):
+        xl.tl.train_classifier(part, "group", n_models=4, max_epochs=3, min_delta_chance=0.0, extend=True)
     del part.uns["xl"]["params"]["min_delta"]  # an ensemble stored before min_delta existed: it stopped with 0
-    del part.uns["xl"]["params"]["min_delta_chance"]
-    xl.tl.train_classifier(part.copy(), "group", n_models=4, max_epochs=3, extend=True)
+    del part.uns["xl"]["params"]["min_delta_chance"]  # ... and before min_delta_chance: 0 too (the default since is 0.003)
+    with pytest.raises(ValueError, match=r"min_delta_chance: not recorded \(so 0.0\), now 0.003 \(pass min_delta_chance=0.0 to extend it\)"):
+        xl.tl.train_classifier(part.copy(), "group", n_models=4, max_epochs=3, extend=True)
+    old = part.copy()
+    old.uns["xl"]["params"]["min_delta_chance"] = 0.003  # as if trained with the new default and stored without min_delta
+    xl.tl.train_classifier(old.copy(), "group", n_models=4, max_epochs=3, extend=True)
     with pytest.raises(ValueError, match=r"min_delta: not recorded \(so 0.0\), now 0.01"):
-        xl.tl.train_classifier(part.copy(), "group", n_models=4, max_epochs=3, min_delta=0.01, extend=True)
+        xl.tl.train_classifier(old.copy(), "group", n_models=4, max_epochs=3, min_delta=0.01, extend=True)
     with pytest.raises(ValueError, match="already has 3 members"):
         xl.tl.train_classifier(part, "group", n_models=3, max_epochs=3, extend=True)
     with pytest.raises(ValueError, match="needs an ensemble in uns"):

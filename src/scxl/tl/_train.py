@@ -80,7 +80,7 @@ def train_classifier(
     split: Split = "per_model",
     patience: int = 10,
     min_delta: float = 0.0,
-    min_delta_chance: float = 0.0,
+    min_delta_chance: float = 0.003,
     epoch_size: int | Literal["auto"] | None = "auto",
     cv: int | None = None,
     gene_order: str | Sequence[str] | np.ndarray = "variance",
@@ -181,9 +181,13 @@ def train_classifier(
     min_delta_chance
         Smallest absolute improvement that counts, as a fraction of the chance loss ``ln K`` (the
         cross-entropy of a uniform guess over the ``K`` groups): an epoch must also lower the
-        validation loss by more than ``min_delta_chance × ln K``. Unlike ``min_delta`` it ignores
-        the slow fall of an already small loss on well-separated atlases. Like ``min_delta`` it
-        sets when training stops, not which weights are kept. ``0`` (default): off. Values above
+        validation loss by more than ``min_delta_chance × ln K`` (0.0069 for 10 groups at the
+        default ``0.003``). Unlike ``min_delta`` it ignores the slow fall of an already small loss
+        on well-separated atlases. Like ``min_delta`` it sets when training stops, not which
+        weights are kept. Measured by ``benchmarks/early_stopping.py`` on 20 simulated and real
+        data sets: ``0.003`` halved the epochs of a simulated 50,000-cell atlas (1.9× faster, same
+        accuracy and top genes), left the marker AP unchanged everywhere and cost at most 0.006 of
+        accuracy (combinatorial designs). ``0``: off (the rule before 2026-12-07). Values above
         0.05 warn.
     epoch_size
         Samples per epoch at most. ``"auto"`` (default): 100,000 (:data:`scxl.train.AUTO_EPOCH_SIZE`),
@@ -704,7 +708,9 @@ def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dic
     if orders is not None and not all(np.array_equal(a, b) for a, b in zip(ens.orders, orders, strict=False)):
         diff.append("CNN gene orders differ")
     if diff:
-        raise ValueError(f"extend=True needs the settings of the ensemble in uns[{key!r}]; they differ: " + "; ".join(diff))
+        same = [f"{k}={p.get(k, unrecorded.get(k))!r}" for k, v in settings.items() if p.get(k, unrecorded.get(k)) != v]
+        hint = f" (pass {', '.join(same)} to extend it)" if same else ""
+        raise ValueError(f"extend=True needs the settings of the ensemble in uns[{key!r}]; they differ: " + "; ".join(diff) + hint)
     history = ens.history if ens.history is not None else pd.DataFrame({"model": []})
     return list(ens.modules), [history[history["model"] == f"model_{i}"].reset_index(drop=True) for i in range(ens.n_models)]
 
