@@ -606,10 +606,12 @@ class TrainRows:
 
     def __init__(self, matrix: Any, rows: np.ndarray, cols: np.ndarray, device: Any, *,
                  budget_bytes: int = 2**31, buffer_bytes: int | None = None,
-                 chunk_bytes: int | None = None, seed: int = 0, stream: bool | None = None) -> None:
+                 chunk_bytes: int | None = None, seed: int = 0, stream: bool | None = None,
+                 hold_bytes: int | None = None) -> None:
         import torch
 
         buffer_bytes = BUFFER_BYTES if buffer_bytes is None else int(buffer_bytes)
+        self.hold_bytes = HOLD_BYTES if hold_bytes is None else int(hold_bytes)  # :meth:`hold`'s default budget
         chunk_bytes = CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
         self.matrix, self.rows, self.cols = matrix, np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
@@ -690,14 +692,14 @@ class TrainRows:
         Training reads each member's validation rows every epoch, a few thousand rows spread over
         the whole file, one batch at a time; from disk each batch re-read most of the file (10
         members × 1,024 rows of 50,000: about 1 s an epoch, a fifth of it). Held, they are read once.
-        Rows are held only when they fit in ``budget_bytes`` (default :data:`HOLD_BYTES`; else nothing is held and reads go to
+        Rows are held only when they fit in ``budget_bytes`` (default: the reader's ``hold_bytes``, :data:`HOLD_BYTES`; else nothing is held and reads go to
         the file as before); in memory (not streamed) there is nothing to do. Holding again
         replaces what was held. Returns whether the rows are held.
         """
         import torch
 
         self._held, self._held_positions = None, None
-        budget_bytes = HOLD_BYTES if budget_bytes is None else int(budget_bytes)
+        budget_bytes = self.hold_bytes if budget_bytes is None else int(budget_bytes)
         if self.tensor is not None:
             return False
         uniq = np.unique(np.asarray(positions, dtype=np.int64))

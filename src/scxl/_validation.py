@@ -185,9 +185,23 @@ def detect_scale(values: ValueSummary | np.ndarray) -> str:
     return "log"
 
 
+def shallow_counts(summary: ValueSummary) -> bool:
+    """Whole numbers from 0 to at most :data:`COUNTS_MIN_MAX`, but not only 0/1: maybe very shallow counts.
+
+    :func:`detect_scale` calls them ``"log"`` (binarised or small-integer data are legitimate
+    inputs), but raw counts of a shallow assay (e.g. scATAC fragments per peak) look the same.
+    """
+    return summary.integer and summary.minimum >= 0 and 1 < summary.maximum <= COUNTS_MIN_MAX
+
+
 def scale_hint(scale: str, summary: ValueSummary, source: str) -> str:
-    """What the data look like and what to do, for warnings about the scale."""
+    """What the data look like and what to do, for warnings about the scale (``"shallow"``: :func:`shallow_counts`)."""
     where = "adata.X" if source == "X" else f"adata.{source}" if source.startswith(("layers", "raw")) else source
+    if scale == "shallow":
+        return (f"{where} holds only {summary.describe()}: too small to be sure these are raw counts, but log-normalised "
+                f"expression is rarely all whole numbers. If they are counts (e.g. a shallow assay), normalise first, "
+                f"e.g. {_NORMALISE}; if the models should see these values as they are (e.g. binarised or copy-number "
+                "data), ignore this warning")
     if scale == "counts":
         return (f"{where} looks like raw counts ({summary.describe()}); scxl expects log-normalised expression. "
                 f"Normalise first, e.g. {_NORMALISE} (CellTypist requires the same), or pass layer= with "
@@ -390,6 +404,14 @@ def check_writable(adata: Any, key: str, *, tool: str, overwrite: bool = False, 
         taken = [c for c in var_columns if c in adata.var.columns]
         if taken:
             raise ValueError(f"var already has columns {taken} that xl.tl.{tool} did not write: {hint}")
+
+
+def format_bytes(n_bytes: float) -> str:
+    """``n_bytes`` for messages: ``"3.2 GiB"``, ``"480 MiB"``, ``"12 KiB"``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}" if n_bytes < 10 * scale else f"{n_bytes / scale:.0f} {unit}"
+    return f"{int(n_bytes)} bytes"
 
 
 def available_memory_bytes(proc: str = "/proc", cgroup: str = "/sys/fs/cgroup") -> int | None:

@@ -257,6 +257,25 @@ def test_train_on_counts_warns_and_records_the_scale(synth):
     assert b.uns["xl"]["preprocessing"]["scale"] == "log"
 
 
+@pytest.mark.parametrize("top", [1, 16, 20, 21])
+def test_train_on_shallow_integers_warns(synth, top):
+    """Whole numbers up to 20 are called log-scale (binarised data are legitimate) but may be shallow counts: say so."""
+    a = synth.copy()
+    rng = np.random.default_rng(0)
+    a.X = np.minimum(rng.poisson(2.0, size=a.shape), top).astype(np.float32)
+    a.X[0, 0] = top
+    if top == 1:  # binarised: no warning (warnings are errors here)
+        xl.tl.train_classifier(a, "group", **FAST)
+    elif top <= 20:
+        with pytest.warns(ScxlWarning, match=rf"adata.X holds only integer values from 0 to {top}: too small to be sure these are raw "
+                                             r"counts.*sc.pp.normalize_total.*binarised or copy-number data\), ignore this warning"):
+            xl.tl.train_classifier(a, "group", **FAST)
+    else:
+        with pytest.warns(ScxlWarning, match="looks like raw counts"):
+            xl.tl.train_classifier(a, "group", **FAST)
+    assert a.uns["xl"]["preprocessing"]["scale"] == ("counts" if top > 20 else "log")
+
+
 def test_train_on_real_counts_warns():
     p = xl.datasets.pancreas()
     with pytest.warns(ScxlWarning, match="looks like raw counts"):

@@ -186,3 +186,87 @@ def test_contributions_plot_of_a_lazy_anndata_says_what_to_do(trained, tmp_path)
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+class _Scheduler:
+    """A stand-in for a client: only what :func:`~scxl.explain._distributed.worker_room` asks."""
+
+    def __init__(self, workers, new_api=True):
+        self.workers, self.new_api = workers, new_api
+
+    def scheduler_info(self, *args, **kwargs):
+        if kwargs and not self.new_api:
+            raise TypeError("scheduler_info() got an unexpected keyword argument 'n_workers'")
+        return {"workers": self.workers}
+
+
+def test_worker_room_is_the_tightest_workers_share_below_the_pause_mark():
+    import dask
+
+    from scxl.explain._distributed import WORKER_BASELINE_BYTES, check_worker_room, worker_room
+
+    gib = 2**30
+    workers = {"a": {"memory_limit": 4 * gib, "nthreads": 2}, "b": {"memory_limit": 8 * gib, "nthreads": 1},
+               "c": {"memory_limit": 0, "nthreads": 4}}  # 0: no limit
+    assert worker_room(_Scheduler(workers)) == int((0.8 * 4 * gib - WORKER_BASELINE_BYTES) / 2)
+    assert worker_room(_Scheduler(workers, new_api=False)) == worker_room(_Scheduler(workers))
+    with dask.config.set({"distributed.worker.memory.pause": False}):  # no pausing: the terminate mark counts
+        assert worker_room(_Scheduler(workers)) == int((0.95 * 4 * gib - WORKER_BASELINE_BYTES) / 2)
+    assert worker_room(_Scheduler({"c": {"memory_limit": 0, "nthreads": 1}})) is None
+    assert worker_room(_Scheduler({})) is None  # no worker yet
+    assert check_worker_room(_Scheduler(workers), gib, "attribution") == worker_room(_Scheduler(workers))
+    with pytest.raises(MemoryError, match=r"attribution needs about 2.0 GiB per task on a Dask worker .* tightest worker "
+                                          r"allows 1.4 GiB per thread: Dask pauses a worker at 80% .*memory_limit='4GiB'.*, or x"):
+        check_worker_room(_Scheduler(workers), 2 * gib, "attribution", ", or x")
+
+
+def test_workers_too_small_are_refused_before_any_task(trained, monkeypatch):
+    """A worker whose memory cannot hold a task would pause, and every computation on it wait for ever: refuse first.
+
+    (A real 400 MiB worker process pauses at start, torch imported; an in-process worker would measure the whole
+    test process, so the room is patched and the scheduler's record shows that no task was ever submitted.)
+    """
+    from scxl.explain import _distributed
+
+    b = trained.copy()
+    b.X = da.from_array(np.asarray(b.X), chunks=(150, b.n_vars))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        monkeypatch.setattr(_distributed, "worker_room", lambda client: 10 * 2**20)  # below one task's minimum
+        with pytest.raises(MemoryError, match=r"attribution needs about 32 MiB per task on a Dask worker.*allows 10 MiB"):
+            xl.tl.attribute(b, store_layer=False)
+        with pytest.raises(MemoryError, match=r"training needs about 32 MiB per task"):
+            xl.tl.train_classifier(b, "group", key_added="small", n_models=2, max_epochs=1)
+        assert not cluster.scheduler.task_prefixes  # nothing reached the workers
+        monkeypatch.setattr(_distributed, "worker_room", lambda client: 60 * 2**20)  # enough to read, not to train
+        with pytest.raises(MemoryError, match=r"training needs about .* per task.*vectorize=False"):
+            xl.tl.train_classifier(b, "group", key_added="small", n_models=2, max_epochs=1)
+        monkeypatch.setattr(_distributed, "worker_room", lambda client: _distributed.MIN_TASK_WORKSPACE + 1000)  # reads, no block
+        with pytest.raises(MemoryError, match=r"attribution needs about .* per task.*X.rechunk\(\(37, -1\)\)"):
+            xl.tl.attribute(b, store_layer=False)
+    assert "small" not in b.uns
+
+
+def test_tight_workers_get_a_smaller_workspace_and_the_same_numbers(trained, monkeypatch):
+    from scxl.explain import _distributed
+
+    a = trained.copy()
+    xl.tl.attribute(a, key_added="mem", store_layer=False)
+    b = a.copy()
+    b.X = da.from_array(np.asarray(a.X), chunks=(150, a.n_vars))
+    seen = []
+    run = _distributed.attribute_modules
+
+    def spy(*args, config, **kwargs):
+        seen.append(config.memory_limit_bytes)
+        return run(*args, config=config, **kwargs)
+
+    monkeypatch.setattr(_distributed, "worker_room", lambda client: 100 * 2**20)  # 100 MiB a task
+    monkeypatch.setattr(_distributed, "attribute_modules", spy)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        xl.tl.attribute(b, key_added="dsk", store_layer=False)
+    assert seen and all(_distributed.MIN_TASK_WORKSPACE <= v < 100 * 2**20 for v in seen)
+    for g in a.uns["mem"]["names"].dtype.names:
+        np.testing.assert_allclose(np.asarray(b.uns["dsk"]["scores"][g]), np.asarray(a.uns["mem"]["scores"][g]),
+                                   rtol=1e-5, atol=1e-6)

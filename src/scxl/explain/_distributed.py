@@ -39,6 +39,66 @@ def active_client():
         return None
 
 
+#: What a Dask worker process holds before a task's own data, once torch and scxl are imported
+#: (325-345 MiB measured on Linux with torch 2.13 CPU and distributed 2026.8; a worker with a
+#: 400 MiB limit paused there and its task never ran).
+WORKER_BASELINE_BYTES = 384 * 2**20
+#: The smallest attribution workspace a worker is given (``AttributionConfig.memory_limit_bytes``).
+MIN_TASK_WORKSPACE = 32 * 2**20
+
+
+def worker_room(client: Any) -> int | None:
+    """Bytes one task may use on the tightest worker of ``client``, or ``None`` (no limit set, or no worker yet).
+
+    Dask pauses a worker whose process memory passes ``distributed.worker.memory.pause`` (80 % by
+    default) of its ``memory_limit``, and the tasks of a paused worker wait until memory falls,
+    which, when the worker's baseline plus one task is above that mark, is never. The room is that
+    mark less :data:`WORKER_BASELINE_BYTES`, shared by the worker's threads (a task each).
+    """
+    import dask
+
+    try:
+        workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    except TypeError:  # distributed before 2025.1 has no n_workers and lists every worker
+        workers = client.scheduler_info().get("workers", {})
+    frac = dask.config.get("distributed.worker.memory.pause", 0.8)
+    if frac is False or frac is None:
+        frac = dask.config.get("distributed.worker.memory.terminate", 0.95) or 1.0
+    rooms = [(float(frac) * int(w["memory_limit"]) - WORKER_BASELINE_BYTES) / max(int(w.get("nthreads", 1)), 1)
+             for w in workers.values() if w.get("memory_limit")]
+    return int(min(rooms)) if rooms else None
+
+
+def check_worker_room(client: Any, need: int, what: str, hint: str = "") -> int | None:
+    """Refuse, before submitting, tasks that would pause a worker for ever; return :func:`worker_room`."""
+    import dask
+
+    from .._validation import format_bytes as _size
+
+    room = worker_room(client)
+    if room is not None and need > room:
+        raise MemoryError(
+            f"{what} needs about {_size(need)} per task on a Dask worker beside the worker's own "
+            f"{_size(WORKER_BASELINE_BYTES)} (Python, torch, scxl), but the tightest worker allows "
+            f"{_size(max(room, 0))} per thread: Dask pauses a worker at "
+            f"{float(dask.config.get('distributed.worker.memory.pause', 0.8) or 1.0):.0%} of its memory_limit "
+            "and its tasks then wait for ever. Give the workers more memory (at least 2 GiB each, e.g. "
+            "LocalCluster(memory_limit='4GiB') or dask worker --memory-limit 4GiB) or fewer threads per worker"
+            + hint)
+    return room
+
+
+def refuse_small_workers(what: str) -> None:
+    """Before the first Dask computation on the active client: refuse workers that cannot run a task at all.
+
+    With a client active, every ``compute`` of Dask data (the value checks, the statistics) runs on
+    its workers, so a worker that pauses before its first task would hang the call right there.
+    """
+    client = active_client()
+    if client is not None:
+        check_worker_room(client, MIN_TASK_WORKSPACE, what)
+
+
 def _dask_stats(X, groups: np.ndarray, n_groups: int, *, per_group: bool) -> GeneStats:
     """Per-gene (and per-group) mean and population sd through Dask reductions."""
     import dask.array as da
@@ -131,6 +191,14 @@ def attribute_dask(
     kind = resolve_reference(spec, config.references)
     entropy = int(config.random_state) if config.random_state is not None else int(np.random.SeedSequence().entropy)
     cfg = config.replace(random_state=entropy)
+    client = client or active_client()
+    if client is not None:  # before any computation: a task holds its block (float32, densified), its cells, a workspace
+        block = max(X.chunks[0]) * X.shape[1] * 4 * (3 if store_cells else 2)
+        weights = sum(int(p.numel()) * 4 for m in modules for p in m.parameters())
+        room = check_worker_room(client, block + weights + MIN_TASK_WORKSPACE, "attribution",
+                                 f", or split X into smaller row blocks (e.g. X.rechunk(({max(1, max(X.chunks[0]) // 4)}, -1)))")
+        if room is not None and block + weights + cfg.memory_limit_bytes > room:  # a smaller workspace: smaller chunks
+            cfg = cfg.replace(memory_limit_bytes=int(room - block - weights))
     if kind is not None:  # draw every reference of the run now, on the client
         stats = None
         if isinstance(kind, str):
@@ -154,7 +222,6 @@ def attribute_dask(
     starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).astype(int)
     tasks = [run(mods, blk, targets[s:s + n], groups[s:s + n], n_groups, method, cfg, int(s), n_obs, store_cells, gene_sd)
              for blk, s, n in zip(X.to_delayed().ravel(), starts, X.chunks[0], strict=True)]
-    client = client or active_client()
     parts = [t[0] for t in tasks] + [tasks[0][2]]
     out = client.gather(client.compute(parts)) if client is not None else dask.compute(*parts)
     sums, params = list(out[:-1]), out[-1]

@@ -17,7 +17,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_copy, doc_device, doc_key, doc_overwrite, doc_params, doc_random_state
-from .._inputs import Aligned, aligned, is_all_columns, is_out_of_core
+from .._inputs import Aligned, _is_dask, aligned, is_all_columns, is_out_of_core
 from .._keys import Key
 from .._logging import logger, renamed_kwarg, warn
 from .._types import Aggregate, LayerDtype, Method, RankBy, ReferenceKindName
@@ -631,6 +631,10 @@ def attribute(
     if layer_genes is not None and not store_layer:
         warn(f"layer_genes={layer_genes!r} has no effect with store_layer=False (no layer is stored)", stacklevel=4)
     dask_X = _dask_aligned(X) if backend != "memory" else None
+    if dask_X is not None or backend == "dask" or _is_dask(getattr(X.base, "data", None)):
+        from ..explain._distributed import refuse_small_workers
+
+        refuse_small_workers("attribution")  # with a client active, Dask data is read on its workers
     if backend == "dask" and dask_X is None:
         import dask.array as dsa
 
@@ -719,8 +723,6 @@ class _DenseRows:
 
 def _dask_aligned(X: Aligned):
     """The inputs as a Dask array in ensemble feature order, if they are a Dask array (else ``None``)."""
-    from .._inputs import _is_dask
-
     data = getattr(X.base, "data", None)
     if data is None or not _is_dask(data):
         return None
@@ -784,7 +786,7 @@ def _layer_features(X: Aligned, ens, genes) -> np.ndarray:
 
 def _check_layer_memory(dests, dtype: str, n_genes: int, *, sparse: bool, exact_zeros: bool) -> None:
     """Refuse, before computing, a layer that cannot fit, and say what would."""
-    from .._validation import available_memory_bytes
+    from .._validation import available_memory_bytes, format_bytes
 
     free = available_memory_bytes()
     if free is None:
@@ -795,20 +797,12 @@ def _check_layer_memory(dests, dtype: str, n_genes: int, *, sparse: bool, exact_
     if need <= 0.8 * free:
         return
     raise MemoryError(
-        f"the attribution layer would need about {_size(need)} ({dests[0].adata.n_obs} observations × "
-        f"{n_genes} genes, {dtype}, {'sparse' if sparse else 'dense'}) but only {_size(free)} are available. "
+        f"the attribution layer would need about {format_bytes(need)} ({dests[0].adata.n_obs} observations × "
+        f"{n_genes} genes, {dtype}, {'sparse' if sparse else 'dense'}) but only {format_bytes(free)} are available. "
         "Options: store_layer=False (rankings only, memory flat in the number of cells); layer_genes='top' (the "
         "union of every group's top genes) or a gene list; layer_dtype='float16' (half); or the zero reference "
         "with layer_format='sparse' (unexpressed genes contribute exactly 0)"
     )
-
-
-def _size(n_bytes: float) -> str:
-    """``n_bytes`` for messages: ``"3.2 GiB"``, ``"480 MiB"``, ``"12 KiB"``."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n_bytes >= scale:
-            return f"{n_bytes / scale:.1f} {unit}" if n_bytes < 10 * scale else f"{n_bytes / scale:.0f} {unit}"
-    return f"{int(n_bytes)} bytes"
 
 
 def _write(adata, dests, key_added, ranking, params, layers, res, ens, X) -> None:

@@ -21,7 +21,7 @@ from .._docs import (
     doc_params,
     doc_random_state,
 )
-from .._inputs import extract, is_out_of_core, make_fetch
+from .._inputs import BUFFER_BYTES, HOLD_BYTES, _is_dask, extract, is_out_of_core, make_fetch
 from .._keys import Key
 from .._logging import logger, progress, warn
 from .._types import Balance, ModelType, Split
@@ -36,6 +36,7 @@ from .._validation import (
     resolve_device,
     resolve_genes,
     scale_hint,
+    shallow_counts,
     view_to_actual,
 )
 from ..models import Ensemble, build_module, default_spec, register_factory, resolve_gene_order
@@ -301,6 +302,10 @@ def train_classifier(
     dev = resolve_device(device)
     inputs = extract(adata, layer=layer, use_raw=use_raw, mods=mods)
     on_workers = _use_workers(backend, model, inputs.matrix)  # before any pass over the data
+    if on_workers or any(_is_dask(p.data) for p in getattr(inputs.matrix, "parts", [inputs.matrix])):
+        from ..explain._distributed import refuse_small_workers
+
+        refuse_small_workers("training")  # Dask data is read on the active client's workers, from the value checks on
 
     # labels
     labels = check_groupby(adata.obs if is_mudata(adata) else inputs.obs, groupby,
@@ -336,6 +341,8 @@ def train_classifier(
     if scale in ("counts", "linear"):
         warn(scale_hint(scale, values, inputs.matrix.source) + "; the scale is recorded in the ensemble's "
              "preprocessing['scale'] and xl.tl.predict flags data on another scale")
+    elif shallow_counts(values):
+        warn(scale_hint("shallow", values, inputs.matrix.source))
 
     n_classes = len(classes)
     y = y_all[labelled]
@@ -560,7 +567,6 @@ def _fit_stacked(members: list, seeds: list, fetch, y: np.ndarray, parts: list, 
 
 def _use_workers(backend: str, model: Any, matrix: Any) -> bool:
     """Whether the members train on Dask workers (``backend``; ``"auto"``: Dask data and an active client)."""
-    from .._inputs import _is_dask
     from ..explain import active_client
 
     if backend == "memory":
@@ -588,6 +594,7 @@ def _fit_on_workers(spec: dict, indices: list[int], parts: list, *, source: tupl
                     per_task: int | None, desc: str) -> list:
     """Train members ``indices`` on the active client's workers: groups of members, one task each, in index order."""
     from ..explain import active_client
+    from ..explain._distributed import MIN_TASK_WORKSPACE, check_worker_room
 
     client = active_client()
     if not client.nthreads():  # a cluster still starting its workers (e.g. batch jobs): the split needs them
@@ -596,6 +603,13 @@ def _fit_on_workers(spec: dict, indices: list[int], parts: list, *, source: tupl
     threads = sum(client.nthreads().values())
     n_tasks = len(indices) if per_task == 1 else max(1, min(len(indices), threads))
     groups = [g.tolist() for g in np.array_split(np.asarray(indices), n_tasks)]
+    # a task holds its read buffer, its members with their gradients and Adam's two moments, and (if they fit) the
+    # members' validation rows; a worker that cannot hold the first two would pause, its task waiting for ever
+    probe = _init_members(spec, random_state, fold, groups[0][:1], torch.device("cpu"))[0][0]
+    state = 4 * 4 * sum(int(p.numel()) for p in probe.parameters()) * max(len(g) for g in groups)
+    room = check_worker_room(client, BUFFER_BYTES + state + MIN_TASK_WORKSPACE, "training",
+                             ", or train one member per task (vectorize=False)")
+    hold = None if room is None else int(max(0, min(HOLD_BYTES, room - BUFFER_BYTES - state - MIN_TASK_WORKSPACE)))
     shared = client.scatter([source, y], broadcast=False, hash=False)
     logger.info("%s: %d member(s) in %d task(s) on %d Dask worker thread(s), on %s (tasks 'train-members' in the "
                 "dashboard)", desc, len(indices), len(groups), threads, client_device)
@@ -603,21 +617,23 @@ def _fit_on_workers(spec: dict, indices: list[int], parts: list, *, source: tupl
     for g in groups:
         members, seeds = _init_members(spec, random_state, fold, g, client_device)
         futures.append(client.submit(_train_task, members, seeds, *shared, [parts[i] for i in g], n_classes=n_classes,
-                                     config=config, random_state=random_state, fold=fold, indices=g,
+                                     config=config, random_state=random_state, fold=fold, indices=g, hold_bytes=hold,
                                      device=str(client_device), key=f"train-members-{run}-{g[0]}", pure=False))  # dashboard: "train-members"
     trained = [pair for result in client.gather(futures) for pair in result]
     return [(m.to(client_device).eval(), h) for m, h in trained]
 
 
 def _train_task(members: list, seeds: list, source: tuple, y: np.ndarray, parts: list, *, n_classes: int,
-                config: TrainConfig, random_state: int, fold: int, indices: list[int], device: Any) -> list:
+                config: TrainConfig, random_state: int, fold: int, indices: list[int], device: Any,
+                hold_bytes: int | None = None) -> list:
     """One Dask task: read the rows on this worker and train ``members`` stacked; the modules come back on the CPU.
 
-    ``device`` is the one chosen on the client (the workers' own ``xl.settings`` are not consulted).
+    ``device`` is the one chosen on the client (the workers' own ``xl.settings`` are not consulted);
+    ``hold_bytes`` caps the validation rows kept in memory (what the worker's memory allows).
     """
     matrix, rows, cols, seed = source
     dev = torch.device(device)
-    fetch = make_fetch(matrix, rows, cols, dev, seed=seed)
+    fetch = make_fetch(matrix, rows, cols, dev, seed=seed, hold_bytes=hold_bytes)
     trained = _fit_stacked(members, seeds, fetch, y, parts, n_classes=n_classes, config=config, random_state=random_state,
                            fold=fold, indices=indices, device=dev, desc="members on a worker", progress=False)
     return [(m.cpu(), h) for m, h in trained]
