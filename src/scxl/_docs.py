@@ -38,7 +38,9 @@ device
 
 doc_copy = """\
 copy
-    Return a modified copy instead of writing into ``adata``."""
+    Return a modified copy instead of writing into ``adata``. Not for a backed AnnData (anndata
+    copies those only to a new file); the results go to its in-memory parts and the file is
+    never written, so ``copy=False`` is safe there."""
 
 doc_key = """\
 ensemble_key

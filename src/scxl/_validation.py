@@ -406,6 +406,21 @@ def check_writable(adata: Any, key: str, *, tool: str, overwrite: bool = False, 
             raise ValueError(f"var already has columns {taken} that xl.tl.{tool} did not write: {hint}")
 
 
+def copy_of(adata: Any, tool: str) -> Any:
+    """``adata.copy()`` for a tool's ``copy=True``, with what to do instead for a backed AnnData.
+
+    anndata cannot copy a backed AnnData in memory without reading the whole matrix, and asks for a
+    file name; scxl's tools never write to the backed file (their results go to ``uns``, ``obs``,
+    ``var`` and in-memory layers), so ``copy=False`` is safe there.
+    """
+    if getattr(adata, "isbacked", False):
+        raise ValueError(f"xl.tl.{tool}(copy=True) cannot copy a backed AnnData (opened with backed='r'): anndata would "
+                         "need to write the copy to a new file. The tool does not change the file (its results go to "
+                         "the AnnData in memory: uns, obs, var), so use copy=False; or adata.to_memory().copy() if "
+                         "the matrix fits in memory")
+    return adata.copy()
+
+
 def format_bytes(n_bytes: float) -> str:
     """``n_bytes`` for messages: ``"3.2 GiB"``, ``"480 MiB"``, ``"12 KiB"``."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):

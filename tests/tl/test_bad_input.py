@@ -444,3 +444,14 @@ def test_attribute_refuses_non_finite_values(trained, tmp_path, value, backed):
                                          rf"'{a.var_names[4]}'\)"):
         xl.tl.attribute(a, store_layer=not backed)
     assert set(a.uns) == before and "xl_deeplift" not in a.layers
+
+
+@pytest.mark.parametrize("tool", ["train_classifier", "predict", "attribute", "specificity"])
+def test_copy_of_a_backed_anndata_says_what_to_do(synth, tmp_path, tool):
+    """anndata asks for a file name to copy a backed AnnData; scxl says that copy=False is safe (the file is not written)."""
+    synth.write_h5ad(tmp_path / "a.h5ad")
+    backed = ad.read_h5ad(tmp_path / "a.h5ad", backed="r")
+    args = {"train_classifier": ("group",), "specificity": ("group",)}.get(tool, ())
+    with pytest.raises(ValueError, match=rf"xl.tl.{tool}\(copy=True\) cannot copy a backed AnnData .* so use copy=False"):
+        getattr(xl.tl, tool)(backed, *args, copy=True)
+    backed.file.close()

@@ -27,6 +27,7 @@ from .._validation import (
     check_groupby,
     check_in,
     check_writable,
+    copy_of,
     detect_scale,
     is_mudata,
     resolve_device,
@@ -578,7 +579,7 @@ def attribute(
 
     t0 = time.perf_counter()
     if copy:
-        adata = adata.copy()
+        adata = copy_of(adata, "attribute")
     spec = explain.get_explainer(method)  # raises listing the valid names
     check_in(aggregate, ("mean", "median"), "aggregate")
     check_in(layer_dtype, LAYER_DTYPES, "layer_dtype")

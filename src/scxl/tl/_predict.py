@@ -17,6 +17,7 @@ from .._validation import (
     check_holds_results,
     check_key_added,
     check_values,
+    copy_of,
     is_mudata,
     resolve_device,
     scale_hint,
@@ -131,7 +132,7 @@ def predict(
     (700, 3)
     """
     if copy:
-        adata = adata.copy()
+        adata = copy_of(adata, "predict")
     key_added = ensemble_key if key_added is None else key_added
     check_key_added(key_added)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:

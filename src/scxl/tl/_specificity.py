@@ -19,6 +19,7 @@ from .._validation import (
     check_in,
     check_values,
     check_writable,
+    copy_of,
     view_to_actual,
 )
 from ..explain import group_means
@@ -133,7 +134,7 @@ def specificity(
     check_adata(adata, allow_mudata=False)
     check_in(values, VALUES, "values")
     if copy:
-        adata = adata.copy()
+        adata = copy_of(adata, "specificity")
     check_writable(adata, Key.uns.specificity(key_added), tool="specificity", overwrite=overwrite,
                    var_columns=[f(key_added) for f in (Key.var.tau, Key.var.specificity, Key.var.enriched_in, Key.var.housekeeping)])
     inputs = extract(adata, layer=layer, use_raw=use_raw)

@@ -32,6 +32,7 @@ from .._validation import (
     check_random_state,
     check_values,
     check_writable,
+    copy_of,
     is_mudata,
     resolve_device,
     resolve_genes,
@@ -274,7 +275,7 @@ def train_classifier(
     """
     t0 = time.perf_counter()
     if copy:
-        adata = adata.copy()
+        adata = copy_of(adata, "train_classifier")
     if not (_is_int(n_models) and n_models >= 1):
         raise ValueError(f"n_models must be a positive integer, got {n_models!r}")
     if not callable(model) and model not in ("mlp", "cnn"):
