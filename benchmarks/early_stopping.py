@@ -61,6 +61,12 @@ def atlas50k():
     return a
 
 
+def many_rare(effect: float = 1.0, seed: int = 7):
+    """8,000 cells × 1,000 genes in 40 groups whose sizes fall geometrically to 1/40 of the largest (19 to 739 cells)."""
+    return xl.datasets.synthetic(8_000, 1000, 40, n_markers=10, effect=effect, group_sizes=np.geomspace(1, 1 / 40, 40),
+                                 random_state=seed)
+
+
 def data_sets(*, quick: bool):
     """(name, loader, groupby, truth, set)."""
     out = []
@@ -83,6 +89,10 @@ def data_sets(*, quick: bool):
                                                                          random_state=6), "group", "planted", "large"))
         out.append(("combinatorial 20k (seed 6)", lambda: xl.datasets.synthetic_combinatorial(20_000, random_state=6),
                     "group", "planted", "large"))
+        # many groups, some rare: the floor grows with ln K, and a rare group hardly moves the mean validation loss
+        out.append(("40 groups, rarest 0.2 % (seed 7)", many_rare, "group", "planted", "many groups"))
+        out.append(("40 groups, rarest 0.2 %, separated (seed 8)", lambda: many_rare(2.0, 8), "group", "planted",
+                    "many groups"))
     return out
 
 
@@ -109,7 +119,7 @@ def run(name, loader, groupby, truth, kind, candidates) -> list[dict]:
     tsets = markers.truth_sets(base, groupby, truth)
     rows = []
     for label, patience, min_delta, chance in candidates:
-        scores, epochs, secs, accs = [], [], [], []
+        scores, epochs, secs, accs, bals = [], [], [], [], []
         for seed in (0, 1):
             a = base.copy()
             t = time.perf_counter()
@@ -119,11 +129,13 @@ def run(name, loader, groupby, truth, kind, candidates) -> list[dict]:
             h = xl.get.ensemble(a).history
             epochs.append(h.groupby("model")["epoch"].max().mean())
             accs.append(float(xl.get.training_metrics(a).loc["ensemble", "accuracy"]))
+            bals.append(float(xl.get.training_metrics(a).loc["ensemble", "balanced_accuracy"]))
             s, groups, genes = default_scores(a, groupby)
             scores.append(s)
         ap, rank = markers.ap_and_ranks(scores[0], groups, genes, tsets)
         rows.append({"data": name, "set": kind, "rule": label, "epochs/member": np.mean(epochs),
-                     "train s": np.mean(secs), "accuracy": np.mean(accs), "AP": ap, "median marker rank": rank,
+                     "train s": np.mean(secs), "accuracy": np.mean(accs), "balanced accuracy": np.mean(bals), "AP": ap,
+                     "median marker rank": rank,
                      "top-20 overlap (seeds 0, 1)": top_overlap(*scores)})
         print(f"  {name} | {label}: {np.mean(epochs):.1f} epochs, {np.mean(secs):.1f} s, AP {ap:.3f}, "
               f"overlap {rows[-1]['top-20 overlap (seeds 0, 1)']:.3f}", flush=True)
@@ -132,8 +144,9 @@ def run(name, loader, groupby, truth, kind, candidates) -> list[dict]:
 
 def summarise(t: pd.DataFrame) -> str:
     out = []
-    cols = ["epochs/member", "train s", "accuracy", "AP", "top-20 overlap (seeds 0, 1)"]
-    for kind in ("tuning", "held out", "real", "atlas", "large"):
+    cols = [c for c in ("epochs/member", "train s", "accuracy", "balanced accuracy", "AP", "top-20 overlap (seeds 0, 1)")
+            if c in t]  # (tables recorded before 2026-12-07 have no balanced accuracy)
+    for kind in ("tuning", "held out", "real", "atlas", "large", "many groups"):
         sub = t[t["set"] == kind]
         if sub.empty:
             continue

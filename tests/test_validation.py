@@ -98,6 +98,11 @@ GIB = 2**30
         ({"job/memory.max": f"{8 * GIB}\n", "job/memory.current": f"{5 * GIB}\n", "job/memory.stat": f"anon 1\ninactive_file {GIB}\n"},
          "0::/job\n", 4 * GIB),
         ({"memory.max": "max\n", "memory.current": f"{5 * GIB}\n"}, "0::/\n", 20 * GIB),  # v2 without a limit
+        # v2, the limit on a parent (a Slurm job's group; the task's own group says max), active file cache reclaimable
+        ({"job_1/memory.max": f"{4 * GIB}\n", "job_1/memory.current": f"{3 * GIB}\n",
+          "job_1/memory.stat": f"anon {GIB}\nactive_file {GIB}\ninactive_file {GIB}\n",
+          "job_1/step_0/memory.max": "max\n", "job_1/step_0/memory.current": f"{3 * GIB}\n"},
+         "garbage line\n0::/job_1/step_0\n", 3 * GIB),
         # cgroup v1 as a container sees it (its own path is not under the mount): the hierarchical limit counts
         ({"memory/memory.limit_in_bytes": "9223372036854771712\n", "memory/memory.usage_in_bytes": f"{3 * GIB}\n",
           "memory/memory.stat": f"hierarchical_memory_limit {6 * GIB}\ntotal_inactive_file {GIB}\n"},

@@ -200,8 +200,8 @@ def scale_hint(scale: str, summary: ValueSummary, source: str) -> str:
     if scale == "shallow":
         return (f"{where} holds only {summary.describe()}: too small to be sure these are raw counts, but log-normalised "
                 f"expression is rarely all whole numbers. If they are counts (e.g. a shallow assay), normalise first, "
-                f"e.g. {_NORMALISE}; if the models should see these values as they are (e.g. binarised or copy-number "
-                "data), ignore this warning")
+                f"e.g. {_NORMALISE} (TF-IDF for chromatin accessibility); if the models should see these values as they are "
+                "(e.g. copy numbers or genotypes), ignore this warning")
     if scale == "counts":
         return (f"{where} looks like raw counts ({summary.describe()}); scxl expects log-normalised expression. "
                 f"Normalise first, e.g. {_NORMALISE} (CellTypist requires the same), or pass layer= with "
@@ -407,17 +407,22 @@ def check_writable(adata: Any, key: str, *, tool: str, overwrite: bool = False, 
 
 
 def copy_of(adata: Any, tool: str) -> Any:
-    """``adata.copy()`` for a tool's ``copy=True``, with what to do instead for a backed AnnData.
+    """``adata.copy()`` for a tool's ``copy=True``, with what to do instead for a backed AnnData or MuData.
 
-    anndata cannot copy a backed AnnData in memory without reading the whole matrix, and asks for a
+    anndata cannot copy a backed object in memory without reading the whole matrix, and asks for a
     file name; scxl's tools never write to the backed file (their results go to ``uns``, ``obs``,
-    ``var`` and in-memory layers), so ``copy=False`` is safe there.
+    ``var`` and in-memory layers), so ``copy=False`` is safe there. A view of a backed object gets
+    :func:`check_holds_results`'s message (it can hold no results at all).
     """
+    check_holds_results(adata, tool=tool)
     if getattr(adata, "isbacked", False):
-        raise ValueError(f"xl.tl.{tool}(copy=True) cannot copy a backed AnnData (opened with backed='r'): anndata would "
-                         "need to write the copy to a new file. The tool does not change the file (its results go to "
-                         "the AnnData in memory: uns, obs, var), so use copy=False; or adata.to_memory().copy() if "
-                         "the matrix fits in memory")
+        mu = is_mudata(adata)
+        name, kind = ("mdata", "MuData") if mu else ("adata", "AnnData")
+        load = "" if mu else f"; or {name}.to_memory() first if the matrix fits in memory"
+        raise ValueError(f"xl.tl.{tool}(copy=True) cannot copy a backed {kind} (opened backed from "
+                         f"{str(adata.filename)!r}): anndata would need to write the copy to a new file. The tool does "
+                         f"not change the file (its results go to the {kind} in memory: uns, obs, var), so use "
+                         f"copy=False{load}")
     return adata.copy()
 
 
@@ -433,9 +438,9 @@ def available_memory_bytes(proc: str = "/proc", cgroup: str = "/sys/fs/cgroup") 
     """Memory this process can still allocate, or ``None`` if unknown.
 
     The smallest of what the system has (``MemAvailable`` on Linux), what the process's memory
-    cgroup still allows (a container's or a batch scheduler's limit: v2 ``memory.max`` or v1
-    ``memory.limit_in_bytes``, less the usage that cannot be reclaimed — usage minus inactive page
-    cache, as ``docker stats`` counts it) and what its address-space limit (``ulimit -v``) leaves.
+    cgroups still allow (a container's or a batch scheduler's limit: v2 ``memory.max`` at any level
+    above the process, or v1 ``memory.limit_in_bytes``, less the usage that is not file cache) and
+    what its address-space limit (``ulimit -v``) leaves.
     ``proc`` and ``cgroup`` are where those files are (for tests).
     """
     import os
@@ -485,29 +490,45 @@ def _stat_value(path: str, name: str) -> int | None:
 
 
 def _cgroup_memory_left(proc: str, cgroup: str) -> int | None:
-    """What the memory cgroup's limit leaves (``None``: no limit found)."""
+    """What the memory cgroup limits leave (``None``: no limit found).
+
+    cgroup v2: every level from the process's own group up to the root of the mount (a batch
+    scheduler sets ``memory.max`` on the job's group, above the task's); v1: the group's
+    ``hierarchical_memory_limit``. Usage counts without the file cache (``active_file`` +
+    ``inactive_file``), which the kernel reclaims before it runs out.
+    """
     import os
 
     v2, v1 = [], []
     try:
         with open(f"{proc}/self/cgroup") as fh:
-            for line in fh:
-                _, controllers, path = line.rstrip("\n").split(":", 2)
-                if controllers == "":
-                    v2.append(path)
-                elif "memory" in controllers.split(","):
-                    v1.append(path)
-    except (OSError, ValueError):
-        pass
+            lines = fh.read().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue  # not a cgroup line
+        if parts[1] == "":
+            v2.append(parts[2])
+        elif "memory" in parts[1].split(","):
+            v1.append(parts[2])
+
+    def left(base: str, limit: int | None, used: int | None, prefix: str) -> int | None:
+        if limit is None or used is None:
+            return None
+        cache = sum(_stat_value(f"{base}/memory.stat", f"{prefix}{k}_file") or 0 for k in ("active", "inactive"))
+        return limit - max(used - cache, 0)
+
     lefts = []
-    for path in v2 or ["/"]:  # v2: the process's own cgroup, or the namespace's root as seen in a container
-        for base in dict.fromkeys((os.path.join(cgroup, path.lstrip("/")), cgroup)):
-            limit = _read_int(f"{base}/memory.max")
-            used = _read_int(f"{base}/memory.current")
-            if limit is not None and used is not None:
-                cache = _stat_value(f"{base}/memory.stat", "inactive_file") or 0
-                lefts.append(limit - max(used - cache, 0))
-                break
+    for path in v2 or ["/"]:
+        # the process's group and its parents; in a container the mount's root is the container's own group
+        parts = [p for p in path.strip("/").split("/") if p]
+        for depth in range(len(parts), -1, -1):
+            base = os.path.join(cgroup, *parts[:depth])
+            room = left(base, _read_int(f"{base}/memory.max"), _read_int(f"{base}/memory.current"), "")
+            if room is not None:
+                lefts.append(room)
     unlimited = 1 << 60  # v1 writes "no limit" as a page-rounded 2**63 - 1
     for path in v1 or ["/"]:
         for base in dict.fromkeys((os.path.join(cgroup, "memory", path.lstrip("/")), os.path.join(cgroup, "memory"))):
@@ -515,8 +536,7 @@ def _cgroup_memory_left(proc: str, cgroup: str) -> int | None:
             used = _read_int(f"{base}/memory.usage_in_bytes")
             if limit is not None and used is not None:
                 if limit < unlimited:
-                    cache = _stat_value(f"{base}/memory.stat", "total_inactive_file") or 0
-                    lefts.append(limit - max(used - cache, 0))
+                    lefts.append(left(base, limit, used, "total_"))
                 break
     return min(lefts) if lefts else None
 

@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="samples per epoch at most: 'auto' (100,000), 'none' (whole passes) or an integer")
     run.add_argument("--patience", type=int, default=10,
                      help="epochs without improvement of the validation loss before a member stops "
-                          "(5 is a measured 2.6x saving on large, well-separated atlases; see docs/atlas.md)")
+                          "(5 stops large, well-separated atlases sooner; see docs/atlas.md)")
     run.add_argument("--min-delta", type=float, default=0.0,
                      help="smallest relative fall of the validation loss that counts as an improvement")
     run.add_argument("--min-delta-chance", type=float, default=0.003,

@@ -233,28 +233,41 @@ def test_top_genes_groupby_of_other_groups(res):
 
 
 def test_top_genes_absence_markers(res, figdir):
-    """direction='down': each group's last genes with negative scores, lower in the group than elsewhere."""
+    """direction='down': each group's own last genes with negative scores (repeated where groups share them),
+    lower in the group than elsewhere."""
     ax = xl.pl.top_genes(res, "xl_deeplift", n_genes=3, direction="down", standard_scale=None)
     save(ax, figdir, "top_genes_down")
     entry = res.uns["xl_deeplift"]
-    want = []
-    for g in ["group_0", "group_1", "group_2"]:
-        names, scores = np.asarray(entry["names"][g])[::-1], np.asarray(entry["scores"][g])[::-1]
-        for name in names[scores < 0][:3]:
-            if name not in want:
-                want.append(name)
-    assert want and ticklabels(ax) == want
+    groups = ["group_0", "group_1", "group_2"]
+    per_group = {g: [n for n in np.asarray(entry["names"][g])[::-1][np.asarray(entry["scores"][g])[::-1] < 0][:3]]
+                 for g in groups}
+    want = [n for g in groups for n in per_group[g]]
+    assert want and ticklabels(ax) == want  # in group order, a shared gene in every group whose absence marker it is
     assert "absence markers" in ax.get_xlabel() and "absence-marker" in ax.figure.axes[1].get_title()
     img = np.asarray(ax.get_images()[0].get_array())
-    owner = [g for g in ["group_0", "group_1", "group_2"]
-             for name in np.asarray(entry["names"][g])[::-1][np.asarray(entry["scores"][g])[::-1] < 0][:3]]
-    col = {name: i for i, name in enumerate(ticklabels(ax))}
-    lower = [img[["group_0", "group_1", "group_2"].index(g), col[n]] <= img[:, col[n]].mean()
-             for g in ["group_0", "group_1", "group_2"]
-             for n in np.asarray(entry["names"][g])[::-1][np.asarray(entry["scores"][g])[::-1] < 0][:3]]
-    assert owner and all(lower)  # an absence marker is expressed less in its group than on average
+    owners = [g for g in groups for _ in per_group[g]]
+    assert all(img[groups.index(g), j] <= img[:, j].mean() for j, g in enumerate(owners))  # expressed less in its group
     with pytest.raises(ValueError, match="direction must be 'up' or 'down'"):
         xl.pl.top_genes(res, "xl_deeplift", direction="both")
+
+
+def test_top_genes_down_repeats_shared_absence_markers(res):
+    """A gene that only one group expresses is an absence marker of all the others: every such group gets its block."""
+    a = res.copy()
+    entry = a.uns["xl_deeplift"]
+    names = {g: np.asarray(entry["names"][g]).copy() for g in entry["names"].dtype.names}
+    scores = {g: np.asarray(entry["scores"][g]).copy() for g in entry["names"].dtype.names}
+    shared = names["group_0"][-1]
+    for g in ("group_1", "group_2"):  # make group_0's last gene the last of the others too, with a negative score
+        i = int(np.flatnonzero(names[g] == shared)[0])
+        names[g] = np.append(np.delete(names[g], i), shared)
+        scores[g] = np.append(np.delete(scores[g], i), -1.0)
+    a.uns["xl_deeplift"] = dict(entry)
+    a.uns["xl_deeplift"]["names"] = np.rec.fromarrays([names[g] for g in names], names=list(names))
+    a.uns["xl_deeplift"]["scores"] = np.rec.fromarrays([scores[g] for g in scores], names=list(scores))
+    ax = xl.pl.top_genes(a, "xl_deeplift", n_genes=1, direction="down")
+    assert ticklabels(ax) == [shared] * 3
+    assert [t.get_text() for t in ax.figure.axes[1].texts] == ["group_0", "group_1", "group_2"]  # a block per group
 
 
 def test_top_genes_errors(res, adata):

@@ -55,7 +55,7 @@ def _unchanged(a, b):
         (None, {"min_delta": -0.01}, ValueError, r"min_delta must be a fraction in \[0, 1\)"),
         (None, {"min_delta": "1%"}, ValueError, r"min_delta must be a fraction in \[0, 1\).*got '1%'"),
         (None, {"min_delta_chance": 1.0}, ValueError, r"min_delta_chance must be a fraction in \[0, 1\) of the chance loss ln K"),
-        (None, {"min_delta_chance": None}, ValueError, r"min_delta_chance must be a fraction.*got None"),
+        (None, {"min_delta_chance": "0.003"}, ValueError, r"min_delta_chance must be a fraction.*got '0.003'"),
         (None, {"n_models": 2.0}, ValueError, "n_models must be a positive integer"),
         (None, {"n_models": True}, ValueError, "n_models must be a positive integer"),
         (None, {"layer": 3}, TypeError, "layer must be the name of a layer"),
@@ -268,12 +268,18 @@ def test_train_on_shallow_integers_warns(synth, top):
         xl.tl.train_classifier(a, "group", **FAST)
     elif top <= 20:
         with pytest.warns(ScxlWarning, match=rf"adata.X holds only integer values from 0 to {top}: too small to be sure these are raw "
-                                             r"counts.*sc.pp.normalize_total.*binarised or copy-number data\), ignore this warning"):
+                                             r"counts.*sc.pp.normalize_total.*copy numbers or genotypes\), ignore this warning"):
             xl.tl.train_classifier(a, "group", **FAST)
     else:
         with pytest.warns(ScxlWarning, match="looks like raw counts"):
             xl.tl.train_classifier(a, "group", **FAST)
     assert a.uns["xl"]["preprocessing"]["scale"] == ("counts" if top > 20 else "log")
+    if 1 < top <= 20:  # the documented way to silence it
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*too small to be sure these are raw counts")
+            xl.tl.train_classifier(a, "group", overwrite=True, **FAST)
 
 
 def test_train_on_real_counts_warns():
@@ -452,6 +458,9 @@ def test_copy_of_a_backed_anndata_says_what_to_do(synth, tmp_path, tool):
     synth.write_h5ad(tmp_path / "a.h5ad")
     backed = ad.read_h5ad(tmp_path / "a.h5ad", backed="r")
     args = {"train_classifier": ("group",), "specificity": ("group",)}.get(tool, ())
-    with pytest.raises(ValueError, match=rf"xl.tl.{tool}\(copy=True\) cannot copy a backed AnnData .* so use copy=False"):
+    with pytest.raises(ValueError, match=rf"xl.tl.{tool}\(copy=True\) cannot copy a backed AnnData .* so use copy=False; or "
+                                         r"adata.to_memory\(\) first"):
         getattr(xl.tl, tool)(backed, *args, copy=True)
+    with pytest.raises(ValueError, match=r"adata is a view of a backed AnnData"):  # a view can hold no results at all
+        getattr(xl.tl, tool)(backed[:50], *args, copy=True)
     backed.file.close()

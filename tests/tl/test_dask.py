@@ -216,8 +216,12 @@ def test_worker_room_is_the_tightest_workers_share_below_the_pause_mark():
     assert worker_room(_Scheduler({})) is None  # no worker yet
     assert check_worker_room(_Scheduler(workers), gib, "attribution") == worker_room(_Scheduler(workers))
     with pytest.raises(MemoryError, match=r"attribution needs about 2.0 GiB per task on a Dask worker .* tightest worker "
-                                          r"allows 1.4 GiB per thread: Dask pauses a worker at 80% .*memory_limit='4GiB'.*, or x"):
+                                          r"allows 1.4 GiB per thread: Dask pauses a worker at 80% of its memory_limit \(and its tasks then wait for ever\).*memory_limit='4GiB'.*, or x"):
         check_worker_room(_Scheduler(workers), 2 * gib, "attribution", ", or x")
+    with dask.config.set({"distributed.worker.memory.pause": False}), \
+            pytest.raises(MemoryError, match=r"Dask restarts a worker at 95% of its memory_limit \(and its tasks fail\)"):
+        check_worker_room(_Scheduler(workers), 2 * gib, "attribution")
+    assert worker_room(_Scheduler({"d": {"memory_limit": 4 * gib, "nthreads": None}})) == int(0.8 * 4 * gib - WORKER_BASELINE_BYTES)
 
 
 def test_workers_too_small_are_refused_before_any_task(trained, monkeypatch):

@@ -49,15 +49,26 @@ def test_extend_trains_only_missing_members(synth):
         xl.tl.train_classifier(part, "group", n_models=4, max_epochs=3, min_delta=0.01, extend=True)
     with pytest.raises(ValueError, match=r"they differ: min_delta_chance: stored 0.003, now 0.0 \(pass min_delta_chance=0.003 to extend it\)"):
         xl.tl.train_classifier(part, "group", n_models=4, max_epochs=3, min_delta_chance=0.0, extend=True)
+    with pytest.raises(ValueError, match=r"epoch_size: stored 100000, now 0 \(pass epoch_size=100000 to extend it\)"):
+        xl.tl.train_classifier(part, "group", n_models=4, max_epochs=3, epoch_size=None, extend=True)
+    with pytest.raises(ValueError, match=r"they differ: min_delta: stored 0.0, now 0.01; architecture: stored .*\}$"):  # no hint:
+        xl.tl.train_classifier(part, "group", n_models=4, max_epochs=3, hidden=(8,), min_delta=0.01, extend=True)  # not enough
+    whole = synth.copy()
+    xl.tl.train_classifier(whole, "group", n_models=1, max_epochs=2, epoch_size=None)
+    with pytest.raises(ValueError, match=r"epoch_size: stored 0, now 100000 \(pass epoch_size=None to extend it\)"):
+        xl.tl.train_classifier(whole, "group", n_models=2, max_epochs=2, extend=True)
     del part.uns["xl"]["params"]["min_delta"]  # an ensemble stored before min_delta existed: it stopped with 0
     del part.uns["xl"]["params"]["min_delta_chance"]  # ... and before min_delta_chance: 0 too (the default since is 0.003)
-    with pytest.raises(ValueError, match=r"min_delta_chance: not recorded \(so 0.0\), now 0.003 \(pass min_delta_chance=0.0 to extend it\)"):
-        xl.tl.train_classifier(part.copy(), "group", n_models=4, max_epochs=3, extend=True)
     old = part.copy()
-    old.uns["xl"]["params"]["min_delta_chance"] = 0.003  # as if trained with the new default and stored without min_delta
-    xl.tl.train_classifier(old.copy(), "group", n_models=4, max_epochs=3, extend=True)
+    xl.tl.train_classifier(old, "group", n_models=4, max_epochs=3, extend=True)  # the default keeps the stored rule
+    assert old.uns["xl"]["params"]["min_delta_chance"] == 0.0
+    with pytest.raises(ValueError, match=r"min_delta_chance: not recorded \(so 0.0\), now 0.003 \(pass min_delta_chance=0.0 to extend it\)"):
+        xl.tl.train_classifier(part.copy(), "group", n_models=4, max_epochs=3, min_delta_chance=0.003, extend=True)
     with pytest.raises(ValueError, match=r"min_delta: not recorded \(so 0.0\), now 0.01"):
-        xl.tl.train_classifier(old.copy(), "group", n_models=4, max_epochs=3, min_delta=0.01, extend=True)
+        xl.tl.train_classifier(part.copy(), "group", n_models=4, max_epochs=3, min_delta=0.01, extend=True)
+    fresh = synth.copy()
+    xl.tl.train_classifier(fresh, "group", n_models=1, max_epochs=2)
+    assert fresh.uns["xl"]["params"]["min_delta_chance"] == 0.003  # the default without extend
     with pytest.raises(ValueError, match="already has 3 members"):
         xl.tl.train_classifier(part, "group", n_models=3, max_epochs=3, extend=True)
     with pytest.raises(ValueError, match="needs an ensemble in uns"):

@@ -55,34 +55,41 @@ def worker_room(client: Any) -> int | None:
     which, when the worker's baseline plus one task is above that mark, is never. The room is that
     mark less :data:`WORKER_BASELINE_BYTES`, shared by the worker's threads (a task each).
     """
-    import dask
-
     try:
         workers = client.scheduler_info(n_workers=-1).get("workers", {})
     except TypeError:  # distributed before 2025.1 has no n_workers and lists every worker
         workers = client.scheduler_info().get("workers", {})
-    frac = dask.config.get("distributed.worker.memory.pause", 0.8)
-    if frac is False or frac is None:
-        frac = dask.config.get("distributed.worker.memory.terminate", 0.95) or 1.0
-    rooms = [(float(frac) * int(w["memory_limit"]) - WORKER_BASELINE_BYTES) / max(int(w.get("nthreads", 1)), 1)
+    frac = _stop_fraction()[0]
+    rooms = [(frac * int(w["memory_limit"]) - WORKER_BASELINE_BYTES) / max(int(w.get("nthreads") or 1), 1)
              for w in workers.values() if w.get("memory_limit")]
     return int(min(rooms)) if rooms else None
 
 
-def check_worker_room(client: Any, need: int, what: str, hint: str = "") -> int | None:
-    """Refuse, before submitting, tasks that would pause a worker for ever; return :func:`worker_room`."""
+def _stop_fraction() -> tuple[float, str]:
+    """The fraction of ``memory_limit`` at which a worker stops running tasks (the client's Dask config), and how."""
     import dask
 
+    frac = dask.config.get("distributed.worker.memory.pause", 0.8)
+    if frac is not False and frac is not None:
+        return float(frac), "pauses"
+    frac = dask.config.get("distributed.worker.memory.terminate", 0.95)
+    if frac is not False and frac is not None:
+        return float(frac), "restarts"
+    return 1.0, "runs out of memory"
+
+
+def check_worker_room(client: Any, need: int, what: str, hint: str = "") -> int | None:
+    """Refuse, before submitting, tasks that would pause a worker for ever; return :func:`worker_room`."""
     from .._validation import format_bytes as _size
 
     room = worker_room(client)
     if room is not None and need > room:
+        frac, how = _stop_fraction()
         raise MemoryError(
             f"{what} needs about {_size(need)} per task on a Dask worker beside the worker's own "
             f"{_size(WORKER_BASELINE_BYTES)} (Python, torch, scxl), but the tightest worker allows "
-            f"{_size(max(room, 0))} per thread: Dask pauses a worker at "
-            f"{float(dask.config.get('distributed.worker.memory.pause', 0.8) or 1.0):.0%} of its memory_limit "
-            "and its tasks then wait for ever. Give the workers more memory (at least 2 GiB each, e.g. "
+            f"{_size(max(room, 0))} per thread: Dask {how} a worker at {frac:.0%} of its memory_limit "
+            f"({'and its tasks then wait for ever' if how == 'pauses' else 'and its tasks fail'}). Give the workers more memory (at least 2 GiB each, e.g. "
             "LocalCluster(memory_limit='4GiB') or dask worker --memory-limit 4GiB) or fewer threads per worker"
             + hint)
     return room

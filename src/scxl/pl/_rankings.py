@@ -34,7 +34,8 @@ def top_genes(
 
     The "tissue-specific manifestation" figure of Zhao, Shao & Asmann: rows are the groups,
     columns the top ``n_genes`` of each group of the ranking ``uns[key]``, in group order (a gene
-    already shown for an earlier group is not repeated). The colour is the mean expression of the
+    already shown for an earlier group is not repeated; with ``direction="down"`` it is, since a
+    gene that only one group expresses is an absence marker of every other group). The colour is the mean expression of the
     gene in the group, on the matrix the ensemble was trained on (``X`` or the layer in the
     ensemble's ``preprocessing``), scaled per gene by default. Coloured bars above the columns
     say which group each gene was selected for, and a strip left of the rows gives each group's
@@ -135,7 +136,7 @@ def top_genes(
             if name in ("", "nan") or name not in expr.columns:
                 continue
             taken += 1
-            if name not in genes:
+            if name not in genes or direction == "down":  # absence markers are shared: each group shows its own
                 genes.append(name)
                 owner.append(g)
     if not genes:

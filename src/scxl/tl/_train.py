@@ -52,6 +52,9 @@ from ..train import (
     stratified_split,
 )
 
+#: The default early-stopping floor, as a fraction of the chance loss ln K (``benchmarks/early_stopping.py``).
+MIN_DELTA_CHANCE = 0.003
+
 
 def _member_seed(random_state: int, purpose: int, i: int = 0) -> tuple[int, np.random.Generator]:
     """Independent, index-stable seeds: member ``i`` gets the same seed however many are trained."""
@@ -82,7 +85,7 @@ def train_classifier(
     split: Split = "per_model",
     patience: int = 10,
     min_delta: float = 0.0,
-    min_delta_chance: float = 0.003,
+    min_delta_chance: float | None = None,
     epoch_size: int | Literal["auto"] | None = "auto",
     cv: int | None = None,
     gene_order: str | Sequence[str] | np.ndarray = "variance",
@@ -109,7 +112,11 @@ def train_classifier(
     ``sc.pp.log1p``, as CellTypist requires). Its scale is detected from the values (whole numbers
     above 20: raw counts; values above 50: implausible on a log scale, so linear; negative values:
     scaled) and recorded in the ensemble; raw counts and other linear-scale values give a warning
-    that names the fix, and :func:`scxl.tl.predict` flags data on another scale than this.
+    that names the fix, and :func:`scxl.tl.predict` flags data on another scale than this. Whole
+    numbers from 0 to at most 20 (not only 0/1) are taken as they are but warn too, since shallow
+    counts (e.g. scATAC fragments) look like that; for data that are meant to be small integers
+    (copy numbers, genotypes) silence it with
+    ``warnings.filterwarnings("ignore", message=".*too small to be sure these are raw counts")``.
 
     Parameters
     ----------
@@ -170,27 +177,31 @@ def train_classifier(
         full ensemble on cells none of its members trained on).
     patience
         Epochs without improvement of the validation loss before stopping. Measured by
-        ``benchmarks/early_stopping.py``: ``patience=5`` trained a simulated, well-separated
-        50,000-cell atlas 2.6× faster with the same top genes, but lost accuracy and top-gene stability
-        where classes overlap or act in combination, so the default stays 10.
+        ``benchmarks/early_stopping.py`` against the rule without ``min_delta_chance``:
+        ``patience=5`` trained a simulated, well-separated 50,000-cell atlas 2.6× faster with the
+        same top genes, but lost accuracy and top-gene stability where classes overlap or act in
+        combination, so the default stays 10 (with the default ``min_delta_chance`` a replay of
+        the recorded curves puts its saving on the atlas at about 1.7×).
     min_delta
         Smallest relative improvement that counts: an epoch improves when its validation loss is
-        below ``best × (1 - min_delta)`` (and at least 1e-6 below ``best``); ``0`` (default):
-        any fall of more than 1e-6 counts. It sets when training stops, not which weights are
-        kept (those of the lowest validation loss) nor the learning-rate schedule. ``0.01``
-        shortened training by 0-22 % on the benchmark's small data sets and hardly on the atlas,
-        whose validation loss kept falling by more than 1 %. Values above 0.1 warn.
+        below ``best × (1 - min_delta)`` (besides ``min_delta_chance``); ``0`` (default): no
+        relative threshold. It sets when training stops, not which weights are kept (those of the
+        lowest validation loss) nor the learning-rate schedule. ``0.01`` shortened training by
+        0-22 % on the benchmark's small data sets and hardly on the atlas, whose validation loss
+        kept falling by more than 1 %. Values above 0.1 warn.
     min_delta_chance
         Smallest absolute improvement that counts, as a fraction of the chance loss ``ln K`` (the
         cross-entropy of a uniform guess over the ``K`` groups): an epoch must also lower the
-        validation loss by more than ``min_delta_chance × ln K`` (0.0069 for 10 groups at the
-        default ``0.003``). Unlike ``min_delta`` it ignores the slow fall of an already small loss
-        on well-separated atlases. Like ``min_delta`` it sets when training stops, not which
-        weights are kept. Measured by ``benchmarks/early_stopping.py`` on 20 simulated and real
-        data sets: ``0.003`` halved the epochs of a simulated 50,000-cell atlas (1.9× faster, same
-        accuracy and top genes), left the marker AP unchanged everywhere and cost at most 0.006 of
-        accuracy (combinatorial designs). ``0``: off (the rule before 2026-12-07). Values above
-        0.05 warn.
+        validation loss by more than ``min_delta_chance × ln K`` and by more than 1e-6 (0.0069
+        for 10 groups at ``0.003``). Unlike ``min_delta`` it ignores the slow fall of an already
+        small loss on well-separated atlases. Like ``min_delta`` it sets when training stops, not
+        which weights are kept. ``None`` (default): ``0.003``, or with ``extend=True`` the value
+        the stored ensemble was trained with (``0`` for ensembles from before 2026-12-07, whose
+        rule it was). Measured by ``benchmarks/early_stopping.py`` on 22 simulated and real data
+        sets with 3 to 40 groups (the smallest 19 cells): ``0.003`` halved the epochs of a
+        simulated 50,000-cell atlas (1.9× faster, same accuracy and top genes), left the marker
+        AP unchanged everywhere (and the balanced accuracy on the two 40-group sets) and cost at
+        most 0.006 of accuracy (combinatorial designs). ``0``: off. Values above 0.05 warn.
     epoch_size
         Samples per epoch at most. ``"auto"`` (default): 100,000 (:data:`scxl.train.AUTO_EPOCH_SIZE`),
         so epochs of smaller data are whole passes and on atlases the validation check, the
@@ -288,6 +299,10 @@ def train_classifier(
         raise ValueError(f"cv must be None or an integer >= 2, got {cv!r}")
     check_in(backend, ("auto", "memory", "dask"), "backend")
     random_state = check_random_state(random_state)
+    if min_delta_chance is None:  # extend keeps the stored rule (0 for ensembles trained before it existed)
+        stored = adata.uns.get(key_added) if extend else None
+        params = stored.get("params", {}) if isinstance(stored, Mapping) else {}
+        min_delta_chance = params.get("min_delta_chance", 0.0) if isinstance(stored, Mapping) else MIN_DELTA_CHANCE
     _check_architecture(model, hidden, dropout, model_kwargs)
     _check_training(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                     validation=validation, patience=patience, min_delta=min_delta,
@@ -604,12 +619,13 @@ def _fit_on_workers(spec: dict, indices: list[int], parts: list, *, source: tupl
     threads = sum(client.nthreads().values())
     n_tasks = len(indices) if per_task == 1 else max(1, min(len(indices), threads))
     groups = [g.tolist() for g in np.array_split(np.asarray(indices), n_tasks)]
-    # a task holds its read buffer, its members with their gradients and Adam's two moments, and (if they fit) the
-    # members' validation rows; a worker that cannot hold the first two would pause, its task waiting for ever
+    # a task holds its read buffer, its members (as sent, stacked, with gradients, Adam's two moments and the best
+    # weights: about six copies) and, if they fit, the members' validation rows; a worker that cannot hold the first
+    # two would pause, its task waiting for ever
     probe = _init_members(spec, random_state, fold, groups[0][:1], torch.device("cpu"))[0][0]
-    state = 4 * 4 * sum(int(p.numel()) for p in probe.parameters()) * max(len(g) for g in groups)
+    state = 6 * 4 * sum(int(p.numel()) for p in probe.parameters()) * max(len(g) for g in groups)
     room = check_worker_room(client, BUFFER_BYTES + state + MIN_TASK_WORKSPACE, "training",
-                             ", or train one member per task (vectorize=False)")
+                             ", or train one member per task (vectorize=False)" if max(len(g) for g in groups) > 1 else "")
     hold = None if room is None else int(max(0, min(HOLD_BYTES, room - BUFFER_BYTES - state - MIN_TASK_WORKSPACE)))
     shared = client.scatter([source, y], broadcast=False, hash=False)
     logger.info("%s: %d member(s) in %d task(s) on %d Dask worker thread(s), on %s (tasks 'train-members' in the "
@@ -702,6 +718,17 @@ def _check_training(**values: Any) -> None:
         raise ValueError(f"validation must be a fraction in [0, 1), e.g. validation=0.1 (0 disables early stopping on held-out cells); got {v!r}")
 
 
+def _as_argument(name: str, stored: Any) -> str | None:
+    """The ``train_classifier`` argument that reproduces a stored setting (``None``: no single argument does)."""
+    if name == "epoch_size":
+        return f"epoch_size={None if stored == 0 else stored!r}"  # 0 is how whole passes are stored
+    if name == "gene_order" and stored in ("explicit", "none"):
+        return None  # an explicit order (the same list) or a model without one
+    if name == "model" and stored == "custom":
+        return None
+    return f"{name}={stored!r}"
+
+
 def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dict, classes, features, orders,
                     factory) -> tuple[list, list]:
     """The members (and histories) of the ensemble in ``uns[key]`` that ``extend=True`` keeps."""
@@ -725,8 +752,9 @@ def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dic
     if orders is not None and not all(np.array_equal(a, b) for a, b in zip(ens.orders, orders, strict=False)):
         diff.append("CNN gene orders differ")
     if diff:
-        same = [f"{k}={p.get(k, unrecorded.get(k))!r}" for k, v in settings.items() if p.get(k, unrecorded.get(k)) != v]
-        hint = f" (pass {', '.join(same)} to extend it)" if same else ""
+        args = [_as_argument(k, p.get(k, unrecorded.get(k))) for k, v in settings.items() if p.get(k, unrecorded.get(k)) != v]
+        only_settings = len(args) == len(diff)  # (the architecture, classes, features and gene orders need more than an argument)
+        hint = f" (pass {', '.join(args)} to extend it)" if only_settings and args and None not in args else ""
         raise ValueError(f"extend=True needs the settings of the ensemble in uns[{key!r}]; they differ: " + "; ".join(diff) + hint)
     history = ens.history if ens.history is not None else pd.DataFrame({"model": []})
     return list(ens.modules), [history[history["model"] == f"model_{i}"].reset_index(drop=True) for i in range(ens.n_models)]

@@ -27,6 +27,9 @@ AUTO_EPOCH_SIZE = 100_000
 class TrainConfig:
     """Optimisation settings (the paper's defaults).
 
+    :func:`scxl.tl.train_classifier` sets its own measured ones where these are off, e.g.
+    ``epoch_size=100_000`` and ``min_delta_chance=0.003``.
+
     Adam with cross-entropy and L2 weight decay; the learning rate is multiplied by
     ``lr_factor`` after ``lr_patience`` epochs without improvement of the validation loss
     (``ReduceLROnPlateau``'s own rule: ``min_delta`` does not touch it); training stops after
