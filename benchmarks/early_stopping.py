@@ -40,13 +40,23 @@ sys.path.insert(0, str(HERE))
 import markers  # noqa: E402
 import scale  # noqa: E402
 
-CANDIDATES = [  # (label, patience, min_delta, min_delta_chance)
+CANDIDATES = [  # (label, patience, min_delta, min_delta_chance[, epoch_size]); rule 0 is the rule before 2026-12-07
     ("patience 10, min_delta 0", 10, 0.0, 0.0),
     ("patience 10, min_delta 0.01", 10, 0.01, 0.0),
     ("patience 5, min_delta 0", 5, 0.0, 0.0),
     ("patience 5, min_delta 0.01", 5, 0.01, 0.0),
     # the candidate of benchmarks/early_stopping_curves.py's replay: an absolute floor of 0.3 % of ln K
-    ("patience 10, min_delta_chance 0.003", 10, 0.0, 0.003),
+    ("patience 10, min_delta_chance 0.003", 10, 0.0, 0.003),  # the default since 2026-12-07
+    # exploratory: shorter epochs on atlases, so that patience waits fewer samples
+    ("patience 10, min_delta_chance 0.003, epoch_size 25,000", 10, 0.0, 0.003, 25_000),
+    ("patience 10, min_delta_chance 0.003, epoch_size 10,000", 10, 0.0, 0.003, 10_000),
+]
+
+#: Data sets run only when ``--only`` names them (slow; for questions a rule raises, not for every run).
+EXTRA = [
+    # a hard design larger than the epoch cap: does a shorter epoch (and so a smaller max_epochs in samples) cost?
+    ("combinatorial 30k (seed 9)", lambda: xl.datasets.synthetic_combinatorial(30_000, random_state=9), "group",
+     "planted", "large"),
 ]
 
 
@@ -118,13 +128,13 @@ def run(name, loader, groupby, truth, kind, candidates) -> list[dict]:
     base = loader()
     tsets = markers.truth_sets(base, groupby, truth)
     rows = []
-    for label, patience, min_delta, chance in candidates:
+    for label, patience, min_delta, chance, *size in candidates:
         scores, epochs, secs, accs, bals = [], [], [], [], []
         for seed in (0, 1):
             a = base.copy()
             t = time.perf_counter()
             xl.tl.train_classifier(a, groupby, n_models=10, random_state=seed, patience=patience, min_delta=min_delta,
-                                   min_delta_chance=chance)
+                                   min_delta_chance=chance, epoch_size=size[0] if size else "auto")
             secs.append(time.perf_counter() - t)
             h = xl.get.ensemble(a).history
             epochs.append(h.groupby("model")["epoch"].max().mean())
@@ -177,7 +187,7 @@ def main() -> None:
               f"scxl {xl.__version__}, 10 MLPs per ensemble, max_epochs 100, epoch_size 'auto'")
     print(header, flush=True)
     rows = []
-    for name, loader, groupby, truth, kind in data_sets(quick=args.quick):
+    for name, loader, groupby, truth, kind in data_sets(quick=args.quick) + (EXTRA if args.only else []):
         if args.only and not any(name.startswith(p) for p in args.only.split(",")):
             continue
         rules = CANDIDATES if args.rules is None else [CANDIDATES[int(i)] for i in args.rules.split(",")]
