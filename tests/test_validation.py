@@ -123,10 +123,14 @@ def test_available_memory_respects_cgroup_limits(tmp_path, monkeypatch, cgroup_f
     _files(cgroup, cgroup_files)
     monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     assert available_memory_bytes(str(proc), str(cgroup)) == expected
+    from scxl._validation import available_memory
+
+    assert available_memory(str(proc), str(cgroup))[1] == ("system" if expected == 20 * GIB else "cgroup")
     # ulimit -v 3 GiB with 1 GiB of address space in use leaves 2 GiB, whatever else allows more
     monkeypatch.setattr(resource, "getrlimit", lambda which: (3 * GIB, resource.RLIM_INFINITY) if which == resource.RLIMIT_AS
                         else (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     assert available_memory_bytes(str(proc), str(cgroup)) == min(expected, 2 * GIB)
+    assert available_memory(str(proc), str(cgroup))[1] == "ulimit"
 
 
 def test_available_memory_when_nothing_is_readable(tmp_path, monkeypatch):

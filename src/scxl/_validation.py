@@ -435,7 +435,21 @@ def format_bytes(n_bytes: float) -> str:
 
 
 def available_memory_bytes(proc: str = "/proc", cgroup: str = "/sys/fs/cgroup") -> int | None:
-    """Memory this process can still allocate, or ``None`` if unknown.
+    """Memory this process can still allocate, or ``None`` if unknown (:func:`available_memory` without its source)."""
+    return available_memory(proc, cgroup)[0]
+
+
+#: What limits :func:`available_memory`, for messages.
+MEMORY_LIMITS = {
+    "system": "the free memory of this machine",
+    "cgroup": "the memory limit of this process's cgroup (a container's, or a batch job's such as Slurm --mem: "
+              "ask for more there)",
+    "ulimit": "this process's address-space limit (ulimit -v)",
+}
+
+
+def available_memory(proc: str = "/proc", cgroup: str = "/sys/fs/cgroup") -> tuple[int | None, str | None]:
+    """Memory this process can still allocate and what limits it (a key of :data:`MEMORY_LIMITS`), or ``(None, None)``.
 
     The smallest of what the system has (``MemAvailable`` on Linux), what the process's memory
     cgroups still allow (a container's or a batch scheduler's limit: v2 ``memory.max`` at any level
@@ -450,19 +464,22 @@ def available_memory_bytes(proc: str = "/proc", cgroup: str = "/sys/fs/cgroup") 
         with open(f"{proc}/meminfo") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) * 1024)
+                    found.append((int(line.split()[1]) * 1024, "system"))
                     break
     except (OSError, ValueError, IndexError):
         pass
     if not found:
         try:
-            found.append(int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")))
+            found.append((int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")), "system"))
         except (ValueError, OSError, AttributeError):
             pass
-    for left in (_cgroup_memory_left(proc, cgroup), _address_space_left(proc)):
+    for left, what in ((_cgroup_memory_left(proc, cgroup), "cgroup"), (_address_space_left(proc), "ulimit")):
         if left is not None:
-            found.append(left)
-    return max(min(found), 0) if found else None
+            found.append((left, what))
+    if not found:
+        return None, None
+    left, what = min(found, key=lambda f: f[0])
+    return max(left, 0), what
 
 
 def _read_int(path: str) -> int | None:

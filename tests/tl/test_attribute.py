@@ -286,9 +286,10 @@ def test_layers_that_fit(trained, monkeypatch):
         xl.tl.attribute(a, key_added="bad", layer_genes=["nope"])
     import scxl._validation as V
 
-    monkeypatch.setattr(V, "available_memory_bytes", lambda: 1000)
+    monkeypatch.setattr(V, "available_memory", lambda: (1000, "cgroup"))
     before = set(a.uns), set(a.layers)
-    with pytest.raises(MemoryError, match="store_layer=False.*layer_genes='top'.*float16"):
+    with pytest.raises(MemoryError, match=r"available \(set by the memory limit of this process's cgroup .*Slurm --mem.*\)"
+                                          r".*store_layer=False.*layer_genes='top'.*float16"):
         xl.tl.attribute(a, key_added="big")
     assert (set(a.uns), set(a.layers)) == before
     xl.tl.attribute(a, key_added="lean", store_layer=False)  # rankings only: no layer, no check

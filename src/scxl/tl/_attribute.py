@@ -787,9 +787,10 @@ def _layer_features(X: Aligned, ens, genes) -> np.ndarray:
 
 def _check_layer_memory(dests, dtype: str, n_genes: int, *, sparse: bool, exact_zeros: bool) -> None:
     """Refuse, before computing, a layer that cannot fit, and say what would."""
-    from .._validation import available_memory_bytes, format_bytes
+    from .. import _validation
+    from .._validation import MEMORY_LIMITS, format_bytes
 
-    free = available_memory_bytes()
+    free, limit = _validation.available_memory()
     if free is None:
         return
     need = sum(_Layer.bytes_needed(d, dtype, n_genes, sparse=sparse) for d in dests)
@@ -799,7 +800,8 @@ def _check_layer_memory(dests, dtype: str, n_genes: int, *, sparse: bool, exact_
         return
     raise MemoryError(
         f"the attribution layer would need about {format_bytes(need)} ({dests[0].adata.n_obs} observations × "
-        f"{n_genes} genes, {dtype}, {'sparse' if sparse else 'dense'}) but only {format_bytes(free)} are available. "
+        f"{n_genes} genes, {dtype}, {'sparse' if sparse else 'dense'}) but only {format_bytes(free)} are available "
+        f"(set by {MEMORY_LIMITS[limit]}). "
         "Options: store_layer=False (rankings only, memory flat in the number of cells); layer_genes='top' (the "
         "union of every group's top genes) or a gene list; layer_dtype='float16' (half); or the zero reference "
         "with layer_format='sparse' (unexpressed genes contribute exactly 0)"
