@@ -632,7 +632,7 @@ def attribute(
     if layer_genes is not None and not store_layer:
         warn(f"layer_genes={layer_genes!r} has no effect with store_layer=False (no layer is stored)", stacklevel=4)
     dask_X = _dask_aligned(X) if backend != "memory" else None
-    if dask_X is not None or backend == "dask" or _is_dask(getattr(X.base, "data", None)):
+    if backend == "dask" or _is_dask(getattr(X.base, "data", None)):  # (dask_X is set only for Dask data)
         from ..explain._distributed import refuse_small_workers
 
         refuse_small_workers("attribution")  # with a client active, Dask data is read on its workers
@@ -787,10 +787,9 @@ def _layer_features(X: Aligned, ens, genes) -> np.ndarray:
 
 def _check_layer_memory(dests, dtype: str, n_genes: int, *, sparse: bool, exact_zeros: bool) -> None:
     """Refuse, before computing, a layer that cannot fit, and say what would."""
-    from .. import _validation
-    from .._validation import MEMORY_LIMITS, format_bytes
+    from .._validation import MEMORY_LIMITS, available_memory, format_bytes
 
-    free, limit = _validation.available_memory()
+    free, limit = available_memory()
     if free is None:
         return
     need = sum(_Layer.bytes_needed(d, dtype, n_genes, sparse=sparse) for d in dests)

@@ -301,8 +301,8 @@ def train_classifier(
     random_state = check_random_state(random_state)
     if min_delta_chance is None:  # extend keeps the stored rule (0 for ensembles trained before it existed)
         stored = adata.uns.get(key_added) if extend else None
-        params = stored.get("params", {}) if isinstance(stored, Mapping) else {}
-        min_delta_chance = params.get("min_delta_chance", 0.0) if isinstance(stored, Mapping) else MIN_DELTA_CHANCE
+        min_delta_chance = (stored.get("params", {}).get("min_delta_chance", 0.0) if isinstance(stored, Mapping)
+                            else MIN_DELTA_CHANCE)
     _check_architecture(model, hidden, dropout, model_kwargs)
     _check_training(max_epochs=max_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                     validation=validation, patience=patience, min_delta=min_delta,
@@ -619,20 +619,20 @@ def _fit_on_workers(spec: dict, indices: list[int], parts: list, *, source: tupl
     threads = sum(client.nthreads().values())
     n_tasks = len(indices) if per_task == 1 else max(1, min(len(indices), threads))
     groups = [g.tolist() for g in np.array_split(np.asarray(indices), n_tasks)]
+    inits = [_init_members(spec, random_state, fold, g, client_device) for g in groups]
     # a task holds its read buffer, its members (as sent, stacked, with gradients, Adam's two moments and the best
     # weights: about six copies) and, if they fit, the members' validation rows; a worker that cannot hold the first
     # two would pause, its task waiting for ever
-    probe = _init_members(spec, random_state, fold, groups[0][:1], torch.device("cpu"))[0][0]
-    state = 6 * 4 * sum(int(p.numel()) for p in probe.parameters()) * max(len(g) for g in groups)
+    largest = max(len(g) for g in groups)
+    state = 6 * 4 * sum(int(p.numel()) for p in inits[0][0][0].parameters()) * largest
     room = check_worker_room(client, BUFFER_BYTES + state + MIN_TASK_WORKSPACE, "training",
-                             ", or train one member per task (vectorize=False)" if max(len(g) for g in groups) > 1 else "")
+                             ", or train one member per task (vectorize=False)" if largest > 1 else "")
     hold = None if room is None else int(max(0, min(HOLD_BYTES, room - BUFFER_BYTES - state - MIN_TASK_WORKSPACE)))
     shared = client.scatter([source, y], broadcast=False, hash=False)
     logger.info("%s: %d member(s) in %d task(s) on %d Dask worker thread(s), on %s (tasks 'train-members' in the "
                 "dashboard)", desc, len(indices), len(groups), threads, client_device)
     futures, run = [], uuid.uuid4().hex[:12]
-    for g in groups:
-        members, seeds = _init_members(spec, random_state, fold, g, client_device)
+    for g, (members, seeds) in zip(groups, inits, strict=True):
         futures.append(client.submit(_train_task, members, seeds, *shared, [parts[i] for i in g], n_classes=n_classes,
                                      config=config, random_state=random_state, fold=fold, indices=g, hold_bytes=hold,
                                      device=str(client_device), key=f"train-members-{run}-{g[0]}", pure=False))  # dashboard: "train-members"
@@ -741,8 +741,9 @@ def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dic
         raise ValueError(f"uns[{key!r}] already has {ens.n_models} members; ask for n_models > {ens.n_models}")
     p = ens.params
     unrecorded = {"split": "shared", "epoch_size": 0, "min_delta": 0.0, "min_delta_chance": 0.0}  # what ensembles stored before these keys existed used
+    changed = [(k, v) for k, v in settings.items() if p.get(k, unrecorded.get(k)) != v]
     diff = [f"{k}: stored {p[k]!r}, now {v!r}" if k in p else f"{k}: not recorded (so {unrecorded.get(k)!r}), now {v!r}"
-            for k, v in settings.items() if p.get(k, unrecorded.get(k)) != v]
+            for k, v in changed]
     if ens.spec != spec:
         diff.append(f"architecture: stored {ens.spec}, now {spec}")
     if list(ens.classes) != list(classes):
@@ -752,7 +753,7 @@ def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dic
     if orders is not None and not all(np.array_equal(a, b) for a, b in zip(ens.orders, orders, strict=False)):
         diff.append("CNN gene orders differ")
     if diff:
-        args = [_as_argument(k, p.get(k, unrecorded.get(k))) for k, v in settings.items() if p.get(k, unrecorded.get(k)) != v]
+        args = [_as_argument(k, p.get(k, unrecorded.get(k))) for k, _ in changed]
         only_settings = len(args) == len(diff)  # (the architecture, classes, features and gene orders need more than an argument)
         hint = f" (pass {', '.join(args)} to extend it)" if only_settings and args and None not in args else ""
         raise ValueError(f"extend=True needs the settings of the ensemble in uns[{key!r}]; they differ: " + "; ".join(diff) + hint)
