@@ -224,6 +224,30 @@ def test_worker_room_is_the_tightest_workers_share_below_the_pause_mark():
     assert worker_room(_Scheduler({"d": {"memory_limit": 4 * gib, "nthreads": None}})) == int(0.8 * 4 * gib - WORKER_BASELINE_BYTES)
 
 
+def test_worker_room_asks_each_worker_for_its_own_limits():
+    """Workers may run with another pause fraction than the client's config: each worker's own counts."""
+    import dask
+
+    from scxl.explain._distributed import WORKER_BASELINE_BYTES, check_worker_room, worker_room
+
+    gib = 2**30
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
+                                  memory_limit="2GiB") as cluster, distributed.Client(cluster) as client:
+        assert worker_room(client) == int(0.8 * 2 * gib - WORKER_BASELINE_BYTES)
+        tight = next(iter(cluster.workers.values()))
+        tight.memory_manager.memory_pause_fraction = 0.5  # as a worker started with another config would
+        with dask.config.set({"distributed.worker.memory.pause": 0.9}):  # the client's config does not count
+            assert worker_room(client) == int(0.5 * 2 * gib - WORKER_BASELINE_BYTES)
+            with pytest.raises(MemoryError, match=r"Dask pauses a worker at 50% of its memory_limit"):
+                check_worker_room(client, gib, "attribution")
+        for worker in cluster.workers.values():  # no pausing and no nanny (in-process): nothing stops them
+            worker.memory_manager.memory_pause_fraction = False
+        assert worker_room(client) == int(2 * gib - WORKER_BASELINE_BYTES)
+        with pytest.raises(MemoryError, match=r"a worker without a pause or terminate fraction runs out of memory at its "
+                                              r"memory_limit \(and its tasks fail\)"):
+            check_worker_room(client, 2 * gib, "attribution")
+
+
 def test_workers_too_small_are_refused_before_any_task(trained, monkeypatch):
     """A worker whose memory cannot hold a task would pause, and every computation on it wait for ever: refuse first.
 

@@ -50,31 +50,65 @@ MIN_TASK_WORKSPACE = 32 * 2**20
 def worker_room(client: Any) -> int | None:
     """Bytes one task may use on the tightest worker of ``client``, or ``None`` (no limit set, or no worker yet).
 
-    Dask pauses a worker whose process memory passes ``distributed.worker.memory.pause`` (80 % by
-    default) of its ``memory_limit``, and the tasks of a paused worker wait until memory falls,
-    which, when the worker's baseline plus one task is above that mark, is never. The room is that
-    mark less :data:`WORKER_BASELINE_BYTES`, shared by the worker's threads (a task each).
+    Dask pauses a worker whose process memory passes its pause fraction
+    (``distributed.worker.memory.pause``, 80 % by default) of its ``memory_limit``, and the tasks of
+    a paused worker wait until memory falls, which, when the worker's baseline plus one task is
+    above that mark, is never. The room is that mark less :data:`WORKER_BASELINE_BYTES`, shared by
+    the worker's threads (a task each). Each worker's own limit and fractions are asked for (workers
+    may run with another Dask config than the client's); where they cannot be asked, the
+    scheduler's record and the client's config are used.
     """
+    tightest = _tightest(client)
+    return tightest[0] if tightest else None
+
+
+def _tightest(client: Any) -> tuple[int, float, str] | None:
+    """``(room, stop fraction, how it stops)`` of the tightest worker with a memory limit, or ``None``."""
+    rooms = [(int((frac * limit - WORKER_BASELINE_BYTES) / nthreads), frac, how)
+             for limit, nthreads, frac, how in _limits(client)]
+    return min(rooms, key=lambda r: r[0]) if rooms else None
+
+
+def _limits(client: Any) -> list[tuple[int, int, float, str]]:
+    """``(memory_limit, nthreads, stop fraction, how it stops)`` of every worker that has a memory limit."""
     try:
-        workers = client.scheduler_info(n_workers=-1).get("workers", {})
-    except TypeError:  # distributed before 2025.1 has no n_workers and lists every worker
-        workers = client.scheduler_info().get("workers", {})
-    frac = _stop_fraction()[0]
-    rooms = [(frac * int(w["memory_limit"]) - WORKER_BASELINE_BYTES) / max(int(w.get("nthreads") or 1), 1)
-             for w in workers.values() if w.get("memory_limit")]
-    return int(min(rooms)) if rooms else None
+        found = client.run(_own_limits).values()
+    except Exception:  # an old, restricted or stand-in client: the scheduler's record and our config
+        try:
+            workers = client.scheduler_info(n_workers=-1).get("workers", {})
+        except TypeError:  # distributed before 2025.1 has no n_workers and lists every worker
+            workers = client.scheduler_info().get("workers", {})
+        found = [(w.get("memory_limit"), w.get("nthreads"), *_stop_fraction()) for w in workers.values()]
+    return [(int(limit), max(int(nthreads or 1), 1), float(frac), how) for limit, nthreads, frac, how in found if limit]
 
 
-def _stop_fraction() -> tuple[float, str]:
-    """The fraction of ``memory_limit`` at which a worker stops running tasks (the client's Dask config), and how."""
+def _own_limits(dask_worker: Any) -> tuple[int | None, int, float, str]:
+    """Run on a worker (``client.run``): its memory limit, threads and the fraction at which it stops."""
     import dask
 
-    frac = dask.config.get("distributed.worker.memory.pause", 0.8)
-    if frac is not False and frac is not None:
-        return float(frac), "pauses"
-    frac = dask.config.get("distributed.worker.memory.terminate", 0.95)
-    if frac is not False and frac is not None:
-        return float(frac), "restarts"
+    memory = getattr(dask_worker, "memory_manager", dask_worker)
+    pause = getattr(memory, "memory_pause_fraction", None)
+    # the nanny restarts a worker past the terminate fraction; without a nanny nothing does
+    terminate = dask.config.get("distributed.worker.memory.terminate", 0.95) if getattr(dask_worker, "nanny", None) else None
+    nthreads = getattr(getattr(dask_worker, "state", None), "nthreads", None) or getattr(dask_worker, "nthreads", 1)
+    return (getattr(memory, "memory_limit", None), nthreads, *_stop_fraction(pause, terminate))
+
+
+def _stop_fraction(pause: Any = "config", terminate: Any = "config") -> tuple[float, str]:
+    """The fraction of ``memory_limit`` at which a worker stops running tasks, and how.
+
+    ``"config"``: the fraction in this process's Dask config; ``False`` or ``None``: not set.
+    """
+    import dask
+
+    if pause == "config":
+        pause = dask.config.get("distributed.worker.memory.pause", 0.8)
+    if terminate == "config":
+        terminate = dask.config.get("distributed.worker.memory.terminate", 0.95)
+    if pause is not False and pause is not None:
+        return float(pause), "pauses"
+    if terminate is not False and terminate is not None:
+        return float(terminate), "restarts"
     return 1.0, "runs out of memory"
 
 
@@ -84,12 +118,14 @@ def check_worker_room(client: Any, need: int, what: str, hint: str = "") -> int 
 
     room = worker_room(client)
     if room is not None and need > room:
-        frac, how = _stop_fraction()
+        frac, how = (_tightest(client) or (None, *_stop_fraction()))[1:]
         raise MemoryError(
             f"{what} needs about {_size(need)} per task on a Dask worker beside the worker's own "
             f"{_size(WORKER_BASELINE_BYTES)} (Python, torch, scxl), but the tightest worker allows "
-            f"{_size(max(room, 0))} per thread: Dask {how} a worker at {frac:.0%} of its memory_limit "
-            f"({'and its tasks then wait for ever' if how == 'pauses' else 'and its tasks fail'}). Give the workers more memory (at least 2 GiB each, e.g. "
+            f"{_size(max(room, 0))} per thread: "
+            + (f"Dask {how} a worker at {frac:.0%} of its memory_limit" if how != "runs out of memory" else
+               "a worker without a pause or terminate fraction runs out of memory at its memory_limit")
+            + f" ({'and its tasks then wait for ever' if how == 'pauses' else 'and its tasks fail'}). Give the workers more memory (at least 2 GiB each, e.g. "
             "LocalCluster(memory_limit='4GiB') or dask worker --memory-limit 4GiB) or fewer threads per worker"
             + hint)
     return room
