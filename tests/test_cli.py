@@ -45,6 +45,36 @@ def test_run_passes_early_stopping_options(synth, tmp_path):
     assert params["patience"] == 3 and params["min_delta"] == 0.02 and params["min_delta_chance"] == 0.003
 
 
+def test_run_interrupted_in_training_saves_the_members_and_stops(synth, tmp_path, capsys, monkeypatch):
+    import pytest
+
+    from scxl._logging import ScxlWarning
+    from scxl.train import _stacked
+
+    real, calls = _stacked._evaluate, []
+
+    def stop(*args, **kwargs):  # Ctrl-C in the second epoch
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_stacked, "_evaluate", stop)
+    path = tmp_path / "in.h5ad"
+    synth.write_h5ad(path)
+    out = tmp_path / "out"
+    with pytest.warns(ScxlWarning, match="interrupted"):
+        try:
+            code = main(["run", str(path), "--groupby", "group", "--n-models", "2", "--max-epochs", "3", "--out", str(out),
+                         "--quiet"])
+        except KeyboardInterrupt:  # pragma: no cover - would otherwise stop pytest itself
+            pytest.fail("the KeyboardInterrupt escaped scxl run")
+    assert code == 130
+    assert (out / "ensemble.npz").exists() and not (out / "predictions.csv").exists()
+    assert ad.read_h5ad(out / "scxl_result.h5ad").uns["xl"]["params"]["interrupted"]
+    assert "interrupted during training; the 2 member(s) trained so far (0 finished) are saved" in capsys.readouterr().err
+
+
 def test_bad_arguments_exit_nonzero(synth, tmp_path, capsys):
     assert main(["run", str(tmp_path / "missing.h5ad"), "--groupby", "x", "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err

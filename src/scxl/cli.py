@@ -157,9 +157,17 @@ def _run(args: argparse.Namespace) -> int:
         min_delta_chance=args.min_delta_chance,
         random_state=args.random_state, device=args.device,
     )
-    xl.tl.predict(adata)
     out.mkdir(parents=True, exist_ok=True)
     ens = xl.get.ensemble(adata)
+    if ens.params.get("interrupted"):  # Ctrl-C during training: keep what was trained, run nothing more
+        ens.save(out / "ensemble.npz")
+        suffix = ".h5mu" if type(adata).__name__ == "MuData" else ".h5ad"
+        adata.write(out / f"scxl_result{suffix}") if suffix == ".h5mu" else adata.write_h5ad(out / f"scxl_result{suffix}")
+        print(f"scxl run: interrupted during training; the {ens.n_models} member(s) trained so far "
+              f"({ens.params['n_finished']} finished) are saved in {out / 'ensemble.npz'} and {out / ('scxl_result' + suffix)} "
+              "(uns['xl']); nothing else was run", file=sys.stderr)
+        return 130
+    xl.tl.predict(adata)
     ens.save(out / "ensemble.npz")
     pred = adata.obs[["xl_prediction", "xl_confidence", "xl_uncertainty"]].copy()
     pred.insert(0, groupby, adata.obs[groupby])

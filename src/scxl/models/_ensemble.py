@@ -135,6 +135,8 @@ class Ensemble:
             f"Ensemble of {self.n_models} {self.model_type.upper()} models: "
             f"{len(self.var_names)} features → {len(self.classes)} classes "
             f"({', '.join(self.classes[:6])}{', …' if len(self.classes) > 6 else ''})"
+            + (f"; training interrupted, {self.params.get('n_finished', 0)} of them finished"
+               if (self.params or {}).get("interrupted") else "")
         )
 
     def to(self, device: str | torch.device) -> Ensemble:

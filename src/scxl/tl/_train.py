@@ -44,6 +44,7 @@ from ..models import Ensemble, build_module, default_spec, register_factory, res
 from ..train import (
     AUTO_EPOCH_SIZE,
     TrainConfig,
+    TrainingInterrupted,
     classification_metrics,
     fit_member,
     fit_members,
@@ -117,6 +118,13 @@ def train_classifier(
     counts (e.g. scATAC fragments) look like that; for data that are meant to be small integers
     (copy numbers, genotypes) silence it with
     ``warnings.filterwarnings("ignore", message=".*too small to be sure these are raw counts")``.
+
+    **Interrupting** (Ctrl-C, a notebook's stop button) keeps the work done once an epoch has
+    finished: the call returns, stores the members trained so far (those still in training with
+    their best weights so far) with ``params["interrupted"] = True`` and
+    ``params["n_finished"]``, and warns; the same call with ``extend=True`` then finishes the
+    training and gives the ensemble an uninterrupted run gives. An interrupted cross-validation
+    keeps the trained ensemble without the cross-validated metrics.
 
     Parameters
     ----------
@@ -236,7 +244,8 @@ def train_classifier(
         members are kept and only the missing ones are trained. Member seeds (and splits) depend
         only on ``random_state`` and the member's index, so the result is identical to training
         all ``n_models`` at once; every other setting must therefore equal the stored one (an
-        error lists the differences). Not with ``cv``.
+        error lists the differences). Of an interrupted ensemble only the members whose training
+        had finished are kept. Not with ``cv``.
     vectorize
         Train all MLP members at once: their weights are stacked and every mini-batch goes
         through one batched pass for all members (the data are read once per step for all of
@@ -405,56 +414,80 @@ def train_classifier(
     }
     kept: list[torch.nn.Module] = []
     kept_history: list[pd.DataFrame] = []
+    resumed = False  # extend=True on an interrupted ensemble: its unfinished members are trained again
     if extend:
         if cv:
             raise ValueError("extend=True cannot be combined with cv; estimate accuracy with cv on a full training run")
-        kept, kept_history = _stored_members(adata, key_added, n_models=n_models, settings=settings, spec=spec,
-                                             classes=classes, features=features, orders=orders,
-                                             factory=model if callable(model) else None)
+        kept, kept_history, resumed = _stored_members(adata, key_added, n_models=n_models, settings=settings, spec=spec,
+                                                      classes=classes, features=features, orders=orders,
+                                                      factory=model if callable(model) else None)
         kept = [m.to(dev).eval() for m in kept]
 
     factory = model if callable(model) else None
 
     source = (inputs.matrix, labelled, cols, _member_seed(random_state, 3)[0]) if on_workers else None
 
-    def train_ensemble(parts: list, desc: str, fold: int = 0, start: int = 0) -> tuple[list, list]:
-        modules, histories = [], []
+    def train_ensemble(parts: list, desc: str, fold: int = 0, start: int = 0) -> tuple[list, list, list[bool]]:
+        """Members ``start``.. with their histories and whether each finished its training.
+
+        On Ctrl-C the members trained so far come back, those in training with their best weights
+        so far (``finished`` False); members not reached are missing.
+        """
+        modules, histories, finished = [], [], []
         indices = list(range(start, n_models))
-        trained = None
-        if on_workers and indices:
-            trained = _fit_on_workers(spec, indices, parts, source=source, y=y, n_classes=n_classes, config=config,
-                                      random_state=random_state, fold=fold, client_device=dev,
-                                      per_task=None if vectorize else 1, desc=desc)
-        elif vectorize and model == "mlp" and dev.type in ("cpu", "cuda") and indices:
-            # all members at once: each built from its own seed as below, its dropout generator in the state
-            # the global one would be in after that initialisation
-            members, seeds = _init_members(spec, random_state, fold, indices, dev)
-            if all(stackable(m) for m in members):
-                trained = _fit_stacked(members, seeds, fetch, y, [parts[i] for i in indices], n_classes=n_classes,
-                                       config=config, random_state=random_state, fold=fold, indices=indices, device=dev,
-                                       desc=f"{desc} (all at once)")
+        trained, done = None, None
+        try:
+            if on_workers and indices:
+                trained = _fit_on_workers(spec, indices, parts, source=source, y=y, n_classes=n_classes, config=config,
+                                          random_state=random_state, fold=fold, client_device=dev,
+                                          per_task=None if vectorize else 1, desc=desc)
+            elif vectorize and model == "mlp" and dev.type in ("cpu", "cuda") and indices:
+                # all members at once: each built from its own seed as below, its dropout generator in the state
+                # the global one would be in after that initialisation
+                members, seeds = _init_members(spec, random_state, fold, indices, dev)
+                if all(stackable(m) for m in members):
+                    trained = _fit_stacked(members, seeds, fetch, y, [parts[i] for i in indices], n_classes=n_classes,
+                                           config=config, random_state=random_state, fold=fold, indices=indices,
+                                           device=dev, desc=f"{desc} (all at once)")
+        except TrainingInterrupted as stop:
+            trained, done = stop.results, stop.finished
         if trained is not None:
-            for i, (m, hist) in zip(indices, trained, strict=True):
+            for i, (m, hist) in zip(indices, trained, strict=False):  # (workers: the groups that finished)
                 hist.insert(0, "model", f"model_{i}")
                 modules.append(m)
                 histories.append(hist)
-            return modules, histories
+            return modules, histories, [True] * len(modules) if done is None else list(done)
         for i in progress(indices, desc=desc, leave=True):
             tr, va = parts[i]
             seed, rng = _member_seed(random_state, 2 + fold, i)
-            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-                torch.manual_seed(seed)
-                m = build_module(spec, order=None if orders is None else orders[i], factory=factory)
-                m, hist = fit_member(m, fetch, y, tr, va, n_classes=n_classes, config=config, rng=rng, device=dev,
-                                     desc=f"model {i + 1}/{n_models}")
+            try:
+                with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                    torch.manual_seed(seed)
+                    m = build_module(spec, order=None if orders is None else orders[i], factory=factory)
+                    m, hist = fit_member(m, fetch, y, tr, va, n_classes=n_classes, config=config, rng=rng, device=dev,
+                                         desc=f"model {i + 1}/{n_models}")
+                finished.append(True)
+            except KeyboardInterrupt as stop:  # keep the members trained so far (and this one's best weights so far)
+                if isinstance(stop, TrainingInterrupted):
+                    (m, hist), = stop.results
+                    finished.append(False)
+                elif not modules:
+                    raise
+                else:
+                    break
             hist.insert(0, "model", f"model_{i}")
             modules.append(m)
             histories.append(hist)
-        return modules, histories
+            if not finished[-1]:
+                break
+        return modules, histories, finished
 
-    modules, histories = train_ensemble(
+    modules, histories, finished = train_ensemble(
         member_splits, f"training {n_models - len(kept)} {model_name.upper()}", start=len(kept))
+    interrupted = len(modules) < n_models - len(kept) or not all(finished)
+    n_finished = len(kept) + (finished.index(False) if False in finished else len(finished))  # leading members
     modules, histories = kept + modules, kept_history + histories
+    member_splits = member_splits[: len(modules)]
     history = pd.concat(histories, ignore_index=True)
 
     # evaluation: each member on its own validation cells; the ensemble on every held-out cell,
@@ -477,24 +510,35 @@ def train_classifier(
         recalls["ensemble"] = met["recall"]
         confusion = met["confusion"]
 
-    if cv:
+    cv_stopped = None  # the fold during which a Ctrl-C stopped the cross-validation
+    if cv and not interrupted:
         _, cv_rng = _member_seed(random_state, 1000)
         oof = np.zeros((y.size, n_classes), dtype=np.float32)
-        for k, test in enumerate(stratified_kfold(y, int(cv), cv_rng)):
-            rest = np.setdiff1d(np.arange(y.size), test)
-            parts = [(rest[tr], rest[va]) for tr, va in splits(y[rest], 2000 + k)]  # own stream (1000 drew the folds)
-            mods_k, _ = train_ensemble(parts, f"CV fold {k + 1}/{cv}", fold=100 + k)
-            oof[test] = _proba(mods_k, fetch, test, n_classes).mean(0)
-            rows[f"cv_fold_{k + 1}"] = _row(classification_metrics(y[test], oof[test].argmax(1), n_classes), "held-out fold")
-        met = classification_metrics(y, oof.argmax(1), n_classes)
-        rows["cv"] = _row(met, "out-of-fold")
-        recalls["cv"] = met["recall"]
+        try:
+            for k, test in enumerate(stratified_kfold(y, int(cv), cv_rng)):
+                cv_stopped = k + 1
+                rest = np.setdiff1d(np.arange(y.size), test)
+                parts = [(rest[tr], rest[va]) for tr, va in splits(y[rest], 2000 + k)]  # own stream (1000 drew the folds)
+                mods_k, _, done_k = train_ensemble(parts, f"CV fold {k + 1}/{cv}", fold=100 + k)
+                if len(mods_k) < n_models or not all(done_k):  # a fold's ensemble cut short estimates nothing
+                    raise KeyboardInterrupt
+                oof[test] = _proba(mods_k, fetch, test, n_classes).mean(0)
+                rows[f"cv_fold_{k + 1}"] = _row(classification_metrics(y[test], oof[test].argmax(1), n_classes),
+                                                "held-out fold")
+            cv_stopped = None
+        except KeyboardInterrupt:  # the ensemble itself is trained: keep it, without the cross-validation
+            rows = {name: row for name, row in rows.items() if not name.startswith("cv_fold_")}
+        if cv_stopped is None:
+            met = classification_metrics(y, oof.argmax(1), n_classes)
+            rows["cv"] = _row(met, "out-of-fold")
+            recalls["cv"] = met["recall"]
 
     fetch.release()  # the held validation rows: evaluated
     metrics = pd.DataFrame.from_dict(rows, orient="index") if rows else None
     recall = pd.DataFrame(recalls, index=pd.Index(classes, name="class")) if recalls else None
     params = {
-        **settings, "n_models": int(n_models), "cv": int(cv) if cv else 0, "device": str(dev),
+        **settings, "n_models": len(modules), "cv": int(cv) if cv and not interrupted and cv_stopped is None else 0,
+        "interrupted": bool(interrupted), "n_finished": int(n_finished), "device": str(dev),
         "vectorize": bool(vectorize), "streamed": bool(fetch.streamed), "backend": "dask" if on_workers else "memory",
         "n_train": int(member_splits[0][0].size), "n_validation": int(member_splits[0][1].size),
         "class_counts": [int(v) for v in counts.to_numpy()],
@@ -510,15 +554,37 @@ def train_classifier(
                           "validation_members": mask})
     if not is_mudata(adata):
         view_to_actual(adata)
-    replaced = key_added in adata.uns and not extend  # (extend keeps the members its results were computed with)
+    # (extend keeps the members the stored results were computed with, unless it trained unfinished ones again)
+    replaced = key_added in adata.uns and (not extend or resumed)
     adata.uns[key_added] = ens.to_dict()  # the one write
     if replaced:
         _drop_stale_results(adata, key_added)
+    if interrupted or cv_stopped:
+        warn(_interrupted_message(key_added, n_models=n_models, n_kept=len(modules), n_finished=n_finished,
+                                  model=model_name, cv=cv, cv_fold=cv_stopped))
     summary = ""
     if metrics is not None and "ensemble" in metrics.index:
         summary = f"; validation accuracy {metrics.loc['ensemble', 'accuracy']:.3f}, balanced {metrics.loc['ensemble', 'balanced_accuracy']:.3f}"
     logger.info("finished training (%.1fs): added uns[%r] (%r)%s", time.perf_counter() - t0, key_added, ens, summary)
     return adata if copy else None
+
+
+def _interrupted_message(key: str, *, n_models: int, n_kept: int, n_finished: int, model: str, cv: int | None,
+                         cv_fold: int | None) -> str:
+    """What a Ctrl-C left in ``uns[key]``, and how to finish."""
+    if cv_fold:
+        return (f"train_classifier was interrupted during the cross-validation (fold {cv_fold} of {cv}): the ensemble "
+                f"in uns[{key!r}] is fully trained and stored, without the cross-validated metrics (params['cv'] is 0); "
+                f"run the call again with cv={cv} to estimate its accuracy")
+    cut, missing = n_kept - n_finished, n_models - n_kept
+    parts = [f"{n_finished} finished" if n_finished else "",
+             f"{cut} cut short with {'its' if cut == 1 else 'their'} best weights so far (the epoch of lowest validation "
+             "loss)" if cut else "", f"{missing} not trained" if missing else ""]
+    return (f"train_classifier was interrupted: uns[{key!r}] holds {n_kept} of the {n_models} {model.upper()} members "
+            f"({', '.join(p for p in parts if p)}), and params['interrupted'] is True. Its predictions and rankings work; "
+            "to finish the training, run the same call with extend=True: it keeps the finished members and trains the "
+            "others, which gives the ensemble an uninterrupted run gives"
+            + (f" (the cross-validation, cv={cv}, was not run: run the full call again to estimate the accuracy)" if cv else ""))
 
 
 def _drop_stale_results(adata: Any, key: str) -> None:
@@ -636,8 +702,20 @@ def _fit_on_workers(spec: dict, indices: list[int], parts: list, *, source: tupl
         futures.append(client.submit(_train_task, members, seeds, *shared, [parts[i] for i in g], n_classes=n_classes,
                                      config=config, random_state=random_state, fold=fold, indices=g, hold_bytes=hold,
                                      device=str(client_device), key=f"train-members-{run}-{g[0]}", pure=False))  # dashboard: "train-members"
-    trained = [pair for result in client.gather(futures) for pair in result]
-    return [(m.to(client_device).eval(), h) for m, h in trained]
+    try:
+        results = client.gather(futures)
+    except KeyboardInterrupt:  # keep the groups that finished, in index order up to the first that had not
+        results = []
+        for future in futures:
+            if future.status != "finished":
+                break
+            results.append(future.result())
+        client.cancel(futures)
+        if not results:
+            raise
+        trained = [(m.to(client_device).eval(), h) for result in results for m, h in result]
+        raise TrainingInterrupted(trained, [True] * len(trained)) from None
+    return [(m.to(client_device).eval(), h) for result in results for m, h in result]
 
 
 def _train_task(members: list, seeds: list, source: tuple, y: np.ndarray, parts: list, *, n_classes: int,
@@ -730,16 +808,24 @@ def _as_argument(name: str, stored: Any) -> str | None:
 
 
 def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dict, classes, features, orders,
-                    factory) -> tuple[list, list]:
-    """The members (and histories) of the ensemble in ``uns[key]`` that ``extend=True`` keeps."""
+                    factory) -> tuple[list, list, bool]:
+    """The members (and histories) of the ensemble in ``uns[key]`` that ``extend=True`` keeps, and whether it drops some.
+
+    Those of an interrupted ensemble are its first ``params["n_finished"]``, whose training had
+    finished; the others are trained again.
+    """
     from ..get import ensemble as get_ensemble
 
     if key not in adata.uns:
         raise ValueError(f"extend=True needs an ensemble in uns[{key!r}]; train one first (extend=False)")
     ens = get_ensemble(adata, key, factory=factory)
-    if ens.n_models >= n_models:
-        raise ValueError(f"uns[{key!r}] already has {ens.n_models} members; ask for n_models > {ens.n_models}")
     p = ens.params
+    # an interrupted ensemble: its first n_finished members had finished, the others are trained again
+    keep = min(int(p.get("n_finished", ens.n_models)), ens.n_models) if p.get("interrupted") else ens.n_models
+    if keep >= n_models:
+        raise ValueError(f"uns[{key!r}] already has {keep} member{'s' if keep != 1 else ''}"
+                         + (f" that finished training (of {ens.n_models}: it was interrupted)" if keep < ens.n_models else "")
+                         + f"; ask for n_models > {keep}")
     unrecorded = {"split": "shared", "epoch_size": 0, "min_delta": 0.0, "min_delta_chance": 0.0}  # what ensembles stored before these keys existed used
     changed = [(k, v) for k, v in settings.items() if p.get(k, unrecorded.get(k)) != v]
     diff = [f"{k}: stored {p[k]!r}, now {v!r}" if k in p else f"{k}: not recorded (so {unrecorded.get(k)!r}), now {v!r}"
@@ -758,7 +844,11 @@ def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dic
         hint = f" (pass {', '.join(args)} to extend it)" if only_settings and args and None not in args else ""
         raise ValueError(f"extend=True needs the settings of the ensemble in uns[{key!r}]; they differ: " + "; ".join(diff) + hint)
     history = ens.history if ens.history is not None else pd.DataFrame({"model": []})
-    return list(ens.modules), [history[history["model"] == f"model_{i}"].reset_index(drop=True) for i in range(ens.n_models)]
+    if keep < ens.n_models:
+        logger.info("uns[%r] was interrupted: keeping its %d finished member(s), training members %d-%d", key, keep, keep,
+                    n_models - 1)
+    return (list(ens.modules)[:keep], [history[history["model"] == f"model_{i}"].reset_index(drop=True) for i in range(keep)],
+            keep < ens.n_models)
 
 
 def _row(met: dict, evaluated_on: str, **extra: Any) -> dict[str, Any]:

@@ -22,6 +22,41 @@ BALANCE = ("upsample", "weights", "none")
 #: data sets up to this size are whole passes; on atlases the validation checks come every this many samples.
 AUTO_EPOCH_SIZE = 100_000
 
+#: The columns of a member's training history, one row per finished epoch.
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C, a notebook's stop button) after at least one epoch.
+
+    Raised by :func:`fit_member` and :func:`~scxl.train.fit_members` in place of the
+    ``KeyboardInterrupt`` (of which it is a subclass, so code that does not look for it stops as
+    before) once every member in training has finished an epoch: the members are handed over
+    with their best weights so far.
+
+    Attributes
+    ----------
+    results
+        ``(module, history)`` of each member, best weights so far restored (eval mode), as the
+        training function would have returned them; a history holds the finished epochs.
+    finished
+        Per member, whether its training had ended (early stopping or ``max_epochs``) before the
+        interruption.
+
+    Examples
+    --------
+    >>> from scxl.train import TrainingInterrupted
+    >>> try:
+    ...     raise TrainingInterrupted([], [])
+    ... except KeyboardInterrupt as stop:  # what code that does not know it catches
+    ...     print(type(stop).__name__, stop.finished)
+    TrainingInterrupted []
+    """
+
+    def __init__(self, results: list[tuple[nn.Module, pd.DataFrame]], finished: list[bool]) -> None:
+        super().__init__("training interrupted")
+        self.results, self.finished = results, finished
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -242,6 +277,12 @@ def fit_member(
         Device of ``module`` and of the fetched tensors.
     desc
         Progress bar label.
+
+    Raises
+    ------
+    TrainingInterrupted
+        On a ``KeyboardInterrupt`` (Ctrl-C) after the first epoch, with the module and its best
+        weights so far (before that, the ``KeyboardInterrupt`` itself).
     """
     module.to(device)
     y_train = y[train_idx]
@@ -263,59 +304,69 @@ def fit_member(
     if val_idx.size and hasattr(fetch, "hold"):  # the validation rows, read once rather than every epoch
         fetch.hold(val_idx)
     bar = progress(range(config.max_epochs), desc=desc, leave=False)
-    for epoch in bar:
-        module.train()
-        positions = train_idx[epoch_order(y_train, n_classes, config.balance, rng)]
-        if arrange is not None:  # block-shuffled reading from disk
-            positions = arrange(epoch, positions)
-        positions = positions[: config.epoch_size]  # None: the whole epoch
-        total, seen, correct = 0.0, 0, 0
-        bs = epoch_batch_size(config.batch_size, positions.size)
-        for start in range(0, positions.size, bs):
-            b = positions[start : start + bs]
-            if b.size < 2:  # BatchNorm needs two samples in training mode
-                continue
-            xb = read_batch(b)
-            target = torch.as_tensor(y[b], device=device)
-            opt.zero_grad(set_to_none=True)
-            logits = module(xb)
-            loss = loss_fn(logits, target)
-            loss.backward()
-            opt.step()
-            n_steps += 1
-            if n_steps % FLUSH_EVERY == 0:  # subnormal weights slow the CPU several times
-                flush_tiny_([t for p in module.parameters() for t in (p, *_adam_moments(opt, p))])
-            total += loss.item() * b.size
-            seen += b.size
-            correct += int((logits.argmax(1) == target).sum())
-        train_loss = total / max(seen, 1)
-        if val_idx.size:
-            val_loss, pred = evaluate(module, fetch, val_idx, y, 4 * config.batch_size)
-            val_acc = float((pred == y[val_idx]).mean())
-        else:
-            val_loss, val_acc = train_loss, float("nan")
-        monitored = val_loss
-        rows.append(
-            {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": correct / max(seen, 1),
-             "val_loss": val_loss if val_idx.size else np.nan, "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"]}
-        )
-        bar.set_postfix(val_loss=f"{val_loss:.3f}")
-        if improved(monitored, lowest, 0.0):  # the weights restored: lowest validation loss
-            lowest, best_epoch = monitored, epoch + 1
-            best_state = copy.deepcopy(module.state_dict())
-        if improved(monitored, best_loss, config.min_delta, floor):  # the patience counter: min_delta(_chance)
-            best_loss, bad = monitored, 0
-        else:
-            bad += 1
-        sched.step(monitored)
-        if bad >= config.patience:
-            break
+    interrupted = False
+    try:
+        for epoch in bar:
+            module.train()
+            positions = train_idx[epoch_order(y_train, n_classes, config.balance, rng)]
+            if arrange is not None:  # block-shuffled reading from disk
+                positions = arrange(epoch, positions)
+            positions = positions[: config.epoch_size]  # None: the whole epoch
+            total, seen, correct = 0.0, 0, 0
+            bs = epoch_batch_size(config.batch_size, positions.size)
+            for start in range(0, positions.size, bs):
+                b = positions[start : start + bs]
+                if b.size < 2:  # BatchNorm needs two samples in training mode
+                    continue
+                xb = read_batch(b)
+                target = torch.as_tensor(y[b], device=device)
+                opt.zero_grad(set_to_none=True)
+                logits = module(xb)
+                loss = loss_fn(logits, target)
+                loss.backward()
+                opt.step()
+                n_steps += 1
+                if n_steps % FLUSH_EVERY == 0:  # subnormal weights slow the CPU several times
+                    flush_tiny_([t for p in module.parameters() for t in (p, *_adam_moments(opt, p))])
+                total += loss.item() * b.size
+                seen += b.size
+                correct += int((logits.argmax(1) == target).sum())
+            train_loss = total / max(seen, 1)
+            if val_idx.size:
+                val_loss, pred = evaluate(module, fetch, val_idx, y, 4 * config.batch_size)
+                val_acc = float((pred == y[val_idx]).mean())
+            else:
+                val_loss, val_acc = train_loss, float("nan")
+            monitored = val_loss
+            rows.append(
+                {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": correct / max(seen, 1),
+                 "val_loss": val_loss if val_idx.size else np.nan, "val_accuracy": val_acc, "lr": opt.param_groups[0]["lr"]}
+            )
+            bar.set_postfix(val_loss=f"{val_loss:.3f}")
+            if improved(monitored, lowest, 0.0):  # the weights restored: lowest validation loss
+                best_state = copy.deepcopy(module.state_dict())
+                lowest, best_epoch = monitored, epoch + 1
+            if improved(monitored, best_loss, config.min_delta, floor):  # the patience counter: min_delta(_chance)
+                best_loss, bad = monitored, 0
+            else:
+                bad += 1
+            sched.step(monitored)
+            if bad >= config.patience:
+                break
+    except KeyboardInterrupt:  # Ctrl-C: stop here, the best weights so far restored below
+        interrupted = True
     bar.close()
     if hasattr(fetch, "release"):  # the batch buffers; the held validation rows stay for the evaluation that follows
         fetch.release(held=False)
     if best_state is not None:
         module.load_state_dict(best_state)
     module.eval()
-    history = pd.DataFrame(rows)
+    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     history["best"] = history["epoch"] == best_epoch
+    if interrupted:
+        if not rows:  # not one epoch finished: nothing worth handing over
+            raise KeyboardInterrupt("training interrupted before its first epoch finished: no member to keep") from None
+        if best_state is None:  # interrupted before the first epoch's weights were kept: the module holds them
+            history["best"] = history["epoch"] == history["epoch"].iloc[-1]
+        raise TrainingInterrupted([(module, history)], [False])
     return module, history

@@ -35,8 +35,10 @@ from .._logging import progress as _progress_bar
 from .._subnormal import FLUSH_EVERY, flush_tiny_
 from ..models._modules import Dropout, dropout_noise
 from ._loop import (
+    HISTORY_COLUMNS,
     Fetch,
     TrainConfig,
+    TrainingInterrupted,
     chance_floor,
     epoch_batch_size,
     epoch_order,
@@ -419,6 +421,12 @@ def fit_members(
     -------
     ``(module, history)`` of every member, best weights restored (eval mode).
 
+    Raises
+    ------
+    TrainingInterrupted
+        On a ``KeyboardInterrupt`` (Ctrl-C) once every member has finished an epoch, with every
+        member and its best weights so far (before that, the ``KeyboardInterrupt`` itself).
+
     Examples
     --------
     >>> import numpy as np, torch
@@ -473,76 +481,86 @@ def fit_members(
     if n_val and hasattr(fetch, "hold"):  # every member's validation rows, read once rather than every epoch
         fetch.hold(np.concatenate(val))
     bar = _progress_bar(range(config.max_epochs), desc=desc, leave=False, disable=not progress)
-    for epoch in bar:
-        orders = []
-        for i in active:
-            pos = splits[i][0][epoch_order(y_trains[i], n_classes, config.balance, rngs[i])]
-            orders.append(arrange(epoch, pos) if arrange is not None else pos)
-        if len({o.size for o in orders}) != 1:
-            raise ValueError("fit_members needs epochs of one length for all members (stratified splits of the same labels)")
-        order = np.stack(orders)[:, : config.epoch_size]  # None: the whole epoch
-        length = order.shape[1]
-        bs = epoch_batch_size(config.batch_size, length)
-        total, seen, correct = np.zeros(len(active)), 0, np.zeros(len(active), dtype=np.int64)
-        gens = [generators[i] for i in active]
-        for start in range(0, length, bs):
-            b = order[:, start : start + bs]
-            if b.shape[1] < 2:  # BatchNorm needs two samples in training mode
-                continue
-            xb = read_batch(b) if read_batch is not None else torch.stack([fetch(r) for r in b])
-            target = torch.as_tensor(y[b], device=device)
-            logits = stack.forward(xb, train=True, generators=gens)
-            if weights is None and hasattr(torch, "_log_softmax_backward_data"):  # private: absent -> per member
-                losses = _cross_entropy_backward(logits, target)
-            else:
-                losses = [F.cross_entropy(lg, t, weight=weights[i])
-                          for lg, t, i in zip(logits.unbind(0), target.unbind(0), active, strict=True)]
-                torch.stack(losses).sum().backward()
+    interrupted = False
+    try:
+        for epoch in bar:
+            orders = []
             for i in active:
-                steps[i] += 1
-            stack.adam_step([dummies[i].param_groups[0]["lr"] for i in active], [steps[i] for i in active],
-                            config.weight_decay)
-            values = torch.stack(losses).detach().cpu().tolist()
-            total += np.asarray(values) * b.shape[1]
-            seen += b.shape[1]
-            correct += (logits.detach().argmax(2) == target).sum(1).cpu().numpy()
-        val_loss, val_acc = _evaluate(stack, fetch, [val[i] for i in active], y, 4 * config.batch_size, n_val)
-        stopped = []
-        for r, i in enumerate(active):
-            train_loss = total[r] / max(seen, 1)
-            vl, va_ = (val_loss[r], val_acc[r]) if n_val else (train_loss, float("nan"))
-            rows[i].append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": int(correct[r]) / max(seen, 1),
-                            "val_loss": vl if n_val else np.nan, "val_accuracy": va_, "lr": dummies[i].param_groups[0]["lr"]})
-            if improved(vl, lowest[i], 0.0):  # the weights restored: lowest validation loss
-                lowest[i], best_epoch[i] = vl, epoch + 1
-                best_state[i] = stack.state(r)
-            if improved(vl, best_loss[i], config.min_delta, floor):  # the patience counter: min_delta(_chance)
-                best_loss[i], bad[i] = vl, 0
-            else:
-                bad[i] += 1
-            scheds[i].step(vl)
-            if bad[i] >= config.patience or epoch + 1 == config.max_epochs:
-                stopped.append(r)
-                final[i] = stack.state(r)
-        if active:
-            bar.set_postfix(active=len(active) - len(stopped))
-        if stopped:
-            keep = [r for r in range(len(active)) if r not in stopped]
-            active = [active[r] for r in keep]
-            if not active:
-                break
-            stack.keep(keep)
+                pos = splits[i][0][epoch_order(y_trains[i], n_classes, config.balance, rngs[i])]
+                orders.append(arrange(epoch, pos) if arrange is not None else pos)
+            if len({o.size for o in orders}) != 1:
+                raise ValueError("fit_members needs epochs of one length for all members (stratified splits of the same labels)")
+            order = np.stack(orders)[:, : config.epoch_size]  # None: the whole epoch
+            length = order.shape[1]
+            bs = epoch_batch_size(config.batch_size, length)
+            total, seen, correct = np.zeros(len(active)), 0, np.zeros(len(active), dtype=np.int64)
+            gens = [generators[i] for i in active]
+            for start in range(0, length, bs):
+                b = order[:, start : start + bs]
+                if b.shape[1] < 2:  # BatchNorm needs two samples in training mode
+                    continue
+                xb = read_batch(b) if read_batch is not None else torch.stack([fetch(r) for r in b])
+                target = torch.as_tensor(y[b], device=device)
+                logits = stack.forward(xb, train=True, generators=gens)
+                if weights is None and hasattr(torch, "_log_softmax_backward_data"):  # private: absent -> per member
+                    losses = _cross_entropy_backward(logits, target)
+                else:
+                    losses = [F.cross_entropy(lg, t, weight=weights[i])
+                              for lg, t, i in zip(logits.unbind(0), target.unbind(0), active, strict=True)]
+                    torch.stack(losses).sum().backward()
+                for i in active:
+                    steps[i] += 1
+                stack.adam_step([dummies[i].param_groups[0]["lr"] for i in active], [steps[i] for i in active],
+                                config.weight_decay)
+                values = torch.stack(losses).detach().cpu().tolist()
+                total += np.asarray(values) * b.shape[1]
+                seen += b.shape[1]
+                correct += (logits.detach().argmax(2) == target).sum(1).cpu().numpy()
+            val_loss, val_acc = _evaluate(stack, fetch, [val[i] for i in active], y, 4 * config.batch_size, n_val)
+            stopped = []
+            for r, i in enumerate(active):
+                train_loss = total[r] / max(seen, 1)
+                vl, va_ = (val_loss[r], val_acc[r]) if n_val else (train_loss, float("nan"))
+                rows[i].append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": int(correct[r]) / max(seen, 1),
+                                "val_loss": vl if n_val else np.nan, "val_accuracy": va_, "lr": dummies[i].param_groups[0]["lr"]})
+                if improved(vl, lowest[i], 0.0):  # the weights restored: lowest validation loss
+                    best_state[i] = stack.state(r)
+                    lowest[i], best_epoch[i] = vl, epoch + 1
+                if improved(vl, best_loss[i], config.min_delta, floor):  # the patience counter: min_delta(_chance)
+                    best_loss[i], bad[i] = vl, 0
+                else:
+                    bad[i] += 1
+                scheds[i].step(vl)
+                if bad[i] >= config.patience or epoch + 1 == config.max_epochs:
+                    stopped.append(r)
+                    final[i] = stack.state(r)
+            if active:
+                bar.set_postfix(active=len(active) - len(stopped))
+            if stopped:
+                keep = [r for r in range(len(active)) if r not in stopped]
+                active = [active[r] for r in keep]
+                if not active:
+                    break
+                stack.keep(keep)
+    except KeyboardInterrupt:  # Ctrl-C: stop here, every member's best weights so far restored below
+        interrupted = True
     bar.close()
     if hasattr(fetch, "release"):  # the batch buffers; the held validation rows stay for the evaluation that follows
         fetch.release(held=False)
+    if interrupted and not all(rows):  # not one epoch finished by every member: nothing worth handing over
+        raise KeyboardInterrupt("training interrupted before its first epoch finished: no member to keep") from None
     out = []
     for i, m in enumerate(modules):
         state = best_state[i] if best_state[i] is not None else final[i]
+        if state is None and interrupted and i in active:  # before its first weights were kept: the stack holds them
+            state, best_epoch[i] = stack.state(active.index(i)), len(rows[i])
         m.to(device).load_state_dict(state)
         m.eval()
-        history = pd.DataFrame(rows[i])
+        history = pd.DataFrame(rows[i], columns=HISTORY_COLUMNS)
         history["best"] = history["epoch"] == best_epoch[i]
         out.append((m, history))
+    if interrupted:
+        raise TrainingInterrupted(out, [f is not None for f in final])
     return out
 
 

@@ -1,0 +1,173 @@
+"""Ctrl-C during train_classifier keeps the work done: members with their best weights so far, and extend=True finishes.
+
+A KeyboardInterrupt is raised from inside the training loop at a chosen epoch (what a notebook's stop button
+does). Every call is wrapped so that an interrupt escaping by mistake fails the test instead of stopping pytest.
+"""
+
+import distributed
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import scxl as xl
+from scxl._logging import ScxlWarning
+from scxl.train import _loop, _stacked
+
+KW = dict(max_epochs=4, patience=50, random_state=3)
+
+
+def _weights(a, key="xl"):
+    return [m.state_dict() for m in xl.get.ensemble(a, key).modules]
+
+
+def _same_members(a, b, n=None):
+    wa, wb = _weights(a), _weights(b)
+    n = len(wa) if n is None else n
+    return all(torch.equal(x[k], y[k]) for x, y in zip(wa[:n], wb[:n], strict=True) for k in x)
+
+
+def _interrupt_at(monkeypatch, module, name, call):
+    """Replace ``module.name`` (run once per epoch) by a version that raises KeyboardInterrupt on its ``call``-th call."""
+    real, calls = getattr(module, name), []
+
+    def stop(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, stop)
+    return calls
+
+
+def _train(a, **kw):
+    try:
+        return xl.tl.train_classifier(a, "group", **kw)
+    except KeyboardInterrupt:  # pragma: no cover - the failure this file guards against
+        pytest.fail("the KeyboardInterrupt escaped train_classifier")
+
+
+@pytest.fixture(scope="module")
+def reference(synth):
+    a = synth.copy()
+    xl.tl.train_classifier(a, "group", n_models=3, **KW)
+    return a
+
+
+def test_interrupted_vectorised_training_keeps_every_member_and_extend_finishes_it(synth, reference, monkeypatch):
+    a = synth.copy()
+    _interrupt_at(monkeypatch, _stacked, "_evaluate", 3)  # during the third epoch's validation
+    with pytest.warns(ScxlWarning, match=r"interrupted: uns\['xl'\] holds 3 of the 3 MLP members \(3 cut short with "
+                                         r"their best weights so far .*extend=True: it keeps the finished members"):
+        _train(a, n_models=3, **KW)
+    p = a.uns["xl"]["params"]
+    assert p["interrupted"] and p["n_finished"] == 0 and p["n_models"] == 3
+    history = xl.get.ensemble(a).history
+    assert history.groupby("model")["epoch"].max().tolist() == [2, 2, 2]  # the two finished epochs
+    assert xl.get.training_metrics(a).loc["model_0", "n_epochs"] == 2
+    xl.tl.predict(a)  # usable as it is
+    assert "xl_prediction" in a.obs
+    monkeypatch.undo()
+    with pytest.warns(ScxlWarning, match=r"replaced the ensemble in uns\['xl'\]: removed the previous ensemble's predictions"):
+        _train(a, n_models=3, extend=True, **KW)
+    assert not a.uns["xl"]["params"]["interrupted"] and a.uns["xl"]["params"]["n_finished"] == 3
+    assert _same_members(a, reference)  # what the uninterrupted run gives
+    pd.testing.assert_frame_equal(xl.get.training_metrics(a), xl.get.training_metrics(reference))
+    assert "xl_prediction" not in a.obs  # predicted with the unfinished members: removed
+
+
+def test_interrupted_one_after_another_keeps_the_finished_members(synth, reference, monkeypatch):
+    a = synth.copy()
+    _interrupt_at(monkeypatch, _loop, "evaluate", 7)  # model 0: epochs 1-4; model 1: 5, 6 and stopped in its third
+    with pytest.warns(ScxlWarning, match=r"holds 2 of the 3 MLP members \(1 finished, 1 cut short with its best weights so far .*, 1 not trained\)"):
+        _train(a, n_models=3, vectorize=False, **KW)
+    p = a.uns["xl"]["params"]
+    assert p["interrupted"] and p["n_finished"] == 1 and p["n_models"] == 2
+    assert xl.get.ensemble(a).history.groupby("model")["epoch"].max().tolist() == [4, 2]
+    assert _same_members(a, reference, n=1)  # the finished member is the uninterrupted run's
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"already has 1 member that finished training \(of 2: it was interrupted\); ask for n_models > 1"):
+        _train(a, n_models=1, extend=True, vectorize=False, **KW)
+    _train(a, n_models=3, extend=True, vectorize=False, **KW)
+    assert _same_members(a, reference)
+
+
+def test_interrupt_before_the_first_epoch_stores_nothing(synth, monkeypatch):
+    a = synth.copy()
+    _interrupt_at(monkeypatch, _stacked, "_evaluate", 1)
+    with pytest.raises(KeyboardInterrupt):
+        xl.tl.train_classifier(a, "group", n_models=2, **KW)
+    assert "xl" not in a.uns
+    monkeypatch.undo()
+    _interrupt_at(monkeypatch, _loop, "evaluate", 1)
+    with pytest.raises(KeyboardInterrupt):
+        xl.tl.train_classifier(a, "group", n_models=2, vectorize=False, **KW)
+    assert "xl" not in a.uns
+
+
+def test_interrupted_cross_validation_keeps_the_trained_ensemble(synth, monkeypatch):
+    a, b = synth.copy(), synth.copy()
+    xl.tl.train_classifier(b, "group", n_models=2, **KW)
+    _interrupt_at(monkeypatch, _stacked, "_evaluate", 6)  # the ensemble: 4 epochs; then fold 1
+    with pytest.warns(ScxlWarning, match=r"during the cross-validation \(fold 1 of 2\).*fully trained and stored.*cv=2"):
+        _train(a, n_models=2, cv=2, **KW)
+    p = a.uns["xl"]["params"]
+    assert not p["interrupted"] and p["cv"] == 0
+    assert not any(name.startswith("cv") for name in xl.get.training_metrics(a).index)
+    assert _same_members(a, b)
+
+
+def test_the_kernels_hand_over_the_members_in_a_subclass_of_keyboard_interrupt(monkeypatch):
+    from scxl.models import MLP
+    from scxl.train import TrainConfig, TrainingInterrupted, fit_members, stratified_split
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    X = torch.as_tensor(rng.normal(size=(200, 5)) + y[:, None], dtype=torch.float32)
+    members = [MLP(5, 2, (8,)) for _ in range(2)]
+    splits = [stratified_split(y, 0.2, np.random.default_rng(i)) for i in range(2)]
+    _interrupt_at(monkeypatch, _stacked, "_evaluate", 2)
+    with pytest.raises(TrainingInterrupted) as stop:
+        fit_members(members, lambda i: X[torch.as_tensor(i)], y, splits, n_classes=2, config=TrainConfig(max_epochs=5),
+                    rngs=[np.random.default_rng(i) for i in range(2)],
+                    generators=[torch.Generator().manual_seed(i) for i in range(2)], device=torch.device("cpu"))
+    assert isinstance(stop.value, KeyboardInterrupt) and stop.value.finished == [False, False]
+    assert [len(h) for _, h in stop.value.results] == [1, 1] and all(h["best"].sum() == 1 for _, h in stop.value.results)
+
+
+def test_interrupted_training_on_workers_keeps_the_groups_that_finished(synth, reference, monkeypatch):
+    import dask.array as da
+
+    b = synth.copy()
+    b.X = da.from_array(np.asarray(b.X), chunks=(100, b.n_vars))
+    real = distributed.Client.gather
+
+    def gather_then_stop(self, futures, *args, **kwargs):  # Ctrl-C once the first task has finished
+        if isinstance(futures, list) and futures and str(futures[0].key).startswith("train-members"):
+            distributed.wait(futures[0])
+            raise KeyboardInterrupt
+        return real(self, futures, *args, **kwargs)
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        monkeypatch.setattr(distributed.Client, "gather", gather_then_stop)
+        with pytest.warns(ScxlWarning, match=r"holds \d of the 3 MLP members"):
+            _train(b, n_models=3, vectorize=False, **KW)  # one member per task
+        p = b.uns["xl"]["params"]
+        assert p["interrupted"] and 1 <= p["n_finished"] == p["n_models"] < 3
+        assert _same_members(b, reference)
+        monkeypatch.undo()
+        _train(b, n_models=3, extend=True, vectorize=False, **KW)
+    assert _same_members(b, reference)
+
+
+def test_training_interrupted_example_runs():
+    import doctest
+
+    from scxl.train import TrainingInterrupted
+
+    runner = doctest.DocTestRunner()
+    for test in doctest.DocTestFinder().find(TrainingInterrupted):
+        runner.run(test)
+    assert runner.failures == 0 and runner.tries > 0
