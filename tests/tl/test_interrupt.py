@@ -171,3 +171,25 @@ def test_training_interrupted_example_runs():
     for test in doctest.DocTestFinder().find(TrainingInterrupted):
         runner.run(test)
     assert runner.failures == 0 and runner.tries > 0
+
+
+def test_reproducibility_stops_when_its_training_is_interrupted(synth, monkeypatch):
+    a = synth.copy()
+    xl.tl.train_classifier(a, "group", n_models=2, **KW)
+    _interrupt_at(monkeypatch, _stacked, "_evaluate", 2)
+    with pytest.warns(ScxlWarning, match="interrupted"), \
+            pytest.raises(KeyboardInterrupt, match=r"members trained so far are stored in uns\['xl'\]; xl.tl.reproducibility was not run"):
+        xl.tl.reproducibility(a, method="saliency", n_values=(2,), n_replicates=2, top_k=5, train_missing=True)
+    assert a.uns["xl"]["params"]["interrupted"] and "xl_reproducibility" not in a.uns
+
+
+def test_the_warning_as_an_error_stops_a_script_after_storing(synth, monkeypatch):
+    import warnings
+
+    a = synth.copy()
+    _interrupt_at(monkeypatch, _stacked, "_evaluate", 2)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="train_classifier was interrupted")
+        with pytest.raises(ScxlWarning):
+            xl.tl.train_classifier(a, "group", n_models=2, **KW)
+    assert a.uns["xl"]["params"]["interrupted"]

@@ -341,3 +341,6 @@ def _train_more(adata: AnnData, ens, key: str, n_models: int) -> None:
         gene_order="random_per_model" if p.get("gene_order") == "random_per_model" else (p.get("gene_order") if spec["type"] == "cnn" and p.get("gene_order") in ("variance", "correlation", "random") else "variance"),
         key_added=key, extend=True,
     )
+    if adata.uns[key]["params"].get("interrupted"):  # Ctrl-C: the members so far are stored; replicates need them all
+        raise KeyboardInterrupt(f"training interrupted: the members trained so far are stored in uns[{key!r}]; "
+                                "xl.tl.reproducibility was not run")

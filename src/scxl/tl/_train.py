@@ -124,7 +124,9 @@ def train_classifier(
     their best weights so far) with ``params["interrupted"] = True`` and
     ``params["n_finished"]``, and warns; the same call with ``extend=True`` then finishes the
     training and gives the ensemble an uninterrupted run gives. An interrupted cross-validation
-    keeps the trained ensemble without the cross-validated metrics.
+    keeps the trained ensemble without the cross-validated metrics. In a script that should stop
+    there instead, turn the warning into an error (raised after the ensemble is stored):
+    ``warnings.filterwarnings("error", message="train_classifier was interrupted")``.
 
     Parameters
     ----------
