@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import anndata as ad
+import pytest
 
 from scxl.cli import main
 
@@ -45,17 +46,18 @@ def test_run_passes_early_stopping_options(synth, tmp_path):
     assert params["patience"] == 3 and params["min_delta"] == 0.02 and params["min_delta_chance"] == 0.003
 
 
-def test_run_interrupted_in_training_saves_the_members_and_stops(synth, tmp_path, capsys, monkeypatch):
-    import pytest
-
+@pytest.mark.parametrize(("call", "extra", "finished"), [(2, [], "0 of them"), (5, ["--cv", "2"], "2 of them")])
+def test_run_interrupted_in_training_saves_the_members_and_stops(synth, tmp_path, capsys, monkeypatch, call, extra,
+                                                                  finished):
+    """Ctrl-C in the second epoch, or in the first cross-validation fold (after 3 epochs of training)."""
     from scxl._logging import ScxlWarning
     from scxl.train import _stacked
 
     real, calls = _stacked._evaluate, []
 
-    def stop(*args, **kwargs):  # Ctrl-C in the second epoch
+    def stop(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == call:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
@@ -65,14 +67,14 @@ def test_run_interrupted_in_training_saves_the_members_and_stops(synth, tmp_path
     out = tmp_path / "out"
     with pytest.warns(ScxlWarning, match="interrupted"):
         try:
-            code = main(["run", str(path), "--groupby", "group", "--n-models", "2", "--max-epochs", "3", "--out", str(out),
-                         "--quiet"])
+            code = main(["run", str(path), "--groupby", "group", "--n-models", "2", "--max-epochs", "3", "--patience", "9",
+                         "--out", str(out), "--quiet", *extra])
         except KeyboardInterrupt:  # pragma: no cover - would otherwise stop pytest itself
             pytest.fail("the KeyboardInterrupt escaped scxl run")
     assert code == 130
     assert (out / "ensemble.npz").exists() and not (out / "predictions.csv").exists()
     assert ad.read_h5ad(out / "scxl_result.h5ad").uns["xl"]["params"]["interrupted"]
-    assert "interrupted during training; the 2 member(s) trained so far (0 finished) are saved" in capsys.readouterr().err
+    assert f"interrupted in training; the 2 member(s) trained so far ({finished} finished) are saved" in capsys.readouterr().err
 
 
 def test_bad_arguments_exit_nonzero(synth, tmp_path, capsys):

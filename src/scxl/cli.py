@@ -163,9 +163,9 @@ def _run(args: argparse.Namespace) -> int:
         ens.save(out / "ensemble.npz")
         suffix = ".h5mu" if type(adata).__name__ == "MuData" else ".h5ad"
         adata.write(out / f"scxl_result{suffix}") if suffix == ".h5mu" else adata.write_h5ad(out / f"scxl_result{suffix}")
-        print(f"scxl run: interrupted during training; the {ens.n_models} member(s) trained so far "
-              f"({ens.params['n_finished']} finished) are saved in {out / 'ensemble.npz'} and {out / ('scxl_result' + suffix)} "
-              "(uns['xl']); nothing else was run", file=sys.stderr)
+        print(f"scxl run: interrupted in training; the {ens.n_models} member(s) trained so far "
+              f"({sum(ens.params['finished'])} of them finished) are saved in {out / 'ensemble.npz'} and "
+              f"{out / ('scxl_result' + suffix)} (uns['xl']); nothing else was run", file=sys.stderr)
         return 130
     xl.tl.predict(adata)
     ens.save(out / "ensemble.npz")

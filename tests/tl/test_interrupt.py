@@ -59,19 +59,22 @@ def test_interrupted_vectorised_training_keeps_every_member_and_extend_finishes_
     a = synth.copy()
     _interrupt_at(monkeypatch, _stacked, "_evaluate", 3)  # during the third epoch's validation
     with pytest.warns(ScxlWarning, match=r"interrupted: uns\['xl'\] holds 3 of the 3 MLP members \(3 cut short with "
-                                         r"their best weights so far .*extend=True: it keeps the finished members"):
+                                         r"their best weights so far, .*under-trained. The same call with extend=True "
+                                         r"trains them all again from the start"):
         _train(a, n_models=3, **KW)
     p = a.uns["xl"]["params"]
-    assert p["interrupted"] and p["n_finished"] == 0 and p["n_models"] == 3
+    assert p["interrupted"] and p["finished"] == [False] * 3 and p["n_models"] == p["n_models_requested"] == 3
     history = xl.get.ensemble(a).history
     assert history.groupby("model")["epoch"].max().tolist() == [2, 2, 2]  # the two finished epochs
     assert xl.get.training_metrics(a).loc["model_0", "n_epochs"] == 2
-    xl.tl.predict(a)  # usable as it is
+    with pytest.warns(ScxlWarning, match=r"uns\['xl'\]: 3 of the 3 members were cut short .*under-trained"):
+        xl.tl.predict(a)  # usable as it is
     assert "xl_prediction" in a.obs
+    assert "training interrupted, 0 of them finished" in repr(xl.get.ensemble(a))
     monkeypatch.undo()
     with pytest.warns(ScxlWarning, match=r"replaced the ensemble in uns\['xl'\]: removed the previous ensemble's predictions"):
         _train(a, n_models=3, extend=True, **KW)
-    assert not a.uns["xl"]["params"]["interrupted"] and a.uns["xl"]["params"]["n_finished"] == 3
+    assert not a.uns["xl"]["params"]["interrupted"] and a.uns["xl"]["params"]["finished"] == [True] * 3
     assert _same_members(a, reference)  # what the uninterrupted run gives
     pd.testing.assert_frame_equal(xl.get.training_metrics(a), xl.get.training_metrics(reference))
     assert "xl_prediction" not in a.obs  # predicted with the unfinished members: removed
@@ -80,10 +83,11 @@ def test_interrupted_vectorised_training_keeps_every_member_and_extend_finishes_
 def test_interrupted_one_after_another_keeps_the_finished_members(synth, reference, monkeypatch):
     a = synth.copy()
     _interrupt_at(monkeypatch, _loop, "evaluate", 7)  # model 0: epochs 1-4; model 1: 5, 6 and stopped in its third
-    with pytest.warns(ScxlWarning, match=r"holds 2 of the 3 MLP members \(1 finished, 1 cut short with its best weights so far .*, 1 not trained\)"):
+    with pytest.warns(ScxlWarning, match=r"holds 2 of the 3 MLP members \(1 finished; 1 cut short with its best weights so far.*; "
+                                         r"1 not trained\).*extend=True keeps the first 1 "):
         _train(a, n_models=3, vectorize=False, **KW)
     p = a.uns["xl"]["params"]
-    assert p["interrupted"] and p["n_finished"] == 1 and p["n_models"] == 2
+    assert p["interrupted"] and p["finished"] == [True, False] and p["n_models"] == 2 and p["n_models_requested"] == 3
     assert xl.get.ensemble(a).history.groupby("model")["epoch"].max().tolist() == [4, 2]
     assert _same_members(a, reference, n=1)  # the finished member is the uninterrupted run's
     monkeypatch.undo()
@@ -96,7 +100,7 @@ def test_interrupted_one_after_another_keeps_the_finished_members(synth, referen
 def test_interrupt_before_the_first_epoch_stores_nothing(synth, monkeypatch):
     a = synth.copy()
     _interrupt_at(monkeypatch, _stacked, "_evaluate", 1)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="interrupted before any member finished an epoch: nothing was stored$"):
         xl.tl.train_classifier(a, "group", n_models=2, **KW)
     assert "xl" not in a.uns
     monkeypatch.undo()
@@ -113,7 +117,7 @@ def test_interrupted_cross_validation_keeps_the_trained_ensemble(synth, monkeypa
     with pytest.warns(ScxlWarning, match=r"during the cross-validation \(fold 1 of 2\).*fully trained and stored.*cv=2"):
         _train(a, n_models=2, cv=2, **KW)
     p = a.uns["xl"]["params"]
-    assert not p["interrupted"] and p["cv"] == 0
+    assert p["interrupted"] and p["finished"] == [True, True] and p["cv"] == 0
     assert not any(name.startswith("cv") for name in xl.get.training_metrics(a).index)
     assert _same_members(a, b)
 
@@ -155,7 +159,7 @@ def test_interrupted_training_on_workers_keeps_the_groups_that_finished(synth, r
         with pytest.warns(ScxlWarning, match=r"holds \d of the 3 MLP members"):
             _train(b, n_models=3, vectorize=False, **KW)  # one member per task
         p = b.uns["xl"]["params"]
-        assert p["interrupted"] and 1 <= p["n_finished"] == p["n_models"] < 3
+        assert p["interrupted"] and 1 <= sum(p["finished"]) == p["n_models"] < 3
         assert _same_members(b, reference)
         monkeypatch.undo()
         _train(b, n_models=3, extend=True, vectorize=False, **KW)
@@ -193,3 +197,97 @@ def test_the_warning_as_an_error_stops_a_script_after_storing(synth, monkeypatch
         with pytest.raises(ScxlWarning):
             xl.tl.train_classifier(a, "group", n_models=2, **KW)
     assert a.uns["xl"]["params"]["interrupted"]
+
+
+def test_interrupted_cnn_ensemble_keeps_its_gene_orders_and_round_trips(synth, tmp_path, monkeypatch):
+    import anndata as ad
+
+    a = synth.copy()
+    kw = dict(model="cnn", n_models=3, max_epochs=2, patience=50, random_state=3, model_kwargs={"channels": (4,), "kernels": (3,)})
+    _interrupt_at(monkeypatch, _loop, "evaluate", 4)  # model 0: epochs 1-2; model 1: one epoch, stopped in its second
+    with pytest.warns(ScxlWarning, match=r"holds 2 of the 3 CNN members"):
+        _train(a, **kw)
+    assert xl.get.ensemble(a).orders.shape[0] == 2
+    with pytest.warns(ScxlWarning, match="1 of the 2 members were cut short"):
+        xl.tl.predict(a)
+    a.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad")
+    xl.get.ensemble(back).save(tmp_path / "e.npz")
+    assert list(xl.models.Ensemble.load(tmp_path / "e.npz").params["finished"]) == [True, False]
+    monkeypatch.undo()
+    with pytest.warns(ScxlWarning, match="replaced the ensemble"):
+        _train(back, extend=True, **kw)
+    full = synth.copy()
+    xl.tl.train_classifier(full, "group", **kw)
+    assert _same_members(back, full)
+
+
+def test_an_interrupt_during_the_final_evaluation_keeps_the_trained_members(synth, reference, monkeypatch):
+    from scxl.tl import _train as train_module
+
+    a = synth.copy()
+    _interrupt_at(monkeypatch, train_module, "_proba", 1)
+    with pytest.warns(ScxlWarning, match=r"interrupted while evaluating the trained members: .* fully trained and stored, "
+                                         r"without its validation metrics"):
+        _train(a, n_models=3, **KW)
+    assert a.uns["xl"]["params"]["interrupted"] and a.uns["xl"].get("metrics") is None
+    with pytest.raises(ValueError, match="no validation metrics: its training was interrupted while they were computed"):
+        xl.get.training_metrics(a)
+    assert _same_members(a, reference)
+    monkeypatch.undo()
+    _interrupt_at(monkeypatch, _stacked, "_evaluate", 2)  # in training, then again while evaluating
+    _interrupt_at(monkeypatch, train_module, "_proba", 1)
+    b = synth.copy()
+    with pytest.warns(ScxlWarning, match=r"without validation metrics \(interrupted again while evaluating\)"):
+        _train(b, n_models=3, **KW)
+    assert b.uns["xl"]["params"]["finished"] == [False] * 3
+
+
+def test_finished_members_are_counted_where_they_are_not_the_first(synth, monkeypatch):
+    a = synth.copy()
+    calls = _interrupt_at(monkeypatch, _stacked, "_evaluate", 10 ** 6)  # count the epochs of an uninterrupted run
+    xl.tl.train_classifier(a, "group", n_models=3, max_epochs=30, patience=1, random_state=1)
+    epochs = xl.get.ensemble(a).history.groupby("model")["epoch"].max()
+    assert epochs.nunique() > 1  # the members stop at different epochs
+    stop_at = int(epochs.min()) + 1  # after the first member stopped, before the last
+    monkeypatch.undo()
+    _interrupt_at(monkeypatch, _stacked, "_evaluate", stop_at)
+    b = synth.copy()
+    with pytest.warns(ScxlWarning) as record:
+        _train(b, n_models=3, max_epochs=30, patience=1, random_state=1)
+    finished = b.uns["xl"]["params"]["finished"]
+    assert finished == [bool(e < stop_at) for e in epochs] and 0 < sum(finished) < 3
+    assert f"({sum(finished)} finished; {3 - sum(finished)} cut short" in str(record[0].message)
+    assert len(calls) > 0
+
+
+def test_reproducibility_trains_members_cut_short_again_with_train_missing(synth, monkeypatch):
+    a = synth.copy()
+    _interrupt_at(monkeypatch, _stacked, "_evaluate", 2)
+    with pytest.warns(ScxlWarning, match="interrupted"):
+        _train(a, n_models=4, **KW)
+    monkeypatch.undo()
+    with pytest.warns(ScxlWarning, match="cut short"):  # without train_missing: used as they are, and said so
+        xl.tl.reproducibility(a, method="saliency", n_values=(1, 2), n_replicates=2, top_k=5, key_added="r0")
+    xl.tl.reproducibility(a, method="saliency", n_values=(1, 2), n_replicates=2, top_k=5, train_missing=True)
+    assert a.uns["xl"]["params"]["finished"] == [True] * 4 and not a.uns["xl"]["params"]["interrupted"]
+
+
+def test_dask_tasks_of_several_members_keep_nothing_and_say_so(synth, monkeypatch):
+    import dask.array as da
+
+    b = synth.copy()
+    b.X = da.from_array(np.asarray(b.X), chunks=(100, b.n_vars))
+    real = distributed.Client.gather
+
+    def stop(self, futures, *args, **kwargs):
+        if isinstance(futures, list) and futures and str(futures[0].key).startswith("train-members"):
+            raise KeyboardInterrupt
+        return real(self, futures, *args, **kwargs)
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        monkeypatch.setattr(distributed.Client, "gather", stop)
+        with pytest.raises(KeyboardInterrupt, match=r"or any task on the Dask workers finished .*vectorize=False.*nothing was stored"):
+            xl.tl.train_classifier(b, "group", n_models=2, **KW)
+    assert "xl" not in b.uns

@@ -135,8 +135,8 @@ class Ensemble:
             f"Ensemble of {self.n_models} {self.model_type.upper()} models: "
             f"{len(self.var_names)} features → {len(self.classes)} classes "
             f"({', '.join(self.classes[:6])}{', …' if len(self.classes) > 6 else ''})"
-            + (f"; training interrupted, {self.params.get('n_finished', 0)} of them finished"
-               if (self.params or {}).get("interrupted") else "")
+            + (f"; training interrupted, {int(sum(self.params['finished']))} of them finished"
+               if (self.params or {}).get("interrupted") and "finished" in self.params else "")
         )
 
     def to(self, device: str | torch.device) -> Ensemble:

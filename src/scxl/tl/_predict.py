@@ -33,12 +33,26 @@ def resolve_ensemble(adata: Any, ensemble_key: str, ensemble: Any):
     from ..models import Ensemble
 
     if ensemble is None:
-        return get_ensemble(adata, ensemble_key)
-    if isinstance(ensemble, Ensemble):
-        return ensemble
-    if isinstance(ensemble, str | Path):
-        return Ensemble.load(ensemble)
-    raise TypeError(f"ensemble must be an xl.models.Ensemble or a path to a saved one, got {type(ensemble).__name__}")
+        ens = get_ensemble(adata, ensemble_key)
+    elif isinstance(ensemble, Ensemble):
+        ens = ensemble
+    elif isinstance(ensemble, str | Path):
+        ens = Ensemble.load(ensemble)
+    else:
+        raise TypeError(f"ensemble must be an xl.models.Ensemble or a path to a saved one, got {type(ensemble).__name__}")
+    # warn → warn_if_cut_short → resolve_ensemble → the tool → renamed_kwarg → the user
+    warn_if_cut_short(ens, f"uns[{ensemble_key!r}]" if ensemble is None else "the ensemble", stacklevel=6)
+    return ens
+
+
+def warn_if_cut_short(ens, where: str, *, stacklevel: int = 4) -> None:
+    """Warn that members of ``ens`` are under-trained: its training was interrupted (``params["finished"]``)."""
+    finished = (ens.params or {}).get("finished")
+    if finished is not None and not all(finished):
+        n = len(finished) - int(sum(bool(f) for f in finished))
+        warn(f"{where}: {n} of the {len(finished)} members were cut short by an interrupted training, so they are "
+             "under-trained and the results may differ from those of the finished ensemble; finish it with "
+             "xl.tl.train_classifier(..., extend=True)", stacklevel=stacklevel)
 
 
 def _check_scale(values: ValueSummary, ens, source: str, *, what: str = "Predictions") -> None:

@@ -23,6 +23,7 @@ from .._validation import (
     resolve_device,
 )
 from ._attribute import prepare_targets
+from ._predict import warn_if_cut_short
 
 VARY = ("models", "baselines", "repeats", "smoothgrad")
 
@@ -173,6 +174,8 @@ def reproducibility(
     random_state = check_random_state(random_state)
     check_writable(adata, key_added, tool="reproducibility", overwrite=overwrite)
     ens = get_ensemble(adata, ensemble_key)
+    if not (train_missing and vary == "models"):  # (train_missing trains the members cut short again)
+        warn_if_cut_short(ens, f"uns[{ensemble_key!r}]", stacklevel=5)  # warn → it → here → renamed_kwarg → user
     dev = resolve_device(device)
     if vary == "models":
         if ens.n_models < 2 and not train_missing:
@@ -182,7 +185,10 @@ def reproducibility(
                 f"n_models={n_values[-1] * n_rep}, extend=True)), or pass train_missing=True"
             )
         needed = n_values[-1] * n_rep
-        if ens.n_models < needed:
+        cut_short = not all((ens.params or {}).get("finished", [True]))  # an interrupted training
+        if train_missing and cut_short:  # members cut short count as missing: extend trains them again
+            needed = max(needed, ens.n_models)
+        if ens.n_models < needed or (train_missing and cut_short):
             if train_missing:
                 if is_mudata(adata):
                     raise ValueError("train_missing is not supported for MuData ensembles; train more members with xl.tl.train_classifier")

@@ -119,13 +119,19 @@ def train_classifier(
     (copy numbers, genotypes) silence it with
     ``warnings.filterwarnings("ignore", message=".*too small to be sure these are raw counts")``.
 
-    **Interrupting** (Ctrl-C, a notebook's stop button) keeps the work done once an epoch has
-    finished: the call returns, stores the members trained so far (those still in training with
-    their best weights so far) with ``params["interrupted"] = True`` and
-    ``params["n_finished"]``, and warns; the same call with ``extend=True`` then finishes the
-    training and gives the ensemble an uninterrupted run gives. An interrupted cross-validation
-    keeps the trained ensemble without the cross-validated metrics. In a script that should stop
-    there instead, turn the warning into an error (raised after the ensemble is stored):
+    **Interrupting** (Ctrl-C, a notebook's stop button) once every member in training has
+    finished an epoch keeps the work done: the call returns, stores the members trained so far
+    (those still in training with their best weights so far, i.e. under-trained) with
+    ``params["interrupted"] = True`` and ``params["finished"]`` (per member, whether its training
+    had ended), and warns. The ensemble predicts and explains as it is. The same call with
+    ``extend=True`` (and without ``cv``) keeps the members before the first one cut short and
+    trains the others *from the start*, which gives the same ensemble as an uninterrupted run
+    (bit for bit on the CPU); members trained all at once (the default for MLPs) are all cut
+    short together, so there it trains them all again. On Dask workers a task returns its
+    members only when all of them have finished (``vectorize=False``: one member per task). An
+    interrupted evaluation or cross-validation keeps the trained ensemble without those metrics.
+    In a script that should stop there instead, turn the warning into an error, raised once the
+    ensemble is stored (with ``copy=False``):
     ``warnings.filterwarnings("error", message="train_classifier was interrupted")``.
 
     Parameters
@@ -246,8 +252,8 @@ def train_classifier(
         members are kept and only the missing ones are trained. Member seeds (and splits) depend
         only on ``random_state`` and the member's index, so the result is identical to training
         all ``n_models`` at once; every other setting must therefore equal the stored one (an
-        error lists the differences). Of an interrupted ensemble only the members whose training
-        had finished are kept. Not with ``cv``.
+        error lists the differences). Of an interrupted ensemble only the members before the
+        first one cut short are kept. Not with ``cv``.
     vectorize
         Train all MLP members at once: their weights are stacked and every mini-batch goes
         through one batched pass for all members (the data are read once per step for all of
@@ -435,7 +441,6 @@ def train_classifier(
         On Ctrl-C the members trained so far come back, those in training with their best weights
         so far (``finished`` False); members not reached are missing.
         """
-        modules, histories, finished = [], [], []
         indices = list(range(start, n_models))
         trained, done = None, None
         try:
@@ -454,42 +459,50 @@ def train_classifier(
         except TrainingInterrupted as stop:
             trained, done = stop.results, stop.finished
         if trained is not None:
-            for i, (m, hist) in zip(indices, trained, strict=False):  # (workers: the groups that finished)
+            done = [True] * len(trained) if done is None else list(done)
+            out = []
+            for i, (m, hist), d in zip(indices, trained, done, strict=False):  # (workers: the groups that finished)
                 hist.insert(0, "model", f"model_{i}")
-                modules.append(m)
-                histories.append(hist)
-            return modules, histories, [True] * len(modules) if done is None else list(done)
-        for i in progress(indices, desc=desc, leave=True):
-            tr, va = parts[i]
-            seed, rng = _member_seed(random_state, 2 + fold, i)
-            try:
-                with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-                    torch.manual_seed(seed)
-                    m = build_module(spec, order=None if orders is None else orders[i], factory=factory)
-                    m, hist = fit_member(m, fetch, y, tr, va, n_classes=n_classes, config=config, rng=rng, device=dev,
-                                         desc=f"model {i + 1}/{n_models}")
-                finished.append(True)
-            except KeyboardInterrupt as stop:  # keep the members trained so far (and this one's best weights so far)
-                if isinstance(stop, TrainingInterrupted):
-                    (m, hist), = stop.results
-                    finished.append(False)
-                elif not modules:
-                    raise
-                else:
+                out.append((m, hist, d))
+            return [o[0] for o in out], [o[1] for o in out], [o[2] for o in out]
+        out = []  # (module, history, finished): one append per member, so an interrupt never splits one
+        try:
+            for i in progress(indices, desc=desc, leave=True):
+                tr, va = parts[i]
+                seed, rng = _member_seed(random_state, 2 + fold, i)
+                try:
+                    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                        torch.manual_seed(seed)
+                        m = build_module(spec, order=None if orders is None else orders[i], factory=factory)
+                        m, hist = fit_member(m, fetch, y, tr, va, n_classes=n_classes, config=config, rng=rng,
+                                             device=dev, desc=f"model {i + 1}/{n_models}")
+                    d = True
+                except TrainingInterrupted as stop:  # this member's best weights so far
+                    (m, hist), d = stop.results[0], False
+                hist.insert(0, "model", f"model_{i}")
+                out.append((m, hist, d))
+                if not d:
                     break
-            hist.insert(0, "model", f"model_{i}")
-            modules.append(m)
-            histories.append(hist)
-            if not finished[-1]:
-                break
-        return modules, histories, finished
+        except KeyboardInterrupt:  # between members or before this one's first epoch: keep those trained so far
+            if not out:
+                raise
+        return [o[0] for o in out], [o[1] for o in out], [o[2] for o in out]
 
-    modules, histories, finished = train_ensemble(
-        member_splits, f"training {n_models - len(kept)} {model_name.upper()}", start=len(kept))
+    try:
+        modules, histories, finished = train_ensemble(
+            member_splits, f"training {n_models - len(kept)} {model_name.upper()}", start=len(kept))
+    except KeyboardInterrupt:  # before any member finished an epoch (or any task on the workers): nothing to keep
+        raise KeyboardInterrupt(
+            "train_classifier was interrupted before any member finished an epoch"
+            + (" or any task on the Dask workers finished (a task returns its members when all of them have finished; "
+               "with vectorize=False each member is a task of its own)" if on_workers else "")
+            + ": nothing was stored" + (f" (uns[{key_added!r}] is unchanged)" if key_added in adata.uns else "")) from None
     interrupted = len(modules) < n_models - len(kept) or not all(finished)
-    n_finished = len(kept) + (finished.index(False) if False in finished else len(finished))  # leading members
+    finished = [True] * len(kept) + finished  # per member: its training ended (early stopping or max_epochs)
     modules, histories = kept + modules, kept_history + histories
     member_splits = member_splits[: len(modules)]
+    if orders is not None:
+        orders = orders[: len(modules)]
     history = pd.concat(histories, ignore_index=True)
 
     # evaluation: each member on its own validation cells; the ensemble on every held-out cell,
@@ -498,12 +511,19 @@ def train_classifier(
     confusion = None
     held_out = np.unique(np.concatenate([va for _, va in member_splits]))
     mask = np.stack([np.isin(held_out, va) for _, va in member_splits])  # members × held-out cells
+    evaluated = True  # False: a Ctrl-C during the evaluation (the members are kept, without metrics)
     if held_out.size:
-        proba = _proba(modules, fetch, held_out, n_classes)
+        logger.info("evaluating the members on %d held-out cells", held_out.size)
+        try:
+            proba = _proba(modules, fetch, held_out, n_classes)
+        except KeyboardInterrupt:
+            evaluated = False
+    if held_out.size and evaluated:
         for i, p in enumerate(proba):
             met = classification_metrics(y[held_out[mask[i]]], p[mask[i]].argmax(1), n_classes)
             h = histories[i]
-            rows[f"model_{i}"] = _row(met, "validation", n_epochs=len(h), best_epoch=int(h.loc[h["best"], "epoch"].iloc[0]))
+            best = h.loc[h["best"], "epoch"]
+            rows[f"model_{i}"] = _row(met, "validation", n_epochs=len(h), best_epoch=int(best.iloc[0]) if len(best) else len(h))
             recalls[f"model_{i}"] = met["recall"]
         oob = (proba * mask[..., None]).sum(0) / mask.sum(0)[:, None]
         met = classification_metrics(y[held_out], oob.argmax(1), n_classes)
@@ -513,7 +533,7 @@ def train_classifier(
         confusion = met["confusion"]
 
     cv_stopped = None  # the fold during which a Ctrl-C stopped the cross-validation
-    if cv and not interrupted:
+    if cv and not interrupted and evaluated:
         _, cv_rng = _member_seed(random_state, 1000)
         oof = np.zeros((y.size, n_classes), dtype=np.float32)
         try:
@@ -539,8 +559,11 @@ def train_classifier(
     metrics = pd.DataFrame.from_dict(rows, orient="index") if rows else None
     recall = pd.DataFrame(recalls, index=pd.Index(classes, name="class")) if recalls else None
     params = {
-        **settings, "n_models": len(modules), "cv": int(cv) if cv and not interrupted and cv_stopped is None else 0,
-        "interrupted": bool(interrupted), "n_finished": int(n_finished), "device": str(dev),
+        **settings, "n_models": len(modules), "n_models_requested": int(n_models),
+        "cv": int(cv) if cv and not interrupted and evaluated and cv_stopped is None else 0,
+        # interrupted: by a Ctrl-C, in training, evaluation or cross-validation
+        "interrupted": bool(interrupted or not evaluated or cv_stopped), "finished": [bool(f) for f in finished],
+        "device": str(dev),
         "vectorize": bool(vectorize), "streamed": bool(fetch.streamed), "backend": "dask" if on_workers else "memory",
         "n_train": int(member_splits[0][0].size), "n_validation": int(member_splits[0][1].size),
         "class_counts": [int(v) for v in counts.to_numpy()],
@@ -561,9 +584,9 @@ def train_classifier(
     adata.uns[key_added] = ens.to_dict()  # the one write
     if replaced:
         _drop_stale_results(adata, key_added)
-    if interrupted or cv_stopped:
-        warn(_interrupted_message(key_added, n_models=n_models, n_kept=len(modules), n_finished=n_finished,
-                                  model=model_name, cv=cv, cv_fold=cv_stopped))
+    if interrupted or cv_stopped or not evaluated:
+        warn(_interrupted_message(key_added, n_models=n_models, finished=finished, model=model_name, cv=cv,
+                                  cv_fold=cv_stopped, evaluated=evaluated))
     summary = ""
     if metrics is not None and "ensemble" in metrics.index:
         summary = f"; validation accuracy {metrics.loc['ensemble', 'accuracy']:.3f}, balanced {metrics.loc['ensemble', 'balanced_accuracy']:.3f}"
@@ -571,22 +594,38 @@ def train_classifier(
     return adata if copy else None
 
 
-def _interrupted_message(key: str, *, n_models: int, n_kept: int, n_finished: int, model: str, cv: int | None,
-                         cv_fold: int | None) -> str:
-    """What a Ctrl-C left in ``uns[key]``, and how to finish."""
+def leading_finished(finished: Sequence[bool]) -> int:
+    """How many members, from the first, finished their training (``params["finished"]``): what ``extend`` keeps."""
+    flags = [bool(f) for f in finished]
+    return flags.index(False) if False in flags else len(flags)
+
+
+def _interrupted_message(key: str, *, n_models: int, finished: list[bool], model: str, cv: int | None,
+                         cv_fold: int | None, evaluated: bool) -> str:
+    """What a Ctrl-C left in ``uns[key]`` (``finished``: per member stored), and what to do next."""
+    n_kept, n_done, n_finished = len(finished), sum(finished), leading_finished(finished)
+    redo_cv = f"; run the call again with cv={cv} to estimate its accuracy (this trains the ensemble again too)" if cv else ""
     if cv_fold:
         return (f"train_classifier was interrupted during the cross-validation (fold {cv_fold} of {cv}): the ensemble "
-                f"in uns[{key!r}] is fully trained and stored, without the cross-validated metrics (params['cv'] is 0); "
-                f"run the call again with cv={cv} to estimate its accuracy")
-    cut, missing = n_kept - n_finished, n_models - n_kept
-    parts = [f"{n_finished} finished" if n_finished else "",
-             f"{cut} cut short with {'its' if cut == 1 else 'their'} best weights so far (the epoch of lowest validation "
-             "loss)" if cut else "", f"{missing} not trained" if missing else ""]
+                f"in uns[{key!r}] is fully trained and stored, without the cross-validated metrics (params['cv'] is 0)"
+                + redo_cv)
+    if not evaluated and n_done == n_models:
+        return (f"train_classifier was interrupted while evaluating the trained members: the ensemble in uns[{key!r}] "
+                "is fully trained and stored, without its validation metrics" + redo_cv)
+    cut, missing = n_kept - n_done, n_models - n_kept
+    parts = [f"{n_done} finished" if n_done else "",
+             f"{cut} cut short with {'its' if cut == 1 else 'their'} best weights so far, those of the epoch of lowest "
+             "validation loss" if cut else "", f"{missing} not trained" if missing else ""]
+    again = ("trains them all again from the start" if not n_finished else
+             f"keeps the first {n_finished} (those before any member cut short or missing) and trains the others "
+             "from the start")
     return (f"train_classifier was interrupted: uns[{key!r}] holds {n_kept} of the {n_models} {model.upper()} members "
-            f"({', '.join(p for p in parts if p)}), and params['interrupted'] is True. Its predictions and rankings work; "
-            "to finish the training, run the same call with extend=True: it keeps the finished members and trains the "
-            "others, which gives the ensemble an uninterrupted run gives"
-            + (f" (the cross-validation, cv={cv}, was not run: run the full call again to estimate the accuracy)" if cv else ""))
+            f"({'; '.join(p for p in parts if p)}), and params['interrupted'] is True"
+            + ("" if evaluated else ", without validation metrics (interrupted again while evaluating)")
+            + ". It predicts and explains"
+            + (", but members cut short are under-trained" if cut else "")
+            + f". The same call with extend=True{' and without cv' if cv else ''} {again}, which gives the same "
+            "ensemble as an uninterrupted run (bit for bit on the CPU)")
 
 
 def _drop_stale_results(adata: Any, key: str) -> None:
@@ -813,8 +852,8 @@ def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dic
                     factory) -> tuple[list, list, bool]:
     """The members (and histories) of the ensemble in ``uns[key]`` that ``extend=True`` keeps, and whether it drops some.
 
-    Those of an interrupted ensemble are its first ``params["n_finished"]``, whose training had
-    finished; the others are trained again.
+    Of an interrupted ensemble, the members before the first one whose training had not finished
+    (``params["finished"]``); the others are trained again.
     """
     from ..get import ensemble as get_ensemble
 
@@ -822,8 +861,8 @@ def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dic
         raise ValueError(f"extend=True needs an ensemble in uns[{key!r}]; train one first (extend=False)")
     ens = get_ensemble(adata, key, factory=factory)
     p = ens.params
-    # an interrupted ensemble: its first n_finished members had finished, the others are trained again
-    keep = min(int(p.get("n_finished", ens.n_models)), ens.n_models) if p.get("interrupted") else ens.n_models
+    # an interrupted ensemble: the members before the first one cut short are kept, the others trained again
+    keep = leading_finished(p.get("finished", [True] * ens.n_models))
     if keep >= n_models:
         raise ValueError(f"uns[{key!r}] already has {keep} member{'s' if keep != 1 else ''}"
                          + (f" that finished training (of {ens.n_models}: it was interrupted)" if keep < ens.n_models else "")

@@ -57,6 +57,9 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__("training interrupted")
         self.results, self.finished = results, finished
 
+    def __reduce__(self):  # (pickling: e.g. raised in a Dask task)
+        return type(self), (self.results, self.finished)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -344,8 +347,7 @@ def fit_member(
             )
             bar.set_postfix(val_loss=f"{val_loss:.3f}")
             if improved(monitored, lowest, 0.0):  # the weights restored: lowest validation loss
-                best_state = copy.deepcopy(module.state_dict())
-                lowest, best_epoch = monitored, epoch + 1
+                best_state, lowest, best_epoch = copy.deepcopy(module.state_dict()), monitored, epoch + 1
             if improved(monitored, best_loss, config.min_delta, floor):  # the patience counter: min_delta(_chance)
                 best_loss, bad = monitored, 0
             else:

@@ -524,8 +524,7 @@ def fit_members(
                 rows[i].append({"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": int(correct[r]) / max(seen, 1),
                                 "val_loss": vl if n_val else np.nan, "val_accuracy": va_, "lr": dummies[i].param_groups[0]["lr"]})
                 if improved(vl, lowest[i], 0.0):  # the weights restored: lowest validation loss
-                    best_state[i] = stack.state(r)
-                    lowest[i], best_epoch[i] = vl, epoch + 1
+                    best_state[i], lowest[i], best_epoch[i] = stack.state(r), vl, epoch + 1
                 if improved(vl, best_loss[i], config.min_delta, floor):  # the patience counter: min_delta(_chance)
                     best_loss[i], bad[i] = vl, 0
                 else:
