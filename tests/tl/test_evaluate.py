@@ -104,6 +104,7 @@ def test_consistency_and_selection(explained):
     sel = a.uns["xl"]["selection"]
     assert len(sel["members"]) >= 1 and sel["table"]["pareto"].sum() == len(sel["members"])
     assert xl.get.ensemble(a, "xl_best").n_models == len(sel["members"])
+    assert len(a.uns["xl_best"]["params"]["finished"]) == len(sel["members"])  # one flag per member kept
     xl.tl.select_models(a, "xl_deeplift", n_models=3)
     assert len(a.uns["xl"]["selection"]["members"]) == 3
     with pytest.raises(KeyError, match="criteria \\['f1'\\]"):
