@@ -163,9 +163,11 @@ def _run(args: argparse.Namespace) -> int:
         ens.save(out / "ensemble.npz")
         suffix = ".h5mu" if type(adata).__name__ == "MuData" else ".h5ad"
         adata.write(out / f"scxl_result{suffix}") if suffix == ".h5mu" else adata.write_h5ad(out / f"scxl_result{suffix}")
-        print(f"scxl run: interrupted in training; the {ens.n_models} member(s) trained so far "
-              f"({sum(ens.params['finished'])} of them finished) are saved in {out / 'ensemble.npz'} and "
-              f"{out / ('scxl_result' + suffix)} (uns['xl']); nothing else was run", file=sys.stderr)
+        what = (f"in training; the {ens.n_models} member(s) trained so far ({sum(ens.finished)} of them finished) are"
+                if not all(ens.finished) or ens.n_models < ens.params.get("n_models_requested", ens.n_models) else
+                f"after training (evaluating or cross-validating); the {ens.n_models} trained member(s) are")
+        print(f"scxl run: interrupted {what} saved in {out / 'ensemble.npz'} and {out / ('scxl_result' + suffix)} "
+              "(uns['xl']); nothing else was run", file=sys.stderr)
         return 130
     xl.tl.predict(adata)
     ens.save(out / "ensemble.npz")

@@ -181,8 +181,8 @@ def test_reproducibility_stops_when_its_training_is_interrupted(synth, monkeypat
     a = synth.copy()
     xl.tl.train_classifier(a, "group", n_models=2, **KW)
     _interrupt_at(monkeypatch, _stacked, "_evaluate", 2)
-    with pytest.warns(ScxlWarning, match="interrupted"), \
-            pytest.raises(KeyboardInterrupt, match=r"members trained so far are stored in uns\['xl'\]; xl.tl.reproducibility was not run"):
+    with pytest.raises(KeyboardInterrupt, match=r"members trained so far are stored in uns\['xl'\] .*extend=True.*; "
+                                                r"xl.tl.reproducibility was not run"):
         xl.tl.reproducibility(a, method="saliency", n_values=(2,), n_replicates=2, top_k=5, train_missing=True)
     assert a.uns["xl"]["params"]["interrupted"] and "xl_reproducibility" not in a.uns
 
@@ -208,7 +208,7 @@ def test_interrupted_cnn_ensemble_keeps_its_gene_orders_and_round_trips(synth, t
     with pytest.warns(ScxlWarning, match=r"holds 2 of the 3 CNN members"):
         _train(a, **kw)
     assert xl.get.ensemble(a).orders.shape[0] == 2
-    with pytest.warns(ScxlWarning, match="1 of the 2 members were cut short"):
+    with pytest.warns(ScxlWarning, match="1 of the 2 members was cut short"):
         xl.tl.predict(a)
     a.write_h5ad(tmp_path / "a.h5ad")
     back = ad.read_h5ad(tmp_path / "a.h5ad")
@@ -291,3 +291,45 @@ def test_dask_tasks_of_several_members_keep_nothing_and_say_so(synth, monkeypatc
         with pytest.raises(KeyboardInterrupt, match=r"or any task on the Dask workers finished .*vectorize=False.*nothing was stored"):
             xl.tl.train_classifier(b, "group", n_models=2, **KW)
     assert "xl" not in b.uns
+
+
+def test_members_cut_short_are_named_where_they_are_used(synth, monkeypatch):
+    a = synth.copy()
+    _interrupt_at(monkeypatch, _loop, "evaluate", 7)  # model 0 finished, model 1 cut short
+    with pytest.warns(ScxlWarning, match="interrupted"):
+        _train(a, n_models=3, vectorize=False, **KW)
+    monkeypatch.undo()
+    xl.tl.attribute(a, method="saliency", models=[0], key_added="only_finished", store_layer=False)  # no warning
+    with pytest.warns(ScxlWarning, match=r"1 of the 2 members was cut short"):
+        xl.tl.attribute(a, method="saliency", key_added="both", store_layer=False)
+    # an ensemble recorded with n_finished (a few commits of scxl 0.1.0) reads the same
+    legacy = a.copy()
+    del legacy.uns["xl"]["params"]["finished"]
+    legacy.uns["xl"]["params"]["n_finished"] = 1
+    assert xl.get.ensemble(legacy).finished == [True, False]
+    # a sub-ensemble of finished members is not interrupted
+    xl.tl.select_models(a, "both", n_models=1, by=("accuracy",), key_added="sub")
+    sub = a.uns["sub"]["params"]
+    assert len(sub["finished"]) == 1 and sub["interrupted"] == (not sub["finished"][0])
+
+
+def test_reproducibility_uses_custom_members_cut_short_as_they_are_and_says_so(synth, monkeypatch):
+    from scxl.models import MLP
+
+    a = synth.copy()
+    _interrupt_at(monkeypatch, _loop, "evaluate", 15)  # models 0-2: 4 epochs each; model 3 cut short in its third
+    with pytest.warns(ScxlWarning, match="interrupted"):
+        _train(a, n_models=4, model=lambda n_in, n_out: MLP(n_in, n_out, (16,)), **KW)
+    monkeypatch.undo()
+    with pytest.warns(ScxlWarning, match=r"1 of the 4 members was cut short"):
+        xl.tl.reproducibility(a, method="saliency", n_values=(1,), n_replicates=2, top_k=5, train_missing=True)
+    assert "xl_reproducibility" in a.uns
+
+
+def test_metrics_of_an_interrupted_ensemble_without_validation(synth, monkeypatch):
+    a = synth.copy()
+    _interrupt_at(monkeypatch, _stacked, "_evaluate", 3)
+    with pytest.warns(ScxlWarning, match="those of the epoch of lowest training loss"):
+        _train(a, n_models=2, validation=0, **KW)
+    with pytest.raises(ValueError, match=r"trained without validation \(validation=0"):
+        xl.get.training_metrics(a)

@@ -104,7 +104,8 @@ def training_metrics(adata: Any, ensemble_key: str = Key.uns.ensemble) -> pd.Dat
         raise KeyError(f"no ensemble under uns[{ensemble_key!r}]: run xl.tl.train_classifier first")
     metrics = adata.uns[ensemble_key].get("metrics")
     if metrics is None:
-        if adata.uns[ensemble_key].get("params", {}).get("interrupted"):
+        params = adata.uns[ensemble_key].get("params", {})
+        if params.get("interrupted") and (params.get("validation", 0) > 0 or params.get("cv")):
             raise ValueError(f"the ensemble under uns[{ensemble_key!r}] has no validation metrics: its training was "
                              "interrupted while they were computed (params['interrupted']); train it again to get them")
         raise ValueError(f"the ensemble under uns[{ensemble_key!r}] was trained without validation (validation=0, no cv)")

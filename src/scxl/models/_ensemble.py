@@ -123,6 +123,17 @@ class Ensemble:
         return len(self.modules)
 
     @property
+    def finished(self) -> list[bool]:
+        """Per member, whether its training ended (``False``: cut short by an interrupted training)."""
+        p = self.params or {}
+        if "finished" in p and len(p["finished"]) == self.n_models:
+            return [bool(f) for f in p["finished"]]
+        if p.get("interrupted") and "n_finished" in p:  # (recorded so for a few commits of scxl 0.1.0)
+            k = min(int(p["n_finished"]), self.n_models)
+            return [True] * k + [False] * (self.n_models - k)
+        return [True] * self.n_models
+
+    @property
     def model_type(self) -> str:
         """``"mlp"``, ``"cnn"`` or ``"custom"``."""
         return str(self.spec["type"])
@@ -135,8 +146,7 @@ class Ensemble:
             f"Ensemble of {self.n_models} {self.model_type.upper()} models: "
             f"{len(self.var_names)} features → {len(self.classes)} classes "
             f"({', '.join(self.classes[:6])}{', …' if len(self.classes) > 6 else ''})"
-            + (f"; training interrupted, {int(sum(self.params['finished']))} of them finished"
-               if (self.params or {}).get("interrupted") and "finished" in self.params else "")
+            + (f"; training interrupted, {sum(self.finished)} of them finished" if not all(self.finished) else "")
         )
 
     def to(self, device: str | torch.device) -> Ensemble:

@@ -34,7 +34,7 @@ from .._validation import (
     summarise_values,
     view_to_actual,
 )
-from ._predict import _check_scale, resolve_ensemble
+from ._predict import _check_scale, resolve_ensemble, warn_if_cut_short
 
 TARGETS = ("label", "prediction")
 LAYER_DTYPES = ("float32", "float16")
@@ -590,7 +590,7 @@ def attribute(
         raise ValueError(f"n_baselines must be a positive integer, got {n_baselines!r}")
     if not (isinstance(top_k, int | np.integer) and top_k >= 1):
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-    ens = resolve_ensemble(adata, ensemble_key, ensemble)
+    ens = resolve_ensemble(adata, ensemble_key, ensemble, check_finished=False)
     if ens.model_type not in spec.model_types and not (ens.model_type == "custom" and "mlp" in spec.model_types):
         raise ValueError(
             f"method={method!r} applies to {' and '.join(spec.model_types).upper()} models, but the ensemble under "
@@ -603,6 +603,8 @@ def attribute(
         dup = sorted({i for i in members if members.count(i) > 1})
         raise ValueError(f"models lists member(s) {dup} more than once; the members' t-test and agreement "
                          "assume distinct members: pass each index once")
+    # warn → warn_if_cut_short → attribute → renamed_kwarg → the user
+    warn_if_cut_short(ens, f"uns[{ensemble_key!r}]" if ensemble is None else "the ensemble", members=members, stacklevel=5)
     if key_added is None:  # another ensemble's ranking gets its own key (as predict's columns), not the default one's
         key_added = Key.uns.attribution(method) if ensemble_key == Key.uns.ensemble else f"{ensemble_key}_{method}"
     if not isinstance(key_added, str) or not key_added:

@@ -517,8 +517,10 @@ def select_models(
 
         sub = Ensemble([ens.modules[i] for i in members], classes=ens.classes, var_names=ens.var_names, spec=ens.spec,
                        orders=None if ens.orders is None else ens.orders[members],
-                       params=ens.params | {"n_models": len(members), "selected_from": ensemble_key, "selected_members": members}
-                       | ({"finished": [bool(ens.params["finished"][i]) for i in members]} if "finished" in ens.params else {}),
+                       params=ens.params | {"n_models": len(members), "n_models_requested": len(members),
+                                            "selected_from": ensemble_key, "selected_members": members,
+                                            "finished": [ens.finished[i] for i in members],
+                                            "interrupted": not all(ens.finished[i] for i in members)},
                        preprocessing=ens.preprocessing, history=ens.history, metrics=ens.metrics, recall=ens.recall,
                        confusion=ens.confusion)
         adata.uns[key_added] = sub.to_dict()

@@ -26,8 +26,11 @@ from .._validation import (
 from ..get import ensemble as get_ensemble
 
 
-def resolve_ensemble(adata: Any, ensemble_key: str, ensemble: Any):
-    """The ensemble to use: ``ensemble`` (object or ``.npz`` path) if given, else ``uns[ensemble_key]``."""
+def resolve_ensemble(adata: Any, ensemble_key: str, ensemble: Any, *, check_finished: bool = True):
+    """The ensemble to use: ``ensemble`` (object or ``.npz`` path) if given, else ``uns[ensemble_key]``.
+
+    ``check_finished``: warn if members were cut short by an interrupted training.
+    """
     from pathlib import Path
 
     from ..models import Ensemble
@@ -40,19 +43,21 @@ def resolve_ensemble(adata: Any, ensemble_key: str, ensemble: Any):
         ens = Ensemble.load(ensemble)
     else:
         raise TypeError(f"ensemble must be an xl.models.Ensemble or a path to a saved one, got {type(ensemble).__name__}")
-    # warn → warn_if_cut_short → resolve_ensemble → the tool → renamed_kwarg → the user
-    warn_if_cut_short(ens, f"uns[{ensemble_key!r}]" if ensemble is None else "the ensemble", stacklevel=6)
+    if check_finished:  # warn → warn_if_cut_short → resolve_ensemble → the tool → renamed_kwarg → the user
+        warn_if_cut_short(ens, f"uns[{ensemble_key!r}]" if ensemble is None else "the ensemble", stacklevel=6)
     return ens
 
 
-def warn_if_cut_short(ens, where: str, *, stacklevel: int = 4) -> None:
-    """Warn that members of ``ens`` are under-trained: its training was interrupted (``params["finished"]``)."""
-    finished = (ens.params or {}).get("finished")
-    if finished is not None and not all(finished):
-        n = len(finished) - int(sum(bool(f) for f in finished))
-        warn(f"{where}: {n} of the {len(finished)} members were cut short by an interrupted training, so they are "
-             "under-trained and the results may differ from those of the finished ensemble; finish it with "
-             "xl.tl.train_classifier(..., extend=True)", stacklevel=stacklevel)
+def warn_if_cut_short(ens, where: str, *, members: Any = None, stacklevel: int = 4) -> None:
+    """Warn that members of ``ens`` (those in ``members``, default all) were cut short by an interrupted training."""
+    finished = ens.finished
+    used = range(len(finished)) if members is None else members
+    cut = [i for i in used if not finished[i]]
+    if cut:
+        warn(f"{where}: {len(cut)} of the {len(used)} members {'was' if len(cut) == 1 else 'were'} cut short by an "
+             f"interrupted training, so {'it is' if len(cut) == 1 else 'they are'} under-trained and the results may "
+             "differ from those of the finished "
+             "ensemble; finish it with xl.tl.train_classifier(..., extend=True)", stacklevel=stacklevel)
 
 
 def _check_scale(values: ValueSummary, ens, source: str, *, what: str = "Predictions") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ from anndata import AnnData
 
 from .._docs import doc_device, doc_key, doc_params, doc_random_state
 from .._keys import Key
-from .._logging import logger, progress, renamed_kwarg
+from .._logging import ScxlWarning, logger, progress, renamed_kwarg, warn
 from .._types import Method, ReferenceKindName, Vary
 from .._validation import (
     TOOL_FIELD,
@@ -174,7 +175,10 @@ def reproducibility(
     random_state = check_random_state(random_state)
     check_writable(adata, key_added, tool="reproducibility", overwrite=overwrite)
     ens = get_ensemble(adata, ensemble_key)
-    if not (train_missing and vary == "models"):  # (train_missing trains the members cut short again)
+    # members cut short by an interrupted training: train_missing trains them again where it can rebuild them
+    retrain = (train_missing and vary == "models" and not all(ens.finished) and ens.spec["type"] != "custom"
+               and not is_mudata(adata))
+    if not retrain:
         warn_if_cut_short(ens, f"uns[{ensemble_key!r}]", stacklevel=5)  # warn → it → here → renamed_kwarg → user
     dev = resolve_device(device)
     if vary == "models":
@@ -185,10 +189,9 @@ def reproducibility(
                 f"n_models={n_values[-1] * n_rep}, extend=True)), or pass train_missing=True"
             )
         needed = n_values[-1] * n_rep
-        cut_short = not all((ens.params or {}).get("finished", [True]))  # an interrupted training
-        if train_missing and cut_short:  # members cut short count as missing: extend trains them again
+        if retrain:  # members cut short count as missing: extend trains them again
             needed = max(needed, ens.n_models)
-        if ens.n_models < needed or (train_missing and cut_short):
+        if ens.n_models < needed or retrain:
             if train_missing:
                 if is_mudata(adata):
                     raise ValueError("train_missing is not supported for MuData ensembles; train more members with xl.tl.train_classifier")
@@ -330,10 +333,25 @@ def _train_more(adata: AnnData, ens, key: str, n_models: int) -> None:
     """Grow ``key`` to ``n_models`` members (``extend=True``: the existing members are kept)."""
     from ._train import train_classifier
 
-    p, spec, prep = ens.params, ens.spec, ens.preprocessing
-    if spec["type"] == "custom":
+    if ens.spec["type"] == "custom":
         raise ValueError("train_missing cannot rebuild a custom-module ensemble; train more members yourself")
     logger.info("training %d members (had %d) for disjoint replicates", n_models, ens.n_models)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ScxlWarning)
+        _train_call(adata, ens, key, n_models, train_classifier)
+    for w in caught:  # at the user's line: warn → here → reproducibility → renamed_kwarg → the user
+        if issubclass(w.category, ScxlWarning) and not str(w.message).startswith("train_classifier was interrupted"):
+            warn(str(w.message), stacklevel=5)
+        elif not issubclass(w.category, ScxlWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if adata.uns[key]["params"].get("interrupted"):  # Ctrl-C: the members so far are stored; replicates need them all
+        raise KeyboardInterrupt(f"training interrupted: the members trained so far are stored in uns[{key!r}] "
+                                "(train_classifier(..., extend=True) trains the others); xl.tl.reproducibility was not run")
+
+
+def _train_call(adata: AnnData, ens, key: str, n_models: int, train_classifier) -> None:
+    """``train_classifier`` with the stored settings of ``ens``, growing ``uns[key]`` to ``n_models`` (``extend=True``)."""
+    p, spec, prep = ens.params, ens.spec, ens.preprocessing
     model_kwargs = {k: v for k, v in spec.items() if k not in ("type", "n_features", "n_classes", "hidden", "dropout")}
     train_classifier(
         adata, p["groupby"], model=spec["type"], n_models=n_models, layer=prep.get("layer"),
@@ -347,6 +365,3 @@ def _train_more(adata: AnnData, ens, key: str, n_models: int) -> None:
         gene_order="random_per_model" if p.get("gene_order") == "random_per_model" else (p.get("gene_order") if spec["type"] == "cnn" and p.get("gene_order") in ("variance", "correlation", "random") else "variance"),
         key_added=key, extend=True,
     )
-    if adata.uns[key]["params"].get("interrupted"):  # Ctrl-C: the members so far are stored; replicates need them all
-        raise KeyboardInterrupt(f"training interrupted: the members trained so far are stored in uns[{key!r}]; "
-                                "xl.tl.reproducibility was not run")

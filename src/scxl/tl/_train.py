@@ -586,7 +586,7 @@ def train_classifier(
         _drop_stale_results(adata, key_added)
     if interrupted or cv_stopped or not evaluated:
         warn(_interrupted_message(key_added, n_models=n_models, finished=finished, model=model_name, cv=cv,
-                                  cv_fold=cv_stopped, evaluated=evaluated))
+                                  cv_fold=cv_stopped, evaluated=evaluated, validated=validation > 0))
     summary = ""
     if metrics is not None and "ensemble" in metrics.index:
         summary = f"; validation accuracy {metrics.loc['ensemble', 'accuracy']:.3f}, balanced {metrics.loc['ensemble', 'balanced_accuracy']:.3f}"
@@ -601,7 +601,7 @@ def leading_finished(finished: Sequence[bool]) -> int:
 
 
 def _interrupted_message(key: str, *, n_models: int, finished: list[bool], model: str, cv: int | None,
-                         cv_fold: int | None, evaluated: bool) -> str:
+                         cv_fold: int | None, evaluated: bool, validated: bool = True) -> str:
     """What a Ctrl-C left in ``uns[key]`` (``finished``: per member stored), and what to do next."""
     n_kept, n_done, n_finished = len(finished), sum(finished), leading_finished(finished)
     redo_cv = f"; run the call again with cv={cv} to estimate its accuracy (this trains the ensemble again too)" if cv else ""
@@ -615,7 +615,7 @@ def _interrupted_message(key: str, *, n_models: int, finished: list[bool], model
     cut, missing = n_kept - n_done, n_models - n_kept
     parts = [f"{n_done} finished" if n_done else "",
              f"{cut} cut short with {'its' if cut == 1 else 'their'} best weights so far, those of the epoch of lowest "
-             "validation loss" if cut else "", f"{missing} not trained" if missing else ""]
+             f"{'validation' if validated else 'training'} loss" if cut else "", f"{missing} not trained" if missing else ""]
     again = ("trains them all again from the start" if not n_finished else
              f"keeps the first {n_finished} (those before any member cut short or missing) and trains the others "
              "from the start")
@@ -862,7 +862,7 @@ def _stored_members(adata, key: str, *, n_models: int, settings: dict, spec: dic
     ens = get_ensemble(adata, key, factory=factory)
     p = ens.params
     # an interrupted ensemble: the members before the first one cut short are kept, the others trained again
-    keep = leading_finished(p.get("finished", [True] * ens.n_models))
+    keep = leading_finished(ens.finished)
     if keep >= n_models:
         raise ValueError(f"uns[{key!r}] already has {keep} member{'s' if keep != 1 else ''}"
                          + (f" that finished training (of {ens.n_models}: it was interrupted)" if keep < ens.n_models else "")
