@@ -81,6 +81,43 @@ class ScxlWarning(UserWarning):
     """
 
 
+class deferred_interrupt:  # (lower case: a context manager, as contextlib's)
+    """Hold a Ctrl-C (SIGINT) until the block has finished, then raise it: for the writes of a result.
+
+    A ``KeyboardInterrupt`` in the middle of storing a result would leave it half written (a
+    layer without its ranking, a view half turned into an AnnData). In the main thread, with
+    Python's own SIGINT handler in place, the signal is recorded instead and raised as a
+    ``KeyboardInterrupt`` naming ``what`` once the block is done; elsewhere the block runs as it is.
+
+    Examples
+    --------
+    >>> from scxl._logging import deferred_interrupt
+    >>> with deferred_interrupt("the result"):
+    ...     stored = True
+    >>> stored
+    True
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what, self.received, self.previous = what, [], None
+
+    def __enter__(self) -> deferred_interrupt:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, lambda signum, frame: self.received.append(signum))
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.received and kind is None:
+            raise KeyboardInterrupt(f"interrupted while storing {self.what}: it was stored first")
+
+
 def warn(message: str, *, stacklevel: int = 3) -> None:
     """Emit a :class:`ScxlWarning` pointing at the user's call."""
     import warnings

@@ -333,3 +333,39 @@ def test_metrics_of_an_interrupted_ensemble_without_validation(synth, monkeypatc
         _train(a, n_models=2, validation=0, **KW)
     with pytest.raises(ValueError, match=r"trained without validation \(validation=0"):
         xl.get.training_metrics(a)
+
+
+def test_a_ctrl_c_while_storing_waits_until_the_result_is_stored(synth, monkeypatch):
+    import os
+    import signal
+
+    from scxl.tl import _attribute as attribute_module
+    from scxl.tl import _train as train_module
+
+    def sigint_then(real):
+        def run(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends; Python's handler would raise right here
+            return real(*args, **kwargs)
+        return run
+
+    a = synth.copy()
+    monkeypatch.setattr(train_module, "view_to_actual", sigint_then(train_module.view_to_actual))
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted while storing the ensemble in uns\['xl'\]: it was stored first"):
+        xl.tl.train_classifier(a, "group", n_models=2, **KW)
+    assert a.uns["xl"]["params"]["finished"] == [True, True]
+    monkeypatch.setattr(attribute_module, "_entry", sigint_then(attribute_module._entry))
+    with pytest.raises(KeyboardInterrupt, match="interrupted while storing the results of attribute under 'xl_deeplift'"):
+        xl.tl.attribute(a)
+    assert "xl_deeplift" in a.uns and "xl_deeplift" in a.layers  # the ranking and its layer, both
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_deferred_interrupt_example_runs():
+    import doctest
+
+    from scxl._logging import deferred_interrupt
+
+    runner = doctest.DocTestRunner()
+    for test in doctest.DocTestFinder().find(deferred_interrupt):
+        runner.run(test)
+    assert runner.failures == 0 and runner.tries > 0

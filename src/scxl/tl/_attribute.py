@@ -19,7 +19,7 @@ from anndata import AnnData
 from .._docs import doc_copy, doc_device, doc_key, doc_overwrite, doc_params, doc_random_state
 from .._inputs import Aligned, _is_dask, aligned, is_all_columns, is_out_of_core
 from .._keys import Key
-from .._logging import logger, renamed_kwarg, warn
+from .._logging import deferred_interrupt, logger, renamed_kwarg, warn
 from .._types import Aggregate, LayerDtype, Method, RankBy, ReferenceKindName
 from .._validation import (
     TOOL_FIELD,
@@ -707,7 +707,8 @@ def attribute(
         "layer_genes": "all" if layer_genes is None else ("top" if top_genes else int(keep.size)),
         "backend": "dask" if dask_X is not None else "memory",
     }
-    _write(adata, dests, key_added, ranking, params, layers, res, ens, X)
+    with deferred_interrupt(f"the results of attribute under {key_added!r}"):  # a Ctrl-C here waits for the write
+        _write(adata, dests, key_added, ranking, params, layers, res, ens, X)
     logger.info("finished %s (%.1fs): added %s", method, time.perf_counter() - t0,
                 ", ".join(f"{d.label}.uns[{key_added!r}]" + (f", {d.label}.layers[{key_added!r}]" if store_layer else "") for d in dests))
     return None if not copy else adata

@@ -23,7 +23,7 @@ from .._docs import (
 )
 from .._inputs import BUFFER_BYTES, HOLD_BYTES, _is_dask, extract, is_out_of_core, make_fetch
 from .._keys import Key
-from .._logging import logger, progress, warn
+from .._logging import deferred_interrupt, logger, progress, warn
 from .._types import Balance, ModelType, Split
 from .._validation import (
     TOOL_FIELD,
@@ -577,13 +577,14 @@ def train_classifier(
                    confusion=confusion,
                    extra={"validation_obs": np.asarray(inputs.obs.index[labelled[held_out]]).astype(object),
                           "validation_members": mask})
-    if not is_mudata(adata):
-        view_to_actual(adata)
-    # (extend keeps the members the stored results were computed with, unless it trained unfinished ones again)
-    replaced = key_added in adata.uns and (not extend or resumed)
-    adata.uns[key_added] = ens.to_dict()  # the one write
-    if replaced:
-        _drop_stale_results(adata, key_added)
+    with deferred_interrupt(f"the ensemble in uns[{key_added!r}]"):  # a Ctrl-C here waits for the write
+        if not is_mudata(adata):
+            view_to_actual(adata)
+        # (extend keeps the members the stored results were computed with, unless it trained unfinished ones again)
+        replaced = key_added in adata.uns and (not extend or resumed)
+        adata.uns[key_added] = ens.to_dict()  # the one write
+        if replaced:
+            _drop_stale_results(adata, key_added)
     if interrupted or cv_stopped or not evaluated:
         warn(_interrupted_message(key_added, n_models=n_models, finished=finished, model=model_name, cv=cv,
                                   cv_fold=cv_stopped, evaluated=evaluated, validated=validation > 0))
