@@ -161,12 +161,11 @@ def _run(args: argparse.Namespace) -> int:
     ens = xl.get.ensemble(adata)
     if ens.params.get("interrupted"):  # Ctrl-C during training: keep what was trained, run nothing more
         ens.save(out / "ensemble.npz")
-        suffix = ".h5mu" if type(adata).__name__ == "MuData" else ".h5ad"
-        adata.write(out / f"scxl_result{suffix}") if suffix == ".h5mu" else adata.write_h5ad(out / f"scxl_result{suffix}")
+        result = _write_result(adata, out)
         what = (f"in training; the {ens.n_models} member(s) trained so far ({sum(ens.finished)} of them finished) are"
                 if not all(ens.finished) or ens.n_models < ens.params.get("n_models_requested", ens.n_models) else
                 f"after training (evaluating or cross-validating); the {ens.n_models} trained member(s) are")
-        print(f"scxl run: interrupted {what} saved in {out / 'ensemble.npz'} and {out / ('scxl_result' + suffix)} "
+        print(f"scxl run: interrupted {what} saved in {out / 'ensemble.npz'} and {result} "
               "(uns['xl']); nothing else was run", file=sys.stderr)
         return 130
     xl.tl.predict(adata)
@@ -175,15 +174,22 @@ def _run(args: argparse.Namespace) -> int:
     pred.insert(0, groupby, adata.obs[groupby])
     pred.to_csv(out / "predictions.csv")
     analysis = _analyse(adata, args, groupby, out) if args.method != "none" else {}
-    suffix = ".h5mu" if type(adata).__name__ == "MuData" else ".h5ad"
-    result = out / f"scxl_result{suffix}"
-    adata.write(result) if suffix == ".h5mu" else adata.write_h5ad(result)
+    _write_result(adata, out)
     seconds = time.perf_counter() - t0
     summary = _summary(adata, ens, groupby, source, seconds, out, analysis, args.unit)
     (out / "summary.txt").write_text(summary)
     _report(adata, ens, groupby, source, seconds, out, analysis, args)
     print(summary)
     return 0
+
+
+def _write_result(adata, out: Path) -> Path:
+    """Write ``adata`` (AnnData or MuData) as ``out/scxl_result.h5ad`` (``.h5mu``); return the path."""
+    if type(adata).__name__ == "MuData":
+        adata.write(out / "scxl_result.h5mu")
+        return out / "scxl_result.h5mu"
+    adata.write_h5ad(out / "scxl_result.h5ad")
+    return out / "scxl_result.h5ad"
 
 
 def _analyse(adata, args, groupby: str, out: Path) -> dict:

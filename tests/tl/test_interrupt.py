@@ -140,22 +140,33 @@ def test_the_kernels_hand_over_the_members_in_a_subclass_of_keyboard_interrupt(m
     assert [len(h) for _, h in stop.value.results] == [1, 1] and all(h["best"].sum() == 1 for _, h in stop.value.results)
 
 
-def test_interrupted_training_on_workers_keeps_the_groups_that_finished(synth, reference, monkeypatch):
+def _on_dask(synth):
     import dask.array as da
 
     b = synth.copy()
     b.X = da.from_array(np.asarray(b.X), chunks=(100, b.n_vars))
+    return b
+
+
+def _stop_gathering_members(monkeypatch, *, after_first: bool) -> None:
+    """Ctrl-C while the client waits for the training tasks (``after_first``: once the first has finished)."""
     real = distributed.Client.gather
 
-    def gather_then_stop(self, futures, *args, **kwargs):  # Ctrl-C once the first task has finished
+    def stop(self, futures, *args, **kwargs):
         if isinstance(futures, list) and futures and str(futures[0].key).startswith("train-members"):
-            distributed.wait(futures[0])
+            if after_first:
+                distributed.wait(futures[0])
             raise KeyboardInterrupt
         return real(self, futures, *args, **kwargs)
 
+    monkeypatch.setattr(distributed.Client, "gather", stop)
+
+
+def test_interrupted_training_on_workers_keeps_the_groups_that_finished(synth, reference, monkeypatch):
+    b = _on_dask(synth)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
             distributed.Client(cluster):
-        monkeypatch.setattr(distributed.Client, "gather", gather_then_stop)
+        _stop_gathering_members(monkeypatch, after_first=True)
         with pytest.warns(ScxlWarning, match=r"holds \d of the 3 MLP members"):
             _train(b, n_models=3, vectorize=False, **KW)  # one member per task
         p = b.uns["xl"]["params"]
@@ -274,20 +285,10 @@ def test_reproducibility_trains_members_cut_short_again_with_train_missing(synth
 
 
 def test_dask_tasks_of_several_members_keep_nothing_and_say_so(synth, monkeypatch):
-    import dask.array as da
-
-    b = synth.copy()
-    b.X = da.from_array(np.asarray(b.X), chunks=(100, b.n_vars))
-    real = distributed.Client.gather
-
-    def stop(self, futures, *args, **kwargs):
-        if isinstance(futures, list) and futures and str(futures[0].key).startswith("train-members"):
-            raise KeyboardInterrupt
-        return real(self, futures, *args, **kwargs)
-
+    b = _on_dask(synth)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
             distributed.Client(cluster):
-        monkeypatch.setattr(distributed.Client, "gather", stop)
+        _stop_gathering_members(monkeypatch, after_first=False)
         with pytest.raises(KeyboardInterrupt, match=r"or any task on the Dask workers finished .*vectorize=False.*nothing was stored"):
             xl.tl.train_classifier(b, "group", n_models=2, **KW)
     assert "xl" not in b.uns

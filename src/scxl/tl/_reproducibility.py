@@ -331,14 +331,12 @@ def _convergence(summary: pd.DataFrame, target: float) -> pd.DataFrame:
 
 def _train_more(adata: AnnData, ens, key: str, n_models: int) -> None:
     """Grow ``key`` to ``n_models`` members (``extend=True``: the existing members are kept)."""
-    from ._train import train_classifier
-
     if ens.spec["type"] == "custom":
         raise ValueError("train_missing cannot rebuild a custom-module ensemble; train more members yourself")
     logger.info("training %d members (had %d) for disjoint replicates", n_models, ens.n_models)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ScxlWarning)
-        _train_call(adata, ens, key, n_models, train_classifier)
+        _train_call(adata, ens, key, n_models)
     for w in caught:  # at the user's line: warn → here → reproducibility → renamed_kwarg → the user
         if issubclass(w.category, ScxlWarning) and not str(w.message).startswith("train_classifier was interrupted"):
             warn(str(w.message), stacklevel=5)
@@ -349,8 +347,10 @@ def _train_more(adata: AnnData, ens, key: str, n_models: int) -> None:
                                 "(train_classifier(..., extend=True) trains the others); xl.tl.reproducibility was not run")
 
 
-def _train_call(adata: AnnData, ens, key: str, n_models: int, train_classifier) -> None:
+def _train_call(adata: AnnData, ens, key: str, n_models: int) -> None:
     """``train_classifier`` with the stored settings of ``ens``, growing ``uns[key]`` to ``n_models`` (``extend=True``)."""
+    from ._train import train_classifier
+
     p, spec, prep = ens.params, ens.spec, ens.preprocessing
     model_kwargs = {k: v for k, v in spec.items() if k not in ("type", "n_features", "n_classes", "hidden", "dropout")}
     train_classifier(

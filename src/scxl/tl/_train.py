@@ -460,11 +460,9 @@ def train_classifier(
             trained, done = stop.results, stop.finished
         if trained is not None:
             done = [True] * len(trained) if done is None else list(done)
-            out = []
-            for i, (m, hist), d in zip(indices, trained, done, strict=False):  # (workers: the groups that finished)
+            for i, (_, hist) in zip(indices, trained, strict=False):  # (workers: the groups that finished)
                 hist.insert(0, "model", f"model_{i}")
-                out.append((m, hist, d))
-            return [o[0] for o in out], [o[1] for o in out], [o[2] for o in out]
+            return [m for m, _ in trained], [h for _, h in trained], done
         out = []  # (module, history, finished): one append per member, so an interrupt never splits one
         try:
             for i in progress(indices, desc=desc, leave=True):
