@@ -17,6 +17,7 @@ arrays with Dask's threaded scheduler (on the client machine); to write the laye
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -266,13 +267,33 @@ def attribute_dask(
     tasks = [run(mods, blk, targets[s:s + n], groups[s:s + n], n_groups, method, cfg, int(s), n_obs, store_cells, gene_sd)
              for blk, s, n in zip(X.to_delayed().ravel(), starts, X.chunks[0], strict=True)]
     parts = [t[0] for t in tasks] + [tasks[0][2]]
-    out = client.gather(client.compute(parts)) if client is not None else dask.compute(*parts)
+    if client is None:
+        out = dask.compute(*parts)
+    else:
+        futures = client.compute(parts)
+        try:
+            wait_for(futures)
+        except KeyboardInterrupt:  # Ctrl-C: the workers stop too, instead of finishing blocks no one will read
+            client.cancel(futures)
+            raise
+        out = client.gather(futures)
     sums, params = list(out[:-1]), out[-1]
     cells = None
     if store_cells:  # lazy: computing it runs each block's task again (same seeds, same numbers)
         cells = da.concatenate([da.from_delayed(t[1], shape=(n, X.shape[1]), dtype=np.float32)
                                 for t, n in zip(tasks, X.chunks[0], strict=True)])
     return _combine(sums, groups, n_groups, spec.name, params), cells
+
+
+def wait_for(futures: list, poll: float = 0.1) -> None:
+    """Wait in this thread until every future is done (finished, failed or cancelled).
+
+    Polled rather than through ``client.gather``, so that a Ctrl-C lands here, between two looks,
+    and not inside the client's own wait, whose coroutines then die unheard ("Task exception was
+    never retrieved ... AllExit" on the console).
+    """
+    while not all(f.done() for f in futures):
+        time.sleep(poll)
 
 
 def _combine(sums: list[dict], groups: np.ndarray, n_groups: int, method: str, params: dict) -> AttributionResult:

@@ -716,7 +716,7 @@ def _fit_on_workers(spec: dict, indices: list[int], parts: list, *, source: tupl
                     per_task: int | None, desc: str) -> list:
     """Train members ``indices`` on the active client's workers: groups of members, one task each, in index order."""
     from ..explain import active_client
-    from ..explain._distributed import MIN_TASK_WORKSPACE, check_worker_room
+    from ..explain._distributed import MIN_TASK_WORKSPACE, check_worker_room, wait_for
 
     client = active_client()
     if not client.nthreads():  # a cluster still starting its workers (e.g. batch jobs): the split needs them
@@ -743,6 +743,7 @@ def _fit_on_workers(spec: dict, indices: list[int], parts: list, *, source: tupl
                                      config=config, random_state=random_state, fold=fold, indices=g, hold_bytes=hold,
                                      device=str(client_device), key=f"train-members-{run}-{g[0]}", pure=False))  # dashboard: "train-members"
     try:
+        wait_for(futures)
         results = client.gather(futures)
     except KeyboardInterrupt:  # keep the groups that finished, in index order up to the first that had not
         results = []
