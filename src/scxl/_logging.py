@@ -87,7 +87,8 @@ class deferred_interrupt:  # (lower case: a context manager, as contextlib's)
     A ``KeyboardInterrupt`` in the middle of storing a result would leave it half written (a
     layer without its ranking, a view half turned into an AnnData). In the main thread, with
     Python's own SIGINT handler in place, the signal is recorded instead and raised as a
-    ``KeyboardInterrupt`` naming ``what`` once the block is done; elsewhere the block runs as it is.
+    ``KeyboardInterrupt`` naming ``what`` once the block is done (with ``reraise=False`` it is only
+    recorded, in :attr:`received`, for the caller to act on); elsewhere the block runs as it is.
 
     Examples
     --------
@@ -98,8 +99,8 @@ class deferred_interrupt:  # (lower case: a context manager, as contextlib's)
     True
     """
 
-    def __init__(self, what: str) -> None:
-        self.what, self.received, self.previous = what, [], None
+    def __init__(self, what: str, *, reraise: bool = True) -> None:
+        self.what, self.reraise, self.received, self.previous = what, reraise, [], None
 
     def __enter__(self) -> deferred_interrupt:
         import signal
@@ -114,7 +115,7 @@ class deferred_interrupt:  # (lower case: a context manager, as contextlib's)
 
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
-        if self.received and kind is None:
+        if self.received and kind is None and self.reraise:
             raise KeyboardInterrupt(f"interrupted while storing {self.what}: it was stored first")
 
 

@@ -232,7 +232,7 @@ def test_interrupted_cnn_ensemble_keeps_its_gene_orders_and_round_trips(synth, t
 
 
 def test_an_interrupt_during_the_final_evaluation_keeps_the_trained_members(synth, reference, monkeypatch):
-    from scxl.explain import _distributed
+    from scxl.tl import _train as train_module
 
     a = synth.copy()
     _interrupt_at(monkeypatch, train_module, "_proba", 1)
@@ -339,7 +339,7 @@ def test_a_ctrl_c_while_storing_waits_until_the_result_is_stored(synth, monkeypa
     import signal
 
     from scxl.tl import _attribute as attribute_module
-    from scxl.explain import _distributed
+    from scxl.tl import _train as train_module
 
     def sigint_then(real):
         def run(*args, **kwargs):
@@ -420,3 +420,58 @@ def test_ctrl_c_during_attribution_on_workers_cancels_their_tasks_and_stores_not
             xl.tl.attribute(b, store_layer=False)
         assert seen and all(f.status == "cancelled" for f in seen)
     assert set(b.uns) | set(b.layers) == before
+
+
+def _ctrl_c_when_training_ends(monkeypatch, module, name, *, calls=(1,)):
+    """A real SIGINT as the ``calls``-th training run closes its progress bar: just after its epochs ended."""
+    import os
+    import signal
+
+    real, seen = getattr(module, name), []
+
+    def bar(*args, **kwargs):
+        b = real(*args, **kwargs)
+        seen.append(1)
+        if len(seen) in calls:
+            close = b.close
+
+            def close_and_stop():
+                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+                close()
+
+            b.close = close_and_stop
+        return b
+
+    monkeypatch.setattr(module, name, bar)
+
+
+def test_ctrl_c_just_after_the_stacked_training_ended_keeps_the_whole_ensemble(synth, reference, monkeypatch):
+    a = synth.copy()
+    _ctrl_c_when_training_ends(monkeypatch, _stacked, "_progress_bar")
+    with pytest.warns(ScxlWarning, match="interrupted just after its members finished training.*fully trained"):
+        _train(a, n_models=3, **KW)
+    p = a.uns["xl"]["params"]
+    assert not p["interrupted"] and p["finished"] == [True] * 3 and p["n_models"] == 3
+    assert _same_members(a, reference)
+    assert xl.get.training_metrics(a) is not None
+
+
+def test_ctrl_c_just_after_a_member_ended_keeps_it_and_stops(synth, reference, monkeypatch):
+    a = synth.copy()
+    _ctrl_c_when_training_ends(monkeypatch, _loop, "progress")  # the first member's training has ended
+    with pytest.warns(ScxlWarning, match=r"holds 1 of the 3 MLP members \(1 finished; 2 not trained\)"):
+        _train(a, n_models=3, vectorize=False, **KW)
+    assert a.uns["xl"]["params"]["finished"] == [True]
+    monkeypatch.undo()
+    _train(a, n_models=3, extend=True, vectorize=False, **KW)
+    assert _same_members(a, reference)
+
+
+def test_ctrl_c_just_after_training_skips_the_cross_validation_and_says_so(synth, monkeypatch):
+    a = synth.copy()
+    _ctrl_c_when_training_ends(monkeypatch, _stacked, "_progress_bar")
+    with pytest.warns(ScxlWarning, match=r"fully trained and stored \(with its validation metrics\), without the "
+                                         r"cross-validation .*cv=2"):
+        _train(a, n_models=2, cv=2, **KW)
+    p = a.uns["xl"]["params"]
+    assert p["interrupted"] and p["cv"] == 0 and p["finished"] == [True, True]

@@ -129,8 +129,9 @@ def train_classifier(
     (bit for bit on the CPU); members trained all at once (the default for MLPs) are all cut
     short together, so there it trains them all again. On Dask workers a task returns its
     members only when all of them have finished (``vectorize=False``: one member per task). An
-    interrupted evaluation or cross-validation keeps the trained ensemble without those metrics.
-    In a script that should stop there instead, turn the warning into an error, raised once the
+    interrupted evaluation or cross-validation keeps the trained ensemble without those metrics,
+    and a Ctrl-C just after the members finished keeps them all (``params["interrupted"]`` stays
+    False unless ``cv`` was asked for, which is then skipped). In a script that should stop there instead, turn the warning into an error, raised once the
     ensemble is stored (with ``copy=False``):
     ``warnings.filterwarnings("error", message="train_classifier was interrupted")``.
 
@@ -435,6 +436,8 @@ def train_classifier(
 
     source = (inputs.matrix, labelled, cols, _member_seed(random_state, 3)[0]) if on_workers else None
 
+    user_stop = []  # a Ctrl-C stopped the training (also one that came just after every member had finished)
+
     def train_ensemble(parts: list, desc: str, fold: int = 0, start: int = 0) -> tuple[list, list, list[bool]]:
         """Members ``start``.. with their histories and whether each finished its training.
 
@@ -458,6 +461,7 @@ def train_classifier(
                                            device=dev, desc=f"{desc} (all at once)")
         except TrainingInterrupted as stop:
             trained, done = stop.results, stop.finished
+            user_stop.append(True)
         if trained is not None:
             done = [True] * len(trained) if done is None else list(done)
             for i, (_, hist) in zip(indices, trained, strict=False):  # (workers: the groups that finished)
@@ -474,16 +478,18 @@ def train_classifier(
                         m = build_module(spec, order=None if orders is None else orders[i], factory=factory)
                         m, hist = fit_member(m, fetch, y, tr, va, n_classes=n_classes, config=config, rng=rng,
                                              device=dev, desc=f"model {i + 1}/{n_models}")
-                    d = True
-                except TrainingInterrupted as stop:  # this member's best weights so far
-                    (m, hist), d = stop.results[0], False
+                    d, stopped = True, False
+                except TrainingInterrupted as stop:  # cut short: its best weights so far (or finished just before)
+                    (m, hist), d, stopped = stop.results[0], stop.finished[0], True
                 hist.insert(0, "model", f"model_{i}")
                 out.append((m, hist, d))
-                if not d:
+                if stopped:
+                    user_stop.append(True)
                     break
         except KeyboardInterrupt:  # between members or before this one's first epoch: keep those trained so far
             if not out:
                 raise
+            user_stop.append(True)
         return [o[0] for o in out], [o[1] for o in out], [o[2] for o in out]
 
     try:
@@ -496,6 +502,7 @@ def train_classifier(
                "with vectorize=False each member is a task of its own)" if on_workers else "")
             + ": nothing was stored" + (f" (uns[{key_added!r}] is unchanged)" if key_added in adata.uns else "")) from None
     interrupted = len(modules) < n_models - len(kept) or not all(finished)
+    stopped = bool(user_stop)  # also a Ctrl-C that came just after every member had finished (nothing is missing)
     finished = [True] * len(kept) + finished  # per member: its training ended (early stopping or max_epochs)
     modules, histories = kept + modules, kept_history + histories
     member_splits = member_splits[: len(modules)]
@@ -531,7 +538,7 @@ def train_classifier(
         confusion = met["confusion"]
 
     cv_stopped = None  # the fold during which a Ctrl-C stopped the cross-validation
-    if cv and not interrupted and evaluated:
+    if cv and not interrupted and not stopped and evaluated:
         _, cv_rng = _member_seed(random_state, 1000)
         oof = np.zeros((y.size, n_classes), dtype=np.float32)
         try:
@@ -540,7 +547,7 @@ def train_classifier(
                 rest = np.setdiff1d(np.arange(y.size), test)
                 parts = [(rest[tr], rest[va]) for tr, va in splits(y[rest], 2000 + k)]  # own stream (1000 drew the folds)
                 mods_k, _, done_k = train_ensemble(parts, f"CV fold {k + 1}/{cv}", fold=100 + k)
-                if len(mods_k) < n_models or not all(done_k):  # a fold's ensemble cut short estimates nothing
+                if user_stop or len(mods_k) < n_models or not all(done_k):  # a fold's ensemble cut short estimates nothing
                     raise KeyboardInterrupt
                 oof[test] = _proba(mods_k, fetch, test, n_classes).mean(0)
                 rows[f"cv_fold_{k + 1}"] = _row(classification_metrics(y[test], oof[test].argmax(1), n_classes),
@@ -558,9 +565,9 @@ def train_classifier(
     recall = pd.DataFrame(recalls, index=pd.Index(classes, name="class")) if recalls else None
     params = {
         **settings, "n_models": len(modules), "n_models_requested": int(n_models),
-        "cv": int(cv) if cv and not interrupted and evaluated and cv_stopped is None else 0,
+        "cv": int(cv) if cv and not interrupted and not stopped and evaluated and cv_stopped is None else 0,
         # interrupted: by a Ctrl-C, in training, evaluation or cross-validation
-        "interrupted": bool(interrupted or not evaluated or cv_stopped), "finished": [bool(f) for f in finished],
+        "interrupted": bool(interrupted or not evaluated or cv_stopped or (stopped and cv)), "finished": [bool(f) for f in finished],
         "device": str(dev),
         "vectorize": bool(vectorize), "streamed": bool(fetch.streamed), "backend": "dask" if on_workers else "memory",
         "n_train": int(member_splits[0][0].size), "n_validation": int(member_splits[0][1].size),
@@ -583,7 +590,7 @@ def train_classifier(
         adata.uns[key_added] = ens.to_dict()  # the one write
         if replaced:
             _drop_stale_results(adata, key_added)
-    if interrupted or cv_stopped or not evaluated:
+    if interrupted or stopped or cv_stopped or not evaluated:
         warn(_interrupted_message(key_added, n_models=n_models, finished=finished, model=model_name, cv=cv,
                                   cv_fold=cv_stopped, evaluated=evaluated, validated=validation > 0))
     summary = ""
@@ -608,6 +615,10 @@ def _interrupted_message(key: str, *, n_models: int, finished: list[bool], model
         return (f"train_classifier was interrupted during the cross-validation (fold {cv_fold} of {cv}): the ensemble "
                 f"in uns[{key!r}] is fully trained and stored, without the cross-validated metrics (params['cv'] is 0)"
                 + redo_cv)
+    if evaluated and n_done == n_models:  # the Ctrl-C came just after the training had ended
+        return (f"train_classifier was interrupted just after its members finished training: the ensemble in "
+                f"uns[{key!r}] is fully trained and stored"
+                + (" (with its validation metrics), without the cross-validation (params['cv'] is 0)" + redo_cv if cv else ""))
     if not evaluated and n_done == n_models:
         return (f"train_classifier was interrupted while evaluating the trained members: the ensemble in uns[{key!r}] "
                 "is fully trained and stored, without its validation metrics" + redo_cv)

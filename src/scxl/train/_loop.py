@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .._logging import progress
+from .._logging import deferred_interrupt, progress
 from .._subnormal import FLUSH_EVERY, flush_tiny_
 from ._split import balanced_epoch
 
@@ -357,18 +357,20 @@ def fit_member(
                 break
     except KeyboardInterrupt:  # Ctrl-C: stop here, the best weights so far restored below
         interrupted = True
-    bar.close()
-    if hasattr(fetch, "release"):  # the batch buffers; the held validation rows stay for the evaluation that follows
-        fetch.release(held=False)
-    if best_state is not None:
-        module.load_state_dict(best_state)
-    module.eval()
-    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    history["best"] = history["epoch"] == best_epoch
+    with deferred_interrupt("the member", reraise=False) as late:  # a Ctrl-C from here on: the member is kept
+        bar.close()
+        if hasattr(fetch, "release"):  # the batch buffers; the held validation rows stay for the evaluation that follows
+            fetch.release(held=False)
+        if best_state is not None:
+            module.load_state_dict(best_state)
+        module.eval()
+        history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+        history["best"] = history["epoch"] == best_epoch
     if interrupted:
         if not rows:  # not one epoch finished: nothing worth handing over
             raise KeyboardInterrupt("training interrupted before its first epoch finished: no member to keep") from None
         if best_state is None:  # interrupted before the first epoch's weights were kept: the module holds them
             history["best"] = history["epoch"] == history["epoch"].iloc[-1]
-        raise TrainingInterrupted([(module, history)], [False])
+    if interrupted or late.received:  # (after its training ended: the member is finished, and the call stops)
+        raise TrainingInterrupted([(module, history)], [not interrupted])
     return module, history

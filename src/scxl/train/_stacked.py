@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._logging import deferred_interrupt
 from .._logging import progress as _progress_bar
 from .._subnormal import FLUSH_EVERY, flush_tiny_
 from ..models._modules import Dropout, dropout_noise
@@ -543,22 +544,23 @@ def fit_members(
                 stack.keep(keep)
     except KeyboardInterrupt:  # Ctrl-C: stop here, every member's best weights so far restored below
         interrupted = True
-    bar.close()
-    if hasattr(fetch, "release"):  # the batch buffers; the held validation rows stay for the evaluation that follows
-        fetch.release(held=False)
-    if interrupted and not all(rows):  # not one epoch finished by every member: nothing worth handing over
-        raise KeyboardInterrupt("training interrupted before its first epoch finished: no member to keep") from None
-    out = []
-    for i, m in enumerate(modules):
-        state = best_state[i] if best_state[i] is not None else final[i]
-        if state is None and interrupted and i in active:  # before its first weights were kept: the stack holds them
-            state, best_epoch[i] = stack.state(active.index(i)), len(rows[i])
-        m.to(device).load_state_dict(state)
-        m.eval()
-        history = pd.DataFrame(rows[i], columns=HISTORY_COLUMNS)
-        history["best"] = history["epoch"] == best_epoch[i]
-        out.append((m, history))
-    if interrupted:
+    with deferred_interrupt("the members", reraise=False) as late:  # a Ctrl-C from here on: the members are kept
+        bar.close()
+        if hasattr(fetch, "release"):  # the batch buffers; the held validation rows stay for the evaluation that follows
+            fetch.release(held=False)
+        if interrupted and not all(rows):  # not one epoch finished by every member: nothing worth handing over
+            raise KeyboardInterrupt("training interrupted before its first epoch finished: no member to keep") from None
+        out = []
+        for i, m in enumerate(modules):
+            state = best_state[i] if best_state[i] is not None else final[i]
+            if state is None and interrupted and i in active:  # before its first weights were kept: the stack holds them
+                state, best_epoch[i] = stack.state(active.index(i)), len(rows[i])
+            m.to(device).load_state_dict(state)
+            m.eval()
+            history = pd.DataFrame(rows[i], columns=HISTORY_COLUMNS)
+            history["best"] = history["epoch"] == best_epoch[i]
+            out.append((m, history))
+    if interrupted or late.received:  # (a Ctrl-C after every member's training ended: all finished, the call stops)
         raise TrainingInterrupted(out, [f is not None for f in final])
     return out
 
