@@ -119,3 +119,18 @@ def test_group_colors_of_a_lazy_anndata(data):
     for a in (mem.copy(), lazy):
         a.uns["group_colors"] = colors
         assert group_colors(a, "group", cats[::-1]) == colors[::-1]
+
+
+def test_training_again_on_a_lazy_anndata_removes_the_previous_predictions(data):
+    """Retraining after predict: the lazy obs (a Dataset2D, no __delitem__) loses the stale prediction columns."""
+    _, _, files = data
+    lazy = ad.experimental.read_lazy(files["csr.zarr"])
+    xl.tl.train_classifier(lazy, "group", **FAST)
+    xl.tl.predict(lazy)
+    with pytest.warns(xl.ScxlWarning, match=r"removed the previous ensemble's predictions \(obs\['xl_prediction'\]"):
+        xl.tl.train_classifier(lazy, "group", **{**FAST, "random_state": 1})
+    assert lazy.uns["xl"]["params"]["random_state"] == 1
+    assert not {"xl_prediction", "xl_confidence", "xl_uncertainty"} & set(lazy.obs.columns)
+    assert "xl_proba" not in lazy.obsm
+    xl.tl.predict(lazy)
+    assert "xl_prediction" in lazy.obs.columns

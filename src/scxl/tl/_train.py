@@ -649,7 +649,11 @@ def _drop_stale_results(adata: Any, key: str) -> None:
     for where, name in [("obs", Key.obs.prediction(key)), ("obs", Key.obs.confidence(key)),
                         ("obs", Key.obs.uncertainty(key)), ("obsm", Key.obsm.proba(key))]:
         if name in getattr(adata, where):
-            del getattr(adata, where)[name]
+            frame = getattr(adata, where)
+            if where == "obs" and not isinstance(frame, pd.DataFrame) and hasattr(frame, "ds"):
+                del frame.ds[name]  # anndata's lazy obs (read_lazy: a Dataset2D over an xarray Dataset)
+            else:
+                del frame[name]
             dropped.append(f"{where}[{name!r}]")
     rankings = [k for k, v in adata.uns.items() if k != key and isinstance(v, Mapping) and isinstance(v.get("params"), Mapping)
                 and v["params"].get(TOOL_FIELD) == "attribute" and str(v["params"].get("ensemble_key")) == key]
