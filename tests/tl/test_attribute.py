@@ -419,3 +419,15 @@ def test_evidence_says_lower_as_the_ranking_does():
     assert set(pairs["evidence"]) <= {"presence", "pattern"}
     down = xl.get.top_genes(a, "xl_deeplift", group="group_0", direction="down")
     assert not set(down["gene"]) & set(pairs["gene"]) and (down["logfoldchanges_linear"] < 0).all()
+
+
+def test_a_rankings_only_run_removes_the_layer_of_the_previous_run_and_says_so(trained):
+    a = trained.copy()
+    xl.tl.attribute(a, baseline="zero")
+    assert "xl_deeplift" in a.layers
+    with pytest.warns(xl.ScxlWarning, match=r"removed layers\['xl_deeplift'\] of the previous attribute run under "
+                                            r"'xl_deeplift': this run did not write it \(store_layer=False\)"):
+        xl.tl.attribute(a, baseline="mean", store_layer=False)
+    assert "xl_deeplift" not in a.layers and a.uns["xl_deeplift"]["params"]["store_layer"] == "no"
+    xl.tl.attribute(a, baseline="mean")  # a layer again: nothing stale, nothing said
+    assert "xl_deeplift" in a.layers

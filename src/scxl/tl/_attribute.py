@@ -498,7 +498,9 @@ def attribute(
         ``var`` column naming the one-hot block of each feature.
     store_layer
         Store the cells × genes contributions in ``layers[key_added]``. ``False`` keeps only the
-        per-group summaries, computed while streaming (memory does not grow with the cells).
+        per-group summaries, computed while streaming (memory does not grow with the cells), and
+        removes a layer an earlier run left under ``key_added`` (with a warning: it would no
+        longer match the ranking).
     layer_dtype
         ``"float32"`` or ``"float16"`` (half the memory) for the layer.
     layer_genes
@@ -708,7 +710,11 @@ def attribute(
         "backend": "dask" if dask_X is not None else "memory",
     }
     with deferred_interrupt(f"the results of attribute under {key_added!r}"):  # a Ctrl-C here waits for the write
-        _write(adata, dests, key_added, ranking, params, layers, res, ens, X)
+        stale = _write(adata, dests, key_added, ranking, params, layers, res, ens, X)
+    if stale:
+        warn(f"removed {', '.join(stale)} of the previous attribute run under {key_added!r}: this run did not write "
+             f"{'it' if len(stale) == 1 else 'them'}" + (" (store_layer=False)" if not store_layer else "")
+             + f", and uns[{key_added!r}] now describes this run only", stacklevel=4)
     logger.info("finished %s (%.1fs): added %s", method, time.perf_counter() - t0,
                 ", ".join(f"{d.label}.uns[{key_added!r}]" + (f", {d.label}.layers[{key_added!r}]" if store_layer else "") for d in dests))
     return None if not copy else adata
@@ -810,12 +816,26 @@ def _check_layer_memory(dests, dtype: str, n_genes: int, *, sparse: bool, exact_
     )
 
 
-def _write(adata, dests, key_added, ranking, params, layers, res, ens, X) -> None:
-    """The one write of :func:`attribute`: rankings, layers and angles of every destination."""
+def _write(adata, dests, key_added, ranking, params, layers, res, ens, X) -> list[str]:
+    """The one write of :func:`attribute`: rankings, layers and angles of every destination.
+
+    A layer or angles left under ``key_added`` by an earlier run that this one does not write
+    are removed (they would no longer match ``uns[key_added]``); their names are returned.
+    """
     with_cells = [g for g, c in zip(ranking.groups, res.group_counts, strict=True) if c > 0]
     for d in dests:
         if not is_mudata(adata) or d.adata is not adata:
             view_to_actual(d.adata)
+    stale = []
+    for d in dests:
+        prefix = f"{d.label}." if is_mudata(adata) else ""
+        if not layers and key_added in d.adata.layers:
+            del d.adata.layers[key_added]
+            stale.append(f"{prefix}layers[{key_added!r}]")
+        angle = Key.obsm.angle(key_added)
+        if res.angles is None and angle in d.adata.obsm:
+            del d.adata.obsm[angle]
+            stale.append(f"{prefix}obsm[{angle!r}]")
     for d in dests:
         ranked = np.flatnonzero(X.present) if not is_mudata(adata) else d.features
         names = ens.var_names.to_numpy()[ranked]
@@ -835,6 +855,7 @@ def _write(adata, dests, key_added, ranking, params, layers, res, ens, X) -> Non
     if is_mudata(adata):
         feats = np.flatnonzero(X.present)
         adata.uns[key_added] = _entry(ranking, feats, ens.var_names.to_numpy()[feats], with_cells, params)
+    return stale
 
 
 def _entry(ranking, features, gene_names, groups, params) -> dict[str, Any]:
