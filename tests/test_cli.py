@@ -122,3 +122,53 @@ def test_help_shows_numeric_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "counts as an improvement (default: 0.0)" in text
     assert "(default: 10)" in text and "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_run_backed_without_a_layer(synth, tmp_path, capsys):
+    """An atlas-style run: the file opened backed, rankings only (no cells × genes layer)."""
+    path = tmp_path / "in.h5ad"
+    synth.write_h5ad(path)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--groupby", "group", "--backed", "--no-layer", "--n-models", "2", "--max-epochs",
+                 "2", "--no-reproducibility", "--out", str(out), "--quiet"]) == 0
+    result = ad.read_h5ad(out / "scxl_result.h5ad")
+    assert "xl_deeplift" not in result.layers and result.uns["xl_deeplift"]["params"]["store_layer"] == "no"
+    assert result.uns["xl"]["params"]["streamed"]  # rows read from the file, not loaded
+    assert "(backed)" in (out / "summary.txt").read_text() and (out / "top_genes.csv").exists()
+
+
+def test_run_passes_the_layer_options(synth, tmp_path):
+    path = tmp_path / "in.h5ad"
+    synth.write_h5ad(path)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--groupby", "group", "--layer-dtype", "float16", "--layer-genes", "top",
+                 "--top-k", "5", "--n-models", "2", "--max-epochs", "2", "--no-reproducibility", "--out", str(out),
+                 "--quiet"]) == 0
+    result = ad.read_h5ad(out / "scxl_result.h5ad")
+    assert result.layers["xl_deeplift"].dtype == "float16"
+    assert 5 <= len(result.uns["xl_deeplift"]["layer_var_names"]) < result.n_vars
+
+
+def test_a_layer_that_cannot_fit_is_refused_before_training(synth, tmp_path, capsys, monkeypatch):
+    import scxl._validation as validation
+    import scxl.tl as tl
+
+    path = tmp_path / "in.h5ad"
+    synth.write_h5ad(path)
+    monkeypatch.setattr(validation, "available_memory", lambda *a, **k: (10_000, "ulimit"))
+    monkeypatch.setattr(tl, "train_classifier", lambda *a, **k: pytest.fail("trained before the layer was checked"))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--groupby", "group", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "the contributions layer would need about" in err and "ulimit -v" in err and "nothing was trained" in err
+    assert "--no-layer" in err and "--layer-genes top" in err and "--layer-dtype float16" in err
+    assert not out.exists()
+
+
+def test_layer_options_that_contradict_each_other_are_refused(synth, tmp_path, capsys):
+    path = tmp_path / "in.h5ad"
+    synth.write_h5ad(path)
+    assert main(["run", str(path), "--groupby", "group", "--no-layer", "--layer-dtype", "float16", "--quiet"]) == 2
+    assert "which --no-layer turns off" in capsys.readouterr().err
+    assert main(["run", "--backed", "--quiet"]) == 2
+    assert "--backed opens an .h5ad file backed" in capsys.readouterr().err

@@ -71,6 +71,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--top-k", type=int, default=100, help="top genes per group for overlaps and stability")
     run.add_argument("--values", default="log1p", choices=["log1p", "log2p", "linear"], help="scale of the expression, for specificity")
     run.add_argument("--min-expr", type=float, default=1.0, help="expression threshold on the linear scale, for specificity")
+    run.add_argument("--no-layer", action="store_true",
+                     help="store no per-cell contributions layer, only the per-group rankings (memory flat in the "
+                          "number of cells: for atlases)")
+    run.add_argument("--layer-dtype", default="float32", choices=["float32", "float16"],
+                     help="precision of the contributions layer (float16: half the memory)")
+    run.add_argument("--layer-genes", default=None,
+                     help="store the layer for these genes only: 'top' (the union of every group's top genes) or a "
+                          "boolean var column")
+    run.add_argument("--backed", action="store_true",
+                     help="open an .h5ad backed (read-only; rows are streamed from the file instead of loading X "
+                          "into memory: for files larger than memory)")
     run.add_argument("--no-reproducibility", action="store_true", help="skip the reproducibility curves")
     run.add_argument("--random-state", type=int, default=0, help="seed")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -104,10 +115,16 @@ def _check_args(args: argparse.Namespace) -> None:
                              f"--{name.replace('_', '-')} {example}; got {v}")
     if args.cv is not None and args.cv < 2:
         raise ValueError(f"--cv must be at least 2 (folds), got {args.cv}")
+    if args.no_layer and (args.layer_genes is not None or args.layer_dtype != "float32"):
+        raise ValueError("--layer-genes and --layer-dtype set the contributions layer, which --no-layer turns off: "
+                         "give one or the other")
+    if args.backed and (args.data is None or not str(args.data).endswith(".h5ad")):
+        raise ValueError("--backed opens an .h5ad file backed; give one (the built-in data and .h5mu files are read "
+                         "into memory)")
     args.epoch_size = _epoch_size(args.epoch_size)
 
 
-def _load(path: str | None, groupby: str | None):
+def _load(path: str | None, groupby: str | None, *, backed: bool = False):
     from . import datasets
 
     if path is None:
@@ -124,7 +141,7 @@ def _load(path: str | None, groupby: str | None):
     if p.suffix == ".h5ad":
         import anndata
 
-        return anndata.read_h5ad(p), groupby, str(p)
+        return anndata.read_h5ad(p, backed="r" if backed else None), groupby, str(p) + (" (backed)" if backed else "")
     raise ValueError(f"unsupported input {p.suffix!r}: give an .h5ad or .h5mu file")
 
 
@@ -148,8 +165,9 @@ def _run(args: argparse.Namespace) -> int:
     _check_args(args)  # before the data are read
     out = Path(args.out)
     t0 = time.perf_counter()
-    adata, groupby, source = _load(args.data, args.groupby)
+    adata, groupby, source = _load(args.data, args.groupby, backed=args.backed)
     args.unit = _unit(adata) if args.unit == "auto" else args.unit
+    _check_layer_room(adata, args)  # before training: a layer that cannot fit would fail only after it
     xl.tl.train_classifier(
         adata, groupby, model=args.model, n_models=args.n_models, layer=args.layer, use_raw=args.use_raw,
         genes=args.genes, max_epochs=args.max_epochs, epoch_size=args.epoch_size,
@@ -203,7 +221,8 @@ def _analyse(adata, args, groupby: str, out: Path) -> dict:
     spec = xl.explain.get_explainer(args.method)
     baseline = args.baseline if spec.needs_reference else None
     xl.tl.attribute(adata, method=args.method, baseline=baseline, n_baselines=args.n_baselines,
-                    rank_by=args.rank_by, top_k=args.top_k, random_state=args.random_state)
+                    rank_by=args.rank_by, top_k=args.top_k, random_state=args.random_state,
+                    store_layer=not args.no_layer, layer_dtype=args.layer_dtype, layer_genes=args.layer_genes)
     baseline = adata.uns[key]["params"]["reference"]
     top = xl.get.top_genes(adata, key, direction="all")
     top.to_csv(out / "top_genes.csv", index=False)
@@ -223,6 +242,28 @@ def _analyse(adata, args, groupby: str, out: Path) -> dict:
         except ValueError as err:  # e.g. scaled data: report and carry on
             result["specificity_error"] = str(err)
     return result
+
+
+def _check_layer_room(adata, args: argparse.Namespace) -> None:
+    """Refuse, before training, a contributions layer that cannot fit in memory, naming the options that would."""
+    import numpy as np
+
+    from ._validation import MEMORY_LIMITS, available_memory, format_bytes
+
+    if args.method == "none" or args.no_layer or args.layer_genes is not None or hasattr(adata, "mod"):
+        return
+    free, limit = available_memory()
+    n_genes = adata.n_vars
+    if args.genes is not None and args.genes in adata.var:
+        n_genes = int(np.asarray(adata.var[args.genes], dtype=bool).sum())
+    need = adata.n_obs * n_genes * (2 if args.layer_dtype == "float16" else 4)
+    if free is None or need <= 0.8 * free:
+        return
+    raise MemoryError(
+        f"the contributions layer would need about {format_bytes(need)} ({adata.n_obs} observations × {n_genes} genes, "
+        f"{args.layer_dtype}) but only {format_bytes(free)} are available (set by {MEMORY_LIMITS[limit]}); nothing was "
+        "trained. Options: --no-layer (rankings only, memory flat in the number of cells), --layer-genes top (the "
+        "union of every group's top genes), --layer-dtype float16 (half)")
 
 
 def _unit(adata) -> str:
