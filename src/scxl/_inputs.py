@@ -434,7 +434,13 @@ def extract(
         mod = mdata.mod[m]
         mat = get_matrix(mod, layer=layers.get(m), use_raw=use_raw)
         check_unique_var_names(mat.var_names, where=f"mdata[{m!r}]")
-        pos = pd.Index(mod.obs_names).get_indexer(mdata.obs_names)
+        own = pd.Index(mod.obs_names)
+        if not own.is_unique:  # the modality's rows are matched to the MuData's by name
+            dup = own[own.duplicated()].unique()[:5].tolist()
+            raise ValueError(f"mdata[{m!r}].obs_names are not unique (e.g. {dup}), so its rows cannot be matched to "
+                             f"mdata.obs_names; make them unique in every modality (mdata[{m!r}].obs_names_make_unique(), "
+                             "then mdata.update())")
+        pos = own.get_indexer(mdata.obs_names)
         present &= pos >= 0
         positions.append(pos)
         v = to_frame(mod.raw.var if use_raw else mod.var).copy()

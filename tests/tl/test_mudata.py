@@ -66,3 +66,20 @@ def test_expression_plots_point_to_a_modality(brca):
         xl.pl.top_genes(brca, "xl_deeplift")
     assert xl.pl.top_genes(brca["mrna"], "xl_deeplift", n_genes=2) is not None
     plt.close("all")
+
+
+def test_duplicated_obs_names_in_a_modality_are_named():
+    import warnings
+
+    import mudata as md
+
+    mods = {}
+    for name, seed in (("rna", 0), ("prot", 1)):
+        a = xl.datasets.synthetic(200, 80, 3, random_state=seed)
+        a.obs_names = [f"c{i % 100}" for i in range(200)]
+        mods[name] = a
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mudata's own warning about the duplicated names
+        mdata = md.MuData(mods)
+    with pytest.raises(ValueError, match=r"mdata\['rna'\]\.obs_names are not unique \(e\.g\. \['c0'.*obs_names_make_unique"):
+        xl.tl.train_classifier(mdata, "rna:group", n_models=1, max_epochs=1)
