@@ -172,3 +172,16 @@ def test_layer_options_that_contradict_each_other_are_refused(synth, tmp_path, c
     assert "which --no-layer turns off" in capsys.readouterr().err
     assert main(["run", "--backed", "--quiet"]) == 2
     assert "--backed opens an .h5ad file backed" in capsys.readouterr().err
+
+
+def test_a_second_run_into_the_same_folder_leaves_none_of_the_first_runs_files(synth, tmp_path):
+    path = tmp_path / "in.h5ad"
+    synth.write_h5ad(path)
+    out = tmp_path / "out"
+    base = ["run", str(path), "--groupby", "group", "--n-models", "2", "--max-epochs", "2", "--out", str(out), "--quiet"]
+    assert main(base + ["--no-reproducibility"]) == 0
+    assert (out / "top_genes.csv").exists() and (out / "figures" / "dotplot.png").exists()
+    (out / "notes.txt").write_text("mine")
+    assert main(base + ["--method", "none"]) == 0  # no attribution this time
+    assert not (out / "top_genes.csv").exists() and not (out / "figures" / "dotplot.png").exists()
+    assert (out / "figures" / "training.png").exists() and (out / "notes.txt").read_text() == "mine"

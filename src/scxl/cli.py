@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-reproducibility", action="store_true", help="skip the reproducibility curves")
     run.add_argument("--random-state", type=int, default=0, help="seed")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    run.add_argument("--out", default="scxl_output", help="output folder")
+    run.add_argument("--out", default="scxl_output",
+                     help="output folder (the files an earlier run wrote there are replaced once training has ended)")
     run.add_argument("--unit", default="auto", choices=["auto", "cells", "samples"],
                      help="what the observations are called in the outputs (auto: samples for dense bulk-like data)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
@@ -176,6 +177,7 @@ def _run(args: argparse.Namespace) -> int:
         random_state=args.random_state, device=args.device,
     )
     out.mkdir(parents=True, exist_ok=True)
+    _clear_previous_run(out)  # only now: a run that fails before training leaves an earlier run's results as they were
     ens = xl.get.ensemble(adata)
     if ens.params.get("interrupted"):  # Ctrl-C during training: keep what was trained, run nothing more
         ens.save(out / "ensemble.npz")
@@ -199,6 +201,27 @@ def _run(args: argparse.Namespace) -> int:
     _report(adata, ens, groupby, source, seconds, out, analysis, args)
     print(summary)
     return 0
+
+
+#: What ``scxl run`` writes into ``--out`` (figures: ``figures/NAME.png`` and ``.svg``).
+OUTPUT_FILES = ("scxl_result.h5ad", "scxl_result.h5mu", "ensemble.npz", "predictions.csv", "top_genes.csv",
+                "summary.txt", "report.html")
+FIGURES = ("training", "reproducibility", "top_genes", "dotplot", "specificity")
+
+
+def _clear_previous_run(out: Path) -> None:
+    """Remove the files an earlier ``scxl run`` left in ``out``, so none of them sits beside this run's as if it were its.
+
+    Only the names this command writes are touched; anything else in the folder stays.
+    """
+    old = [out / f for f in OUTPUT_FILES] + [out / "figures" / f"{f}.{ext}" for f in FIGURES for ext in ("png", "svg")]
+    old = [f for f in old if f.is_file()]
+    if old:
+        from ._logging import logger
+
+        logger.info("replacing the results of an earlier run in %s (%d file(s))", out, len(old))
+    for f in old:
+        f.unlink()
 
 
 def _write_result(adata, out: Path) -> Path:
