@@ -285,8 +285,19 @@ def get_matrix(adata: AnnData, *, layer: str | None = None, use_raw: bool = Fals
     return _checked(Matrix(adata.X, adata.var_names, "X"))
 
 
+#: Rows from which a backed CSC matrix is worth a hint (reading rows of CSC reads every column).
+CSC_HINT_ROWS = 20_000
+
+
 def _checked(matrix: Matrix) -> Matrix:
     """Raise a TypeError for a matrix that does not hold numbers (strings, objects, complex)."""
+    data = matrix.data
+    if _is_backed(data) and type(data).__name__.endswith("CSCDataset") and data.shape[0] >= CSC_HINT_ROWS:
+        logger.warning(
+            "%s is a backed CSC (column-compressed) matrix: scxl reads it by blocks of rows, and each block reads "
+            "part of every column, several times slower than from CSR (measured 2.5x for attribute, 5x for predict at "
+            "50,000 x 500). Store it as CSR once (in memory: adata.X = adata.X.tocsr() before writing the file) to "
+            "stream it faster", matrix.source)
     dtype = getattr(matrix.data, "dtype", None)
     if dtype is None or np.dtype(dtype).kind in "biuf":
         return matrix

@@ -297,3 +297,18 @@ def test_reference_statistics_from_stored_sparse_values(trained, tmp_path, monke
     np.testing.assert_allclose(np.asarray(csr.layers["xl_deeplift"]), np.asarray(dense.layers["xl_deeplift"]),
                                rtol=1e-5, atol=1e-6)
     backed.file.close()
+
+
+def test_a_large_backed_csc_matrix_gets_a_hint(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(_inputs, "CSC_HINT_ROWS", 50)
+    rng = np.random.default_rng(0)
+    for fmt, hinted in (("csc", True), ("csr", False)):
+        a = ad.AnnData(sparse.random(60, 10, density=0.3, format=fmt, dtype=np.float32, random_state=rng))
+        a.write_h5ad(tmp_path / f"{fmt}.h5ad")
+        b = ad.read_h5ad(tmp_path / f"{fmt}.h5ad", backed="r")
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="scxl"):
+            _inputs.get_matrix(b)
+        assert ("X is a backed CSC (column-compressed) matrix" in caplog.text) is hinted, fmt
+        assert not hinted or "adata.X = adata.X.tocsr()" in caplog.text
+        b.file.close()
