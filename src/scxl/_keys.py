@@ -114,3 +114,12 @@ def ensemble_key_of(params: dict) -> str:
     """The ensemble key recorded in a result's ``params`` (``"key"`` in files written before scxl 0.2)."""
     value = params.get("ensemble_key", params.get("key"))
     return Key.uns.ensemble if value in (None, "None", "") else str(value)
+
+
+def baseline_of(params: dict) -> str:
+    """The explainer's reference recorded in an attribute result's ``params``.
+
+    ``"baseline"`` since 2026-12-07; before, it was stored as ``"reference"``, the field Scanpy
+    reads as the group a ranking is compared against (now ``"rest"``, that of the fold changes).
+    """
+    return str(params["baseline"] if "baseline" in params else params.get("reference"))

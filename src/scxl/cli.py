@@ -240,13 +240,15 @@ def _analyse(adata, args, groupby: str, out: Path) -> dict:
     matplotlib.use("Agg", force=False)
     import scxl as xl
 
+    from ._keys import baseline_of
+
     key = f"xl_{args.method}"
     spec = xl.explain.get_explainer(args.method)
     baseline = args.baseline if spec.needs_reference else None
     xl.tl.attribute(adata, method=args.method, baseline=baseline, n_baselines=args.n_baselines,
                     rank_by=args.rank_by, top_k=args.top_k, random_state=args.random_state,
                     store_layer=not args.no_layer, layer_dtype=args.layer_dtype, layer_genes=args.layer_genes)
-    baseline = adata.uns[key]["params"]["reference"]
+    baseline = baseline_of(adata.uns[key]["params"])
     top = xl.get.top_genes(adata, key, direction="all")
     top.to_csv(out / "top_genes.csv", index=False)
     result: dict = {"key": key, "baseline": baseline}

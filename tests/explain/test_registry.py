@@ -96,7 +96,7 @@ def test_adding_an_explainer_and_a_reference_kind_is_one_entry_each(trained):
         xl.tl.attribute(a, method="toy_double_gradient")
         xl.tl.attribute(a, method="deeplift", baseline="toy_half_mean", key_added="half")
         assert a.uns["xl_toy_double_gradient"]["params"]["explainer"] == "toy_double_gradient"
-        assert a.uns["half"]["params"]["reference"] == "toy_half_mean"
+        assert a.uns["half"]["params"]["baseline"] == "toy_half_mean"
         assert "toy_double_gradient" in xl.tl.explainers().index
         with torch.no_grad():
             assert np.isfinite(a.layers["half"]).all()
@@ -152,7 +152,7 @@ def test_methods_page_worked_examples_run():
             exec(compile(code, "methods.md", "exec"), ns)
         adata = ns["adata"]
         assert adata.layers["xl_signed_gradient"].shape == adata.shape
-        assert adata.uns["dl_q25"]["params"]["reference"] == "lower_quartile"
+        assert adata.uns["dl_q25"]["params"]["baseline"] == "lower_quartile"
     finally:
         unregister_explainer("signed_gradient")
         unregister_reference("lower_quartile")

@@ -431,3 +431,23 @@ def test_a_rankings_only_run_removes_the_layer_of_the_previous_run_and_says_so(t
     assert "xl_deeplift" not in a.layers and a.uns["xl_deeplift"]["params"]["store_layer"] == "no"
     xl.tl.attribute(a, baseline="mean")  # a layer again: nothing stale, nothing said
     assert "xl_deeplift" in a.layers
+
+
+def test_scanpy_reads_the_ranking_as_each_group_against_the_rest(trained):
+    """params['reference'] is Scanpy's comparison group ('rest'); the explainer's reference is params['baseline']."""
+    import matplotlib.pyplot as plt
+
+    from scxl._keys import baseline_of
+
+    a = trained.copy()
+    xl.tl.attribute(a, baseline="zero", store_layer=False)
+    p = a.uns["xl_deeplift"]["params"]
+    assert p["reference"] == "rest" and p["baseline"] == "zero" and baseline_of(p) == "zero"
+    assert baseline_of({"reference": "mean"}) == "mean"  # results written before the field was renamed
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="set_ticklabels", category=UserWarning)  # scanpy's own
+        sc.pl.rank_genes_groups_violin(a, key="xl_deeplift", groups=["group_0"], n_genes=2, show=False)
+    assert plt.gca().get_title() == "group_0 vs. rest"
+    plt.close("all")

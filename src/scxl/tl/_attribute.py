@@ -544,7 +544,9 @@ def attribute(
 
     - ``layers[key_added]``: contribution of every gene to every cell's target class (0 for genes
       the models never saw);
-    - ``uns[key_added]``: as :func:`scanpy.tl.rank_genes_groups` writes it — ``params``,
+    - ``uns[key_added]``: as :func:`scanpy.tl.rank_genes_groups` writes it — ``params`` (the
+      explainer's reference as ``params["baseline"]``; ``params["reference"]`` is Scanpy's
+      comparison group, ``"rest"``, so that its plots draw each group against the others),
       ``names`` and ``scores`` (record arrays, one field per group; the group score is formed
       from the mean contribution over the group's cells towards their targets as ``rank_by``
       says), ``logfoldchanges`` (expression, group vs rest, on the data's linear scale),
@@ -696,7 +698,10 @@ def attribute(
         explain.attribute_modules(modules, X, prep.targets, method, on_chunk=on_chunk, progress=False, **run)
     rank_by = rank_by if res.presence_group_means is not None else "total"
     params = {
-        "groupby": prep.groupby, "reference": str(baseline if isinstance(baseline, str) else res.params.get("references")),
+        "groupby": prep.groupby,
+        # Scanpy's field: the group each ranking is compared against (its plots read it; the fold changes are vs rest)
+        "reference": "rest",
+        "baseline": str(baseline if isinstance(baseline, str) else res.params.get("references")),
         "method": key_added, "use_raw": bool(ens.preprocessing.get("use_raw", False)),
         "layer": _layer_param(ens.preprocessing.get("layer")), "corr_method": "t-test across members, benjamini-hochberg",
         "explainer": method, "ensemble_key": ensemble_key, "target": target, "n_models": len(members), "aggregate": aggregate,

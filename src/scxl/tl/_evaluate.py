@@ -10,7 +10,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._inputs import Aligned
-from .._keys import Key, ensemble_key_of
+from .._keys import Key, baseline_of, ensemble_key_of
 from .._logging import logger
 from .._types import Replace
 from .._validation import TOOL_FIELD, check_adata, check_holds_results, check_in, check_writable
@@ -293,7 +293,7 @@ def faithfulness(
                 rest = np.setdiff1d(np.arange(G), p)
                 rows.append(np.concatenate([p, rest])[:kmax])
             rankings[c] = np.stack(rows)
-    if replace_with == "zero" or (replace_with == "reference" and params.get("reference") == "zero"):
+    if replace_with == "zero" or (replace_with == "reference" and baseline_of(params) == "zero"):
         reference = np.zeros(G, dtype=np.float32)
     else:
         reference = np.zeros(G)
@@ -388,7 +388,7 @@ def consistency(
     prep = prepare_targets(adata, ens, target=str(p.get("target", "label")), groupby=p.get("groupby"))
     cells = _subsample(prep.group_codes, int(max_cells), np.random.default_rng(random_state))
     X = prep.X.rows(cells)
-    ref = p.get("reference")
+    ref = baseline_of(p)
     spec = explain.get_explainer(str(p["explainer"]))
     kw: dict[str, Any] = {}
     if spec.needs_reference:
