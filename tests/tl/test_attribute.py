@@ -451,3 +451,18 @@ def test_scanpy_reads_the_ranking_as_each_group_against_the_rest(trained):
         sc.pl.rank_genes_groups_violin(a, key="xl_deeplift", groups=["group_0"], n_genes=2, show=False)
     assert plt.gca().get_title() == "group_0 vs. rest"
     plt.close("all")
+
+
+def test_unlabelled_query_data_are_grouped_by_their_predictions(trained):
+    ens = xl.get.ensemble(trained)
+    q = trained.copy()
+    del q.obs["group"], q.uns["xl"]
+    with pytest.raises(KeyError, match=r"obs has no column 'group', the labels the ensemble was trained on .*"
+                                       r"xl\.tl\.predict.*target='prediction'"):
+        xl.tl.attribute(q, ensemble=ens, target="prediction", store_layer=False)
+    xl.tl.predict(q, ensemble=ens)
+    with pytest.raises(KeyError, match="obs has no column 'group'"):  # towards labels there are none
+        xl.tl.attribute(q, ensemble=ens, store_layer=False)
+    xl.tl.attribute(q, ensemble=ens, target="prediction", store_layer=False)
+    assert q.uns["xl_deeplift"]["params"]["groupby"] == "xl_prediction"
+    assert set(xl.get.top_genes(q, "xl_deeplift", n=2)["group"]) <= set(ens.classes)

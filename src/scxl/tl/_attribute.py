@@ -163,8 +163,11 @@ def prepare_targets(adata: Any, ens, *, target: str = "label", groupby: str | No
     """Align ``adata`` to the ensemble and resolve targets and groups (see :func:`attribute`)."""
     X = aligned(adata, ens, task="attribute")
     classes = list(ens.classes)
-    groupby = groupby or ens.params.get("groupby")
     obs = adata.obs.iloc[X.inputs.rows] if is_mudata(adata) else X.obs
+    trained_on = ens.params.get("groupby")
+    if groupby is None and trained_on is not None and str(trained_on) not in obs.columns:  # e.g. unlabelled query data
+        groupby = _unlabelled_groupby(obs, ens, target)
+    groupby = groupby or ens.params.get("groupby")
     labels = check_groupby(obs, groupby, where="mdata.obs" if is_mudata(adata) else "adata.obs")
     group_names = [str(c) for c in labels.cat.categories]
     group_codes = labels.cat.codes.to_numpy().astype(np.int64)
@@ -186,6 +189,20 @@ def prepare_targets(adata: Any, ens, *, target: str = "label", groupby: str | No
     else:
         raise ValueError(f"target={target!r} is not valid; choose 'label', 'prediction' or one of the classes {classes}")
     return Prepared(X, targets.astype(np.int64), group_codes, group_names, groupby)
+
+
+def _unlabelled_groupby(obs: pd.DataFrame, ens, target: str) -> str:
+    """The groups of data without the training labels: the predictions of ``xl.tl.predict``, or a clear error."""
+    trained_on = ens.params.get("groupby")
+    predicted = Key.obs.prediction(Key.uns.ensemble)
+    if target != "label" and predicted in obs.columns:
+        logger.info("obs has no column %r (the training labels): the cells are grouped by obs[%r]", trained_on, predicted)
+        return predicted
+    raise KeyError(
+        f"obs has no column {trained_on!r}, the labels the ensemble was trained on (unlabelled data?), so attribute "
+        f"has no groups to rank genes in. Predict first and group by the predictions: xl.tl.predict(adata, "
+        f"ensemble=...), then xl.tl.attribute(adata, ..., target='prediction') (which then groups by "
+        f"obs[{predicted!r}]), or pass groupby= another obs column")
 
 
 def _references(baseline: Any, ens, explain) -> Any:
@@ -475,7 +492,9 @@ def attribute(
         explained towards their prediction and belong to no group.
     groupby
         ``obs`` column defining the groups of the rankings (default: the training labels).
-        With ``target="label"`` its groups must be training classes.
+        With ``target="label"`` its groups must be training classes. On data without the
+        training labels (a query), ``target="prediction"`` groups the cells by their predicted
+        class, ``obs["xl_prediction"]`` of :func:`~scxl.tl.predict` (run it first).
     top_k
         Size of the top-gene lists used for the member-agreement figures.
     rank_by
