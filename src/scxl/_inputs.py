@@ -504,6 +504,21 @@ class Aligned(Columns):
         return pd.Index(var_names).get_indexer(self.var_names)
 
 
+def _source_fix(layer: str | None, raw: bool, task: str) -> str | None:
+    """What to do when the layer (or ``raw``) the ensemble was trained on is not in the data, or ``None``."""
+    if layer is not None:
+        where, move = f"layers[{layer!r}]", f"adata.layers[{layer!r}] = adata.X"
+        option = "layer='X' (or another layer)"
+    elif raw:
+        where, move, option = "adata.raw", "adata.raw = adata", "use_raw=False"
+    else:
+        return None
+    if task == "predict":
+        return (f"The ensemble was trained on {where}: pass {option} to read the same kind of values from elsewhere, "
+                f"or store them there ({move})")
+    return f"The ensemble was trained on {where}: store the same kind of values there first ({move})"
+
+
 def aligned(
     adata: Any,
     ens,
@@ -540,6 +555,7 @@ def aligned(
             or not 0 <= min_gene_fraction <= 1:
         raise ValueError(f"min_gene_fraction must be a fraction in [0, 1] (e.g. 0.5), got {min_gene_fraction!r}")
     prep = ens.preprocessing
+    recorded_layer, recorded_raw = layer == FROM_TRAINING, use_raw is None
     if layer == FROM_TRAINING:
         layer = prep.get("layer")
     elif layer == "X":
@@ -547,7 +563,13 @@ def aligned(
     if use_raw is None:
         use_raw = bool(prep.get("use_raw", False))
     mods = prep.get("mods") if is_mudata(adata) else None
-    inputs = extract(adata, layer=layer, use_raw=use_raw, mods=mods)
+    try:
+        inputs = extract(adata, layer=layer, use_raw=use_raw, mods=mods)
+    except (KeyError, ValueError) as err:  # the source recorded at training is not in this data (e.g. a query)
+        fix = _source_fix(layer if recorded_layer and isinstance(layer, str) else None, recorded_raw and use_raw, task)
+        if fix is None:
+            raise
+        raise type(err)(f"{err.args[0] if err.args else err}. {fix}") from None
     col = inputs.var_names.get_indexer(ens.var_names)
     present = col >= 0
     n_present = int(present.sum())

@@ -3,6 +3,7 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import pandas as pd
+import pytest
 
 import scxl as xl
 
@@ -67,3 +68,17 @@ def test_cnn_roundtrip(synth, tmp_path):
     a.write_h5ad(tmp_path / "c.h5ad")
     b = ad.read_h5ad(tmp_path / "c.h5ad")
     np.testing.assert_array_equal(xl.get.ensemble(b).predict_proba(b.X), a.obsm["xl_proba"].to_numpy())
+
+
+def test_a_query_without_the_training_layer_is_told_how_to_proceed(synth):
+    a = synth.copy()
+    a.layers["lognorm"] = a.X.copy()
+    xl.tl.train_classifier(a, "group", layer="lognorm", n_models=1, max_epochs=1)
+    ens = xl.get.ensemble(a)
+    q = synth.copy()
+    with pytest.raises(KeyError, match=r"trained on layers\['lognorm'\]: pass layer='X' .*adata\.layers\['lognorm'\] = adata\.X"):
+        xl.tl.predict(q, ensemble=ens)
+    with pytest.raises(KeyError, match=r"trained on layers\['lognorm'\]: store the same kind of values there first"):
+        xl.tl.attribute(q, ensemble=ens)
+    xl.tl.predict(q, ensemble=ens, layer="X")
+    assert q.obs["xl_prediction"].notna().all()
