@@ -466,3 +466,10 @@ def test_unlabelled_query_data_are_grouped_by_their_predictions(trained):
     xl.tl.attribute(q, ensemble=ens, target="prediction", store_layer=False)
     assert q.uns["xl_deeplift"]["params"]["groupby"] == "xl_prediction"
     assert set(xl.get.top_genes(q, "xl_deeplift", n=2)["group"]) <= set(ens.classes)
+
+
+def test_options_an_explainer_does_not_take_are_refused_in_the_callers_words(trained):
+    with pytest.raises(ValueError, match=r"method='saliency' takes no reference \(baseline\): leave baseline=None.*'deeplift'"):
+        xl.tl.attribute(trained, method="saliency", baseline="zero")
+    with pytest.raises(ValueError, match=r"gradient_correction=True applies to the gradient explainers .*method='deeplift'"):
+        xl.tl.attribute(trained, gradient_correction=True)

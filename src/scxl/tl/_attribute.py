@@ -604,6 +604,13 @@ def attribute(
     if copy:
         adata = copy_of(adata, "attribute")
     spec = explain.get_explainer(method)  # raises listing the valid names
+    if not spec.needs_reference and baseline is not None:
+        with_ref = [n for n, sp in explain.EXPLAINERS.items() if sp.needs_reference]
+        raise ValueError(f"method={spec.name!r} takes no reference (baseline): leave baseline=None, or use an explainer "
+                         f"that compares with one ({', '.join(map(repr, with_ref))})")
+    if gradient_correction and not spec.gradient_based:
+        raise ValueError(f"gradient_correction=True applies to the gradient explainers ('saliency', 'input_x_gradient'), "
+                         f"not to method={spec.name!r}")
     check_in(aggregate, ("mean", "median"), "aggregate")
     check_in(layer_dtype, LAYER_DTYPES, "layer_dtype")
     check_in(layer_format, LAYER_FORMATS, "layer_format")
