@@ -26,7 +26,7 @@ def check_adata(adata: Any, *, allow_mudata: bool = True) -> None:
     """Raise if ``adata`` is not a usable, non-empty AnnData (or MuData)."""
     if is_mudata(adata):
         if not allow_mudata:
-            raise TypeError("this function takes an AnnData; pass one modality, e.g. mdata['rna']")
+            raise TypeError(f"this function takes an AnnData; pass one modality, e.g. mdata[{next(iter(adata.mod), 'rna')!r}]")
         if adata.n_obs == 0 or len(adata.mod) == 0:
             raise ValueError("the MuData is empty (no observations or no modalities)")
         return
@@ -216,7 +216,7 @@ def scale_hint(scale: str, summary: ValueSummary, source: str) -> str:
     return f"{where} looks log-normalised ({summary.describe()})"
 
 
-def check_values(matrix: Any, *, expect_nonnegative: bool = True, chunk_size: int = 8192) -> ValueSummary:
+def check_values(matrix: Any, *, expect_nonnegative: bool = True, chunk_size: int = 8192, hint: str = "") -> ValueSummary:
     """Raise on NaN/inf; warn on negative values when log-expression is expected. Streams chunks.
 
     ``matrix`` is any reader of :mod:`scxl._inputs` (``chunks``, ``var_names``, ``source``).
@@ -225,7 +225,8 @@ def check_values(matrix: Any, *, expect_nonnegative: bool = True, chunk_size: in
 
     Returns
     -------
-    The :class:`ValueSummary` of the values (its ``scale`` is :func:`detect_scale`'s answer).
+    The :class:`ValueSummary` of the values (its ``scale`` is :func:`detect_scale`'s answer);
+    ``hint`` is added to the warning on negative values.
     """
     from scipy import sparse
 
@@ -260,7 +261,7 @@ def check_values(matrix: Any, *, expect_nonnegative: bool = True, chunk_size: in
             integer = integer and bool(np.all(values == np.round(values)))
     summary = ValueSummary(lo, hi, integer) if np.isfinite(lo) else ValueSummary(0.0, 0.0, True)
     if summary.minimum < 0 and expect_nonnegative:
-        warn(scale_hint("scaled", summary, matrix.source), stacklevel=4)
+        warn(scale_hint("scaled", summary, matrix.source) + hint, stacklevel=4)
     return summary
 
 

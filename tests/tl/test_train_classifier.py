@@ -304,3 +304,13 @@ def test_retraining_drops_the_previous_ensembles_predictions():
     assert "xl_prediction" not in a.obs and "xl_proba" not in a.obsm and "xl_deeplift" in a.uns
     xl.tl.predict(a)
     assert list(xl.get.proba(a).columns) == ["even", "odd"]
+
+
+def test_scaled_x_with_a_raw_points_at_use_raw(synth):
+    import scanpy as sc
+
+    a = synth.copy()
+    a.raw = a
+    sc.pp.scale(a)
+    with pytest.warns(xl.ScxlWarning, match=r"looks centred or scaled.*adata\.raw is set: .*use_raw=True"):
+        xl.tl.train_classifier(a, "group", n_models=1, max_epochs=1)

@@ -163,7 +163,7 @@ def top_genes(
     ax.set_xticks(range(len(genes)), genes, rotation=90, fontsize="small")
     ax.set_yticks([])
     what = f"top {n_genes} genes per group" if direction == "up" else \
-        f"absence markers: last {n_genes} per group"
+        f"top {n_genes} absence markers per group (genes the group lacks)"
     ax.set_xlabel(f"{what} ({key})")
     for s in ax.spines.values():
         s.set_visible(False)

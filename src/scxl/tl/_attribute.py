@@ -572,7 +572,9 @@ def attribute(
       ``logfoldchanges_linear`` (the same on the linear mean, ``mean(expm1(x))`` for log1p
       data: what ``rank_by="up"`` and the evidence labels use to say whether the group
       expresses a gene less), ``pvals`` and ``pvals_adj`` (one-sample t-test of the members' group scores against 0,
-      i.e. how consistently the members use the gene; BH-adjusted per group) — plus
+      i.e. how consistently the members use the gene; BH-adjusted per group: not a test of
+      differential expression, and with few members, e.g. 2–3, few genes pass
+      ``sc.get.rank_genes_groups_df(..., pval_cutoff=0.05)``) — plus
       ``scores_std`` (sd of the group score across members), ``topk_fraction`` (fraction of
       members that put the gene in the group's top ``top_k``), for explainers with a direction
       ``contribution`` (the mean contribution), ``presence`` and ``absence`` (its parts from

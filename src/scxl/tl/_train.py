@@ -370,7 +370,11 @@ def train_classifier(
     # features
     cols = resolve_genes(inputs.var, inputs.var_names, genes)
     features = inputs.var_names[cols]
-    values = check_values(inputs.matrix.select(cols))
+    raw_hint = ""
+    if layer is None and not use_raw and not is_mudata(adata) and getattr(adata, "raw", None) is not None:
+        raw_hint = ("; adata.raw is set: if it holds the log-normalised values (as in scanpy's pbmc68k_reduced, whose X "
+                    "is scaled), train on it with use_raw=True")
+    values = check_values(inputs.matrix.select(cols), hint=raw_hint)
     scale = values.scale
     if scale in ("counts", "linear"):
         warn(scale_hint(scale, values, inputs.matrix.source) + "; the scale is recorded in the ensemble's "
