@@ -473,3 +473,16 @@ def test_options_an_explainer_does_not_take_are_refused_in_the_callers_words(tra
         xl.tl.attribute(trained, method="saliency", baseline="zero")
     with pytest.raises(ValueError, match=r"gradient_correction=True applies to the gradient explainers .*method='deeplift'"):
         xl.tl.attribute(trained, gradient_correction=True)
+
+
+def test_n_steps_sets_the_integrated_gradients_estimate_of_a_cnn(synth):
+    a = synth[:120].copy()
+    xl.tl.train_classifier(a, "group", model="cnn", n_models=1, max_epochs=1, random_state=0)
+    layers = {}
+    for n in (4, 32):
+        xl.tl.attribute(a, method="integrated_gradients", baseline="zero", n_steps=n, key_added=f"ig{n}")
+        assert a.uns[f"ig{n}"]["params"]["n_steps"] == n
+        layers[n] = np.asarray(a.layers[f"ig{n}"])
+    assert not np.allclose(layers[4], layers[32])  # an estimate that the steps refine
+    with pytest.raises(ValueError, match=r"n_steps must be a positive integer"):
+        xl.tl.attribute(a, method="integrated_gradients", n_steps=0)

@@ -395,6 +395,8 @@ def consistency(
         kw["references"] = ref if ref in explain.REFERENCE_KINDS else None
         if p.get("n_baselines"):
             kw["n_baselines"] = int(p["n_baselines"])
+    if p.get("n_steps"):
+        kw["n_steps"] = int(p["n_steps"])
     rows = {}
     for i, m in enumerate(ens.modules):
         res = explain.attribute_modules([m], X, prep.targets[cells], str(p["explainer"]), groups=prep.group_codes[cells],
