@@ -504,7 +504,7 @@ class Aligned(Columns):
         return pd.Index(var_names).get_indexer(self.var_names)
 
 
-def _source_fix(layer: str | None, *, raw: bool, task: str) -> str | None:
+def _source_fix(layer: str | None, *, raw: bool) -> str | None:
     """What to do when the layer (or ``raw``) the ensemble was trained on is not in the data, or ``None``."""
     if layer is not None:
         where, move = f"layers[{layer!r}]", f"adata.layers[{layer!r}] = adata.X"
@@ -513,10 +513,8 @@ def _source_fix(layer: str | None, *, raw: bool, task: str) -> str | None:
         where, move, option = "adata.raw", "adata.raw = adata", "use_raw=False"
     else:
         return None
-    if task == "predict":
-        return (f"The ensemble was trained on {where}: pass {option} to read the same kind of values from elsewhere, "
-                f"or store them there ({move})")
-    return f"The ensemble was trained on {where}: store the same kind of values there first ({move})"
+    return (f"The ensemble was trained on {where}: pass {option} to read the same kind of values from elsewhere, "
+            f"or store them there ({move})")
 
 
 def aligned(
@@ -566,7 +564,7 @@ def aligned(
     try:
         inputs = extract(adata, layer=layer, use_raw=use_raw, mods=mods)
     except (KeyError, ValueError) as err:  # the source recorded at training is not in this data (e.g. a query)
-        fix = _source_fix(layer if recorded_layer and isinstance(layer, str) else None, raw=recorded_raw and use_raw, task=task)
+        fix = _source_fix(layer if recorded_layer and isinstance(layer, str) else None, raw=recorded_raw and use_raw)
         if fix is None:
             raise
         raise type(err)(f"{err.args[0] if err.args else err}. {fix}") from None

@@ -211,13 +211,19 @@ def test_top_genes_dendrogram_unscaled(res, figdir):
     assert len(dendro) == 1 and sum(len(c.get_paths()) for c in dendro[0].collections) == 2  # 3 leaves: 2 links
 
 
-def test_top_genes_uses_the_ensembles_layer(res):
-    a = res.copy()
-    a.uns["xl"]["preprocessing"]["layer"] = "counts"
-    ax = xl.pl.top_genes(a, "xl_deeplift", n_genes=2, standard_scale=None)
+def test_top_genes_uses_the_matrix_the_ranking_read(res):
+    """The ranking's params['layer'] (what attribute read); without it, as results written before, the ensemble's."""
     groups = ["group_0", "group_1", "group_2"]
+    a = res.copy()
+    a.uns["xl_deeplift"]["params"]["layer"] = "counts"
+    ax = xl.pl.top_genes(a, "xl_deeplift", n_genes=2, standard_scale=None)
     genes, _ = expected_columns(a, "xl_deeplift", groups, 2)
     np.testing.assert_allclose(ax.get_images()[0].get_array(), group_mean(a, genes, groups, "counts"), rtol=1e-5)
+    b = res.copy()
+    del b.uns["xl_deeplift"]["params"]["layer"]
+    b.uns["xl"]["preprocessing"]["layer"] = "counts"
+    ax = xl.pl.top_genes(b, "xl_deeplift", n_genes=2, standard_scale=None)
+    np.testing.assert_allclose(ax.get_images()[0].get_array(), group_mean(b, genes, groups, "counts"), rtol=1e-5)
 
 
 def test_top_genes_groupby_of_other_groups(res):

@@ -486,3 +486,23 @@ def test_n_steps_sets_the_integrated_gradients_estimate_of_a_cnn(synth):
     assert not np.allclose(layers[4], layers[32])  # an estimate that the steps refine
     with pytest.raises(ValueError, match=r"n_steps must be a positive integer"):
         xl.tl.attribute(a, method="integrated_gradients", n_steps=0)
+
+
+def test_a_query_can_be_explained_from_another_layer_and_the_tools_after_it_read_the_same(synth):
+    from scxl.tl._attribute import input_of
+
+    a = synth.copy()
+    a.layers["lognorm"] = a.X.copy()
+    xl.tl.train_classifier(a, "group", layer="lognorm", n_models=2, max_epochs=2, random_state=0)
+    ens = xl.get.ensemble(a)
+    q = synth.copy()  # the same values, in X
+    xl.tl.attribute(q, ensemble=ens, layer="X")
+    assert q.uns["xl_deeplift"]["params"]["layer"] is None and q.uns["xl_deeplift"]["params"]["use_raw"] is False
+    a2 = synth.copy()
+    a2.layers["lognorm"] = a2.X.copy()
+    xl.tl.attribute(a2, ensemble=ens)
+    np.testing.assert_allclose(np.asarray(q.layers["xl_deeplift"]), np.asarray(a2.layers["xl_deeplift"]), atol=1e-6)
+    q.uns["xl"] = a.uns["xl"]  # the tools below find the ensemble by key; q still has no layer 'lognorm'
+    xl.tl.faithfulness(q, "xl_deeplift", max_cells=30)
+    xl.tl.consistency(q, "xl_deeplift", max_cells=30)
+    assert input_of(q, {"explainer": "deeplift"}) == {}  # results written before params held the source

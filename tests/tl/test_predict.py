@@ -78,7 +78,7 @@ def test_a_query_without_the_training_layer_is_told_how_to_proceed(synth):
     q = synth.copy()
     with pytest.raises(KeyError, match=r"trained on layers\['lognorm'\]: pass layer='X' .*adata\.layers\['lognorm'\] = adata\.X"):
         xl.tl.predict(q, ensemble=ens)
-    with pytest.raises(KeyError, match=r"trained on layers\['lognorm'\]: store the same kind of values there first"):
+    with pytest.raises(KeyError, match=r"trained on layers\['lognorm'\]: pass layer='X'"):
         xl.tl.attribute(q, ensemble=ens)
     xl.tl.predict(q, ensemble=ens, layer="X")
     assert q.obs["xl_prediction"].notna().all()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .._logging import warn
-from .._validation import is_mudata, to_frame
+from .._validation import TOOL_FIELD, is_mudata, to_frame
 
 #: Okabe & Ito (2008) colour-blind-safe palette, ordered so that the first colours contrast most
 #: on a white background (yellow, the weakest, comes last but one).
@@ -114,7 +114,8 @@ def input_matrix(adata: Any, key: str):
     ens_key = ensemble_key_of(params) if _none(params.get("ensemble_key", params.get("key"))) is not None else None
     if ens_key is not None and ens_key in adata.uns and isinstance(adata.uns[ens_key], dict):
         prep = dict(adata.uns[ens_key].get("preprocessing", {}) or {})
-    source = prep if prep else params
+    # an attribute result records the matrix it read (the ensemble's unless attribute was given another)
+    source = params if params.get(TOOL_FIELD) == "attribute" and "layer" in params else prep if prep else params
     layer = _none(source.get("layer"))
     if isinstance(layer, dict):  # a MuData ensemble: per-modality layers
         layer = None

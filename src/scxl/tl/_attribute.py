@@ -17,7 +17,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_copy, doc_device, doc_key, doc_overwrite, doc_params, doc_random_state
-from .._inputs import Aligned, _is_dask, aligned, is_all_columns, is_out_of_core
+from .._inputs import FROM_TRAINING, Aligned, _is_dask, aligned, is_all_columns, is_out_of_core
 from .._keys import Key
 from .._logging import deferred_interrupt, logger, renamed_kwarg, warn
 from .._types import Aggregate, LayerDtype, Method, RankBy, ReferenceKindName
@@ -159,9 +159,10 @@ class Prepared:
         return self.X.col
 
 
-def prepare_targets(adata: Any, ens, *, target: str = "label", groupby: str | None = None) -> Prepared:
+def prepare_targets(adata: Any, ens, *, target: str = "label", groupby: str | None = None,
+                    layer: str | None = FROM_TRAINING, use_raw: bool | None = None) -> Prepared:
     """Align ``adata`` to the ensemble and resolve targets and groups (see :func:`attribute`)."""
-    X = aligned(adata, ens, task="attribute")
+    X = aligned(adata, ens, layer=layer, use_raw=use_raw, task="attribute")
     classes = list(ens.classes)
     obs = adata.obs.iloc[X.inputs.rows] if is_mudata(adata) else X.obs
     trained_on = ens.params.get("groupby")
@@ -380,11 +381,24 @@ def _float32_group_sums(rows, codes: np.ndarray, n_groups: int) -> np.ndarray:
 
 
 def _layer_param(layer: Any) -> str | None:
-    """The layer the ensemble reads, as ``params["layer"]`` (Scanpy's: ``None`` for ``X``).
+    """The layer the attribution read, as ``params["layer"]`` (Scanpy's: ``None`` for ``X``).
 
     A MuData ensemble's per-modality layers are in its ``preprocessing``, not here (``None``).
     """
     return None if layer is None or isinstance(layer, Mapping) else str(layer)
+
+
+def input_of(adata: Any, params: Mapping) -> dict[str, Any]:
+    """``layer`` and ``use_raw`` for :func:`prepare_targets`: the matrix an attribute result was computed on.
+
+    Read from its ``params["layer"]`` / ``params["use_raw"]`` (Scanpy's fields), which name the
+    ensemble's own source unless ``attribute`` was given another; a MuData's come from the ensemble.
+    """
+    if is_mudata(adata) or "layer" not in params:
+        return {}
+    layer = params.get("layer")
+    return {"layer": "X" if layer in (None, "None") else str(layer),
+            "use_raw": bool(params.get("use_raw") in (True, "True", "true", 1))}
 
 
 def _value_range(block: np.ndarray) -> ValueSummary:
@@ -411,6 +425,8 @@ def attribute(
     smoothgrad: tuple[int, float] | None = None,
     n_repeats: int = 1,
     n_steps: int = 50,
+    layer: str | None = FROM_TRAINING,
+    use_raw: bool | None = None,
     models: list[int] | None = None,
     aggregate: Aggregate = "mean",
     target: str = "label",
@@ -488,6 +504,13 @@ def attribute(
         rule, as for CNN and custom members; its cost grows in proportion: at the default 50, IG
         on a CNN costs about 50 DeepLift passes per reference). MLP members get the exact
         integral in one pass whatever ``n_steps`` (see the methods page).
+    layer
+        Where to read the expression: by default what the ensemble was trained on (its
+        ``preprocessing``); ``"X"`` or a layer name to read the same kind of values from
+        elsewhere, e.g. a query that keeps in ``X`` what the training data kept in a layer
+        (as :func:`~scxl.tl.predict`'s ``layer``). Recorded in ``params["layer"]``.
+    use_raw
+        Read ``adata.raw`` (default: as at training). Recorded in ``params["use_raw"]``.
     models
         Indices of the members to use (default: all).
     aggregate
@@ -651,7 +674,7 @@ def attribute(
         raise TypeError(f"key_added must be a non-empty string, got {key_added!r}")
     check_writable(adata, key_added, tool="attribute", overwrite=overwrite, layer=store_layer)
     dev = resolve_device(device)
-    prep = prepare_targets(adata, ens, target=target, groupby=groupby)
+    prep = prepare_targets(adata, ens, target=target, groupby=groupby, layer=layer, use_raw=use_raw)
     X, codes, groups = prep.X, prep.group_codes, prep.group_names
     config = explain.AttributionConfig(
         references=_references(baseline, ens, explain), n_baselines=n_baselines, smoothgrad=smoothgrad,
@@ -739,8 +762,8 @@ def attribute(
         # Scanpy's field: the group each ranking is compared against (its plots read it; the fold changes are vs rest)
         "reference": "rest",
         "baseline": str(baseline if isinstance(baseline, str) else res.params.get("references")),
-        "method": key_added, "use_raw": bool(ens.preprocessing.get("use_raw", False)),
-        "layer": _layer_param(ens.preprocessing.get("layer")), "corr_method": "t-test across members, benjamini-hochberg",
+        "method": key_added, "use_raw": bool(X.inputs.preprocessing.get("use_raw", False)),
+        "layer": _layer_param(X.inputs.preprocessing.get("layer")), "corr_method": "t-test across members, benjamini-hochberg",
         "explainer": method, "ensemble_key": ensemble_key, "target": target, "n_models": len(members), "aggregate": aggregate,
         "n_baselines": int(res.params.get("n_baselines") or 0), "n_repeats": int(res.params.get("n_repeats", n_repeats)), "n_steps": int(n_steps),
         "smoothgrad": "None" if smoothgrad is None else list(map(float, smoothgrad)), "top_k": int(ranking.top_k), "rank_by": rank_by,

@@ -14,7 +14,7 @@ from .._keys import Key, baseline_of, ensemble_key_of
 from .._logging import logger
 from .._types import Replace
 from .._validation import TOOL_FIELD, check_adata, check_holds_results, check_in, check_writable
-from ._attribute import prepare_targets
+from ._attribute import input_of, prepare_targets
 from ._gene_sets import ranking
 from ._reproducibility import _subsample
 
@@ -152,7 +152,8 @@ def compare_explainers(
     if ens_key in adata.uns:
         from ..get import ensemble as get_ensemble
 
-        prep = prepare_targets(adata, get_ensemble(adata, ens_key), groupby=adata.uns[keys[0]]["params"].get("groupby"))
+        p0 = adata.uns[keys[0]]["params"]
+        prep = prepare_targets(adata, get_ensemble(adata, ens_key), groupby=p0.get("groupby"), **input_of(adata, p0))
         from ..explain import group_means
 
         expr = group_means(prep.X.chunks(4096), prep.group_codes, len(prep.group_names))
@@ -262,7 +263,8 @@ def faithfulness(
     check_writable(adata, key_added, tool="faithfulness", overwrite=overwrite)
     params = adata.uns[key]["params"]
     ens = get_ensemble(adata, ensemble_key_of(params))
-    prep = prepare_targets(adata, ens, target=str(params.get("target", "label")), groupby=params.get("groupby"))
+    prep = prepare_targets(adata, ens, target=str(params.get("target", "label")), groupby=params.get("groupby"),
+                           **input_of(adata, params))
     G = len(ens.var_names)
     if steps is None:
         steps = np.unique(np.round(np.geomspace(1, min(G, 200), 12)).astype(int))
@@ -385,7 +387,7 @@ def consistency(
     p = adata.uns[key]["params"]
     ens_key = ensemble_key_of(p)
     ens = get_ensemble(adata, ens_key)
-    prep = prepare_targets(adata, ens, target=str(p.get("target", "label")), groupby=p.get("groupby"))
+    prep = prepare_targets(adata, ens, target=str(p.get("target", "label")), groupby=p.get("groupby"), **input_of(adata, p))
     cells = _subsample(prep.group_codes, int(max_cells), np.random.default_rng(random_state))
     X = prep.X.rows(cells)
     ref = baseline_of(p)
