@@ -185,3 +185,37 @@ def test_a_second_run_into_the_same_folder_leaves_none_of_the_first_runs_files(s
     assert main(base + ["--method", "none"]) == 0  # no attribution this time
     assert not (out / "top_genes.csv").exists() and not (out / "figures" / "dotplot.png").exists()
     assert (out / "figures" / "training.png").exists() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_run_reading_its_input_from_out_keeps_it(synth, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    path = out / "scxl_result.h5ad"
+    synth.write_h5ad(path)
+    assert main(["run", str(path), "--groupby", "group", "--n-models", "1", "--max-epochs", "1", "--method", "nope",
+                 "--out", str(out), "--quiet"]) == 2
+    assert path.exists()
+
+
+def test_a_ctrl_c_just_after_training_stops_the_run(synth, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from scxl.train import _stacked
+
+    real = _stacked._progress_bar
+
+    def bar(*args, **kwargs):
+        b = real(*args, **kwargs)
+        close = b.close
+        b.close = lambda: (os.kill(os.getpid(), signal.SIGINT), close())
+        return b
+
+    monkeypatch.setattr(_stacked, "_progress_bar", bar)
+    path = tmp_path / "in.h5ad"
+    synth.write_h5ad(path)
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="interrupted just after"):
+        code = main(["run", str(path), "--groupby", "group", "--n-models", "2", "--max-epochs", "2", "--out", str(out),
+                     "--quiet"])
+    assert code == 130 and (out / "ensemble.npz").exists() and not (out / "top_genes.csv").exists()

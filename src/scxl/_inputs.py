@@ -564,7 +564,9 @@ def aligned(
     try:
         inputs = extract(adata, layer=layer, use_raw=use_raw, mods=mods)
     except (KeyError, ValueError) as err:  # the source recorded at training is not in this data (e.g. a query)
-        fix = _source_fix(layer if recorded_layer and isinstance(layer, str) else None, raw=recorded_raw and use_raw)
+        missing_layer = recorded_layer and isinstance(layer, str) and not is_mudata(adata) and layer not in adata.layers
+        missing_raw = recorded_raw and use_raw and not is_mudata(adata) and getattr(adata, "raw", None) is None
+        fix = _source_fix(layer if missing_layer else None, raw=bool(missing_raw))
         if fix is None:
             raise
         raise type(err)(f"{err.args[0] if err.args else err}. {fix}") from None

@@ -177,9 +177,9 @@ def _run(args: argparse.Namespace) -> int:
         random_state=args.random_state, device=args.device,
     )
     out.mkdir(parents=True, exist_ok=True)
-    _clear_previous_run(out)  # only now: a run that fails before training leaves an earlier run's results as they were
+    _clear_previous_run(out, args.data)  # only now: a run that fails before training leaves an earlier run's results as they were
     ens = xl.get.ensemble(adata)
-    if ens.params.get("interrupted"):  # Ctrl-C during training: keep what was trained, run nothing more
+    if ens.params.get("interrupted") or ens.params.get("stopped"):  # Ctrl-C: keep what was trained, run nothing more
         ens.save(out / "ensemble.npz")
         result = _write_result(adata, out)
         what = (f"in training; the {ens.n_models} member(s) trained so far ({sum(ens.finished)} of them finished) are"
@@ -209,13 +209,14 @@ OUTPUT_FILES = ("scxl_result.h5ad", "scxl_result.h5mu", "ensemble.npz", "predict
 FIGURES = ("training", "reproducibility", "top_genes", "dotplot", "specificity")
 
 
-def _clear_previous_run(out: Path) -> None:
+def _clear_previous_run(out: Path, data: str | None = None) -> None:
     """Remove the files an earlier ``scxl run`` left in ``out``, so none of them sits beside this run's as if it were its.
 
     Only the names this command writes are touched; anything else in the folder stays.
     """
     old = [out / f for f in OUTPUT_FILES] + [out / "figures" / f"{f}.{ext}" for f in FIGURES for ext in ("png", "svg")]
-    old = [f for f in old if f.is_file()]
+    keep = {Path(data).resolve()} if data else set()  # never the input itself
+    old = [f for f in old if f.is_file() and f.resolve() not in keep]
     if old:
         from ._logging import logger
 

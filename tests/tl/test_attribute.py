@@ -506,3 +506,10 @@ def test_a_query_can_be_explained_from_another_layer_and_the_tools_after_it_read
     xl.tl.faithfulness(q, "xl_deeplift", max_cells=30)
     xl.tl.consistency(q, "xl_deeplift", max_cells=30)
     assert input_of(q, {"explainer": "deeplift"}) == {}  # results written before params held the source
+
+
+def test_a_rankings_only_run_never_removes_a_layer_of_the_users(trained):
+    a = trained.copy()
+    a.layers["mine"] = a.X.copy()
+    xl.tl.attribute(a, key_added="mine", store_layer=False)
+    assert "mine" in a.layers

@@ -293,6 +293,8 @@ def wait_for(futures: list, poll: float = 0.1) -> None:
     never retrieved ... AllExit" on the console).
     """
     while not all(f.done() for f in futures):
+        if any(f.status == "error" for f in futures):  # as gather: the first failure is raised at once
+            return
         time.sleep(poll)
 
 

@@ -196,7 +196,8 @@ def _unlabelled_groupby(obs: pd.DataFrame, ens, target: str) -> str:
     """The groups of data without the training labels: the predictions of ``xl.tl.predict``, or a clear error."""
     trained_on = ens.params.get("groupby")
     predicted = Key.obs.prediction(Key.uns.ensemble)
-    if target != "label" and predicted in obs.columns:
+    if target != "label" and predicted in obs.columns and set(map(str, pd.Series(obs[predicted]).dropna().unique())) \
+            <= set(map(str, ens.classes)):  # (another ensemble's predictions would name other classes)
         logger.info("obs has no column %r (the training labels): the cells are grouped by obs[%r]", trained_on, predicted)
         return predicted
     raise KeyError(
@@ -893,6 +894,10 @@ def _write(adata, dests, key_added, ranking, params, layers, res, ens, X) -> lis
             view_to_actual(d.adata)
     stale = []
     for d in dests:
+        prev = d.adata.uns.get(key_added)
+        if not (isinstance(prev, Mapping) and isinstance(prev.get("params"), Mapping)
+                and prev["params"].get(TOOL_FIELD) == "attribute"):
+            continue  # only what an earlier attribute run wrote is removed, never a layer of the user's
         prefix = f"{d.label}." if is_mudata(adata) else ""
         if not layers and key_added in d.adata.layers:
             del d.adata.layers[key_added]

@@ -571,7 +571,9 @@ def train_classifier(
         **settings, "n_models": len(modules), "n_models_requested": int(n_models),
         "cv": int(cv) if cv and not interrupted and not stopped and evaluated and cv_stopped is None else 0,
         # interrupted: by a Ctrl-C, in training, evaluation or cross-validation
-        "interrupted": bool(interrupted or not evaluated or cv_stopped or (stopped and cv)), "finished": [bool(f) for f in finished],
+        "interrupted": bool(interrupted or not evaluated or cv_stopped or (stopped and cv)),
+        "stopped": bool(stopped or not evaluated or cv_stopped),  # a Ctrl-C stopped the call (maybe all finished)
+        "finished": [bool(f) for f in finished],
         "device": str(dev),
         "vectorize": bool(vectorize), "streamed": bool(fetch.streamed), "backend": "dask" if on_workers else "memory",
         "n_train": int(member_splits[0][0].size), "n_validation": int(member_splits[0][1].size),
