@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import anndata as ad
+import numpy as np
 import pytest
 
 from scxl.cli import main
@@ -108,7 +109,10 @@ def test_options_checked_before_reading_the_data(tmp_path, capsys, monkeypatch):
                                    ("--validation", "1", "--validation must be a fraction in [0, 1)"),
                                    ("--max-epochs", "0", "--max-epochs must be at least 1"),
                                    ("--cv", "1", "--cv must be at least 2"),
-                                   ("--n-models", "0", "--n-models must be at least 1")):
+                                   ("--n-models", "0", "--n-models must be at least 1"),
+                                   ("--method", "lime", "--method: method='lime' is not a known explainer"),
+                                   ("--method", "guided_gradcam", "--method guided_gradcam applies to CNN models; give --model cnn"),
+                                   ("--baseline", "median", "--baseline must be one of zero, normal")):
         assert main(["run", "--quiet", option, value, "--out", str(tmp_path / "o")]) == 2
         assert message in capsys.readouterr().err, option
 
@@ -163,6 +167,37 @@ def test_a_layer_that_cannot_fit_is_refused_before_training(synth, tmp_path, cap
     assert "the contributions layer would need about" in err and "ulimit -v" in err and "nothing was trained" in err
     assert "--no-layer" in err and "--layer-genes top" in err and "--layer-dtype float16" in err
     assert not out.exists()
+
+
+def test_the_layer_check_before_training_counts_what_attribute_will_store(synth, tmp_path, capsys, monkeypatch):
+    """A dense layer spans every variable (also with --genes); a zero reference on sparse data stores a sparse one."""
+    import scipy.sparse as sp
+
+    import scxl._validation as validation
+    import scxl.tl as tl
+
+    a = synth.copy()
+    a.var["some"] = np.arange(a.n_vars) < 10
+    a.X = sp.csr_matrix(a.X)
+    path = tmp_path / "in.h5ad"
+    a.write_h5ad(path)
+    dense = a.n_obs * a.n_vars * 4  # what attribute allocates: 96,000 bytes
+    monkeypatch.setattr(validation, "available_memory", lambda *a, **k: (int(dense / 0.8) - 1, "ulimit"))
+    monkeypatch.setattr(tl, "train_classifier", lambda *a, **k: pytest.fail("trained before the layer was checked"))
+    for extra in ([], ["--genes", "some"]):  # 10 of 60 genes trained on: still the full-width layer
+        assert main(["run", str(path), "--groupby", "group", "--out", str(tmp_path / "o"), "--quiet", *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"{a.n_obs} observations × {a.n_vars} genes, float32, dense" in err, extra
+
+    class Trained(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Trained  # the check let it through to training
+
+    monkeypatch.setattr(tl, "train_classifier", stop)
+    with pytest.raises(Trained):  # zero reference on sparse data: a sparse layer, a third of the values at most
+        main(["run", str(path), "--groupby", "group", "--out", str(tmp_path / "o"), "--quiet", "--baseline", "zero"])
 
 
 def test_layer_options_that_contradict_each_other_are_refused(synth, tmp_path, capsys):

@@ -122,6 +122,18 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.backed and (args.data is None or not str(args.data).endswith(".h5ad")):
         raise ValueError("--backed opens an .h5ad file backed; give one (the built-in data and .h5mu files are read "
                          "into memory)")
+    if args.method != "none":  # an unknown explainer would fail only after the training
+        from .explain import REFERENCE_KINDS, get_explainer
+
+        try:
+            spec = get_explainer(args.method)
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"--method: {e.args[0] if e.args else e} ('none' skips attribution)") from None
+        if args.model not in spec.model_types:
+            raise ValueError(f"--method {args.method} applies to {' and '.join(spec.model_types).upper()} models; "
+                             f"give --model {spec.model_types[0]} or another --method")
+        if args.baseline is not None and args.baseline not in REFERENCE_KINDS:
+            raise ValueError(f"--baseline must be one of {', '.join(REFERENCE_KINDS)}; got {args.baseline!r}")
     args.epoch_size = _epoch_size(args.epoch_size)
 
 
@@ -271,25 +283,39 @@ def _analyse(adata, args, groupby: str, out: Path) -> dict:
 
 
 def _check_layer_room(adata, args: argparse.Namespace) -> None:
-    """Refuse, before training, a contributions layer that cannot fit in memory, naming the options that would."""
+    """Refuse, before training, a contributions layer that cannot fit in memory, naming the options that would.
+
+    The same estimate as :func:`scxl.tl.attribute` makes just before it computes (which would
+    be after the training): a dense layer spans every variable, a sparse one (a zero reference
+    on sparse data, or ``--layer-genes``) the attributed genes only.
+    """
     import numpy as np
+    from scipy import sparse
 
-    from ._validation import MEMORY_LIMITS, available_memory, format_bytes
+    import scxl as xl
 
-    if args.method == "none" or args.no_layer or args.layer_genes is not None or hasattr(adata, "mod"):
-        return
-    free, limit = available_memory()
-    n_genes = adata.n_vars
+    from .tl._attribute import check_layer_room, layer_bytes, zero_is_exact
+
+    if args.method == "none" or args.no_layer or hasattr(adata, "mod") or args.layer_genes == "top":
+        return  # ('top': at most n_groups × top_k genes; a MuData's modalities are checked by attribute)
+    n_genes = adata.n_vars if args.layer is not None or not args.use_raw else adata.raw.n_vars
     if args.genes is not None and args.genes in adata.var:
         n_genes = int(np.asarray(adata.var[args.genes], dtype=bool).sum())
-    need = adata.n_obs * n_genes * (2 if args.layer_dtype == "float16" else 4)
-    if free is None or need <= 0.8 * free:
-        return
-    raise MemoryError(
-        f"the contributions layer would need about {format_bytes(need)} ({adata.n_obs} observations × {n_genes} genes, "
-        f"{args.layer_dtype}) but only {format_bytes(free)} are available (set by {MEMORY_LIMITS[limit]}); nothing was "
-        "trained. Options: --no-layer (rankings only, memory flat in the number of cells), --layer-genes top (the "
-        "union of every group's top genes), --layer-dtype float16 (half)")
+    if args.layer_genes is not None and args.layer_genes in adata.var:
+        n_genes = min(n_genes, int(np.asarray(adata.var[args.layer_genes], dtype=bool).sum()))
+    source = adata.layers[args.layer] if args.layer is not None and args.layer in adata.layers else \
+        adata.raw.X if args.use_raw and adata.raw is not None else adata.X
+    on_sparse = sparse.issparse(source) or "sparse" in type(source).__name__.lower()  # (backed: a sparse dataset)
+    spec = xl.explain.get_explainer(args.method)
+    exact = zero_is_exact(spec, args.baseline if spec.needs_reference else None)
+    is_sparse = args.layer_dtype != "float16" and (args.layer_genes is not None or (exact and on_sparse))
+    need = layer_bytes(adata.n_obs, adata.n_vars, n_genes, args.layer_dtype, sparse=is_sparse, exact_zeros=exact)
+    check_layer_room(
+        need, f"{adata.n_obs} observations × {n_genes if is_sparse else adata.n_vars} genes, {args.layer_dtype}, "
+              f"{'sparse' if is_sparse else 'dense'}",
+        what="the contributions layer", done="; nothing was trained",
+        options="Options: --no-layer (rankings only, memory flat in the number of cells), --layer-genes top (the "
+                "union of every group's top genes), --layer-dtype float16 (half)")
 
 
 def _unit(adata) -> str:

@@ -42,3 +42,24 @@ def test_local_cluster(case):
         res, cells = attribute_dask(mods, da.from_array(x, chunks=(30, 30)), t, "deeplift", client=client)
         np.testing.assert_allclose(res.group_means, ref.group_means, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(np.asarray(cells), ref.attributions, rtol=1e-5, atol=1e-6)
+
+
+def test_wait_for_returns_at_the_first_failed_task():
+    """As client.gather: one task's error is raised at once, without waiting for the others to finish."""
+    import threading
+
+    from scxl.explain._distributed import wait_for
+
+    class Future:
+        def __init__(self, status):
+            self.status = status
+
+        def done(self):
+            return self.status != "pending"
+
+    slow, failed = Future("pending"), Future("pending")
+    threading.Timer(0.05, lambda: setattr(failed, "status", "error")).start()
+    wait_for([slow, failed], poll=0.01)  # would never return if it waited for `slow`
+    assert slow.status == "pending" and failed.status == "error"
+    done = [Future("finished"), Future("finished")]
+    wait_for(done, poll=0.01)

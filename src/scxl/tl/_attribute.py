@@ -104,10 +104,7 @@ class _Layer:
     @staticmethod
     def bytes_needed(d: _Destination, dtype: str, n_genes: int, *, sparse: bool) -> int:
         """Upper bound of the layer's memory (sparse: as if every stored value were non-zero)."""
-        item = np.dtype(dtype).itemsize
-        if sparse:  # values and int32 columns, per chunk while attributing, then in the CSR arrays
-            return int(d.adata.n_obs * (n_genes * (item + 4) + 16))
-        return int(d.adata.n_obs * d.adata.n_vars * item)
+        return layer_bytes(d.adata.n_obs, d.adata.n_vars, n_genes, dtype, sparse=sparse)
 
 
 @dataclass
@@ -690,9 +687,7 @@ def attribute(
             check_writable(d.adata, key_added, tool="attribute", overwrite=overwrite, layer=store_layer)
     keep = None if layer_genes is None or (isinstance(layer_genes, str) and layer_genes == "top") else \
         _layer_features(X, ens, layer_genes)
-    zero_exact = config.references is None and spec.direction == "input" or (
-        isinstance(config.references, str) and config.references == "zero") or (
-        spec.needs_reference and config.references is None and spec.default_reference == "zero")
+    zero_exact = zero_is_exact(spec, config.references)
     if layer_format == "sparse" and layer_dtype == "float16":
         raise ValueError("layer_dtype='float16' needs layer_format='dense': SciPy's sparse matrices have no float16")
     top_genes = isinstance(layer_genes, str) and layer_genes == "top"
@@ -860,26 +855,52 @@ def _layer_features(X: Aligned, ens, genes) -> np.ndarray:
     return np.unique(idx)
 
 
-def _check_layer_memory(dests, dtype: str, n_genes: int, *, sparse: bool, exact_zeros: bool) -> None:
-    """Refuse, before computing, a layer that cannot fit, and say what would."""
+#: What :func:`attribute` offers when its layer cannot fit (the CLI names its own flags).
+LAYER_OPTIONS = (
+    "Options: store_layer=False (rankings only, memory flat in the number of cells); layer_genes='top' (the "
+    "union of every group's top genes) or a gene list; layer_dtype='float16' (half); or the zero reference "
+    "with layer_format='sparse' (unexpressed genes contribute exactly 0)")
+
+
+def zero_is_exact(spec, references) -> bool:
+    """Whether an unexpressed gene contributes exactly 0 (a zero reference, or no reference and ``x ⊙ ∂``)."""
+    return (references is None and spec.direction == "input") or (
+        isinstance(references, str) and references == "zero") or (
+        spec.needs_reference and references is None and spec.default_reference == "zero")
+
+
+def layer_bytes(n_obs: int, n_vars: int, n_genes: int, dtype: str, *, sparse: bool, exact_zeros: bool = False) -> int:
+    """Upper bound of a contributions layer's memory.
+
+    A dense layer spans all ``n_vars`` variables of the AnnData; a sparse one holds at most
+    ``n_genes`` values per row (the attributed genes: values and int32 columns), a third of
+    that with exact zeros (sparse data, most contributions exactly 0).
+    """
+    item = np.dtype(dtype).itemsize
+    if sparse:
+        return int(n_obs * (n_genes * (item + 4) + 16)) // (3 if exact_zeros else 1)
+    return int(n_obs * n_vars * item)
+
+
+def check_layer_room(need: int, shape: str, *, what: str = "the attribution layer", options: str = LAYER_OPTIONS,
+                     done: str = "") -> None:
+    """Raise :class:`MemoryError` when ``need`` bytes cannot fit in the memory available (80 % of it)."""
     from .._validation import MEMORY_LIMITS, available_memory, format_bytes
 
     free, limit = available_memory()
-    if free is None:
+    if free is None or need <= 0.8 * free:
         return
-    need = sum(_Layer.bytes_needed(d, dtype, n_genes, sparse=sparse) for d in dests)
-    if sparse and exact_zeros:
-        need //= 3  # most contributions are exact zeros with the zero reference (sparse data)
-    if need <= 0.8 * free:
-        return
-    raise MemoryError(
-        f"the attribution layer would need about {format_bytes(need)} ({dests[0].adata.n_obs} observations × "
-        f"{n_genes} genes, {dtype}, {'sparse' if sparse else 'dense'}) but only {format_bytes(free)} are available "
-        f"(set by {MEMORY_LIMITS[limit]}). "
-        "Options: store_layer=False (rankings only, memory flat in the number of cells); layer_genes='top' (the "
-        "union of every group's top genes) or a gene list; layer_dtype='float16' (half); or the zero reference "
-        "with layer_format='sparse' (unexpressed genes contribute exactly 0)"
-    )
+    raise MemoryError(f"{what} would need about {format_bytes(need)} ({shape}) but only {format_bytes(free)} are "
+                      f"available (set by {MEMORY_LIMITS[limit]}){done}. {options}")
+
+
+def _check_layer_memory(dests, dtype: str, n_genes: int, *, sparse: bool, exact_zeros: bool) -> None:
+    """Refuse, before computing, a layer that cannot fit, and say what would (all destinations together)."""
+    need = sum(layer_bytes(d.adata.n_obs, d.adata.n_vars, n_genes, dtype, sparse=sparse, exact_zeros=exact_zeros)
+               for d in dests)
+    width = n_genes if sparse else dests[0].adata.n_vars
+    check_layer_room(need, f"{dests[0].adata.n_obs} observations × {width} genes, {dtype}, "
+                           f"{'sparse' if sparse else 'dense'}")
 
 
 def _write(adata, dests, key_added, ranking, params, layers, res, ens, X) -> list[str]:
