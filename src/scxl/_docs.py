@@ -56,7 +56,11 @@ ax
 
 doc_return_fig = """\
 return_fig
-    Return the :class:`~matplotlib.figure.Figure` instead of the Axes."""
+    Return the :class:`~matplotlib.figure.Figure` instead of the Axes.
+show
+    Show the figure (:func:`matplotlib.pyplot.show`) and return ``None``, as Scanpy's plots
+    do with ``show=True``; by default the Axes are returned and a notebook draws the figure
+    when the cell ends. To write a file: ``return_fig=True`` and ``fig.savefig(path)``."""
 
 doc_plot = doc_ax + "\n" + doc_return_fig
 

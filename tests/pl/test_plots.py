@@ -484,4 +484,21 @@ def test_plot_signatures():
             if isinstance(p.default, bool):
                 assert p.kind == p.KEYWORD_ONLY, f"{name}: {p.name}"
         if name != "contributions":  # passes everything on to sc.pl.embedding
-            assert {"ax", "return_fig"} <= set(names), name
+            assert {"ax", "return_fig", "show"} <= set(names), name
+
+
+# show=, as Scanpy's plots ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("plot, args", [
+    ("top_genes", ("xl_deeplift",)), ("reproducibility", ()), ("specificity", ("xl_deeplift",)), ("explainers", ()),
+    ("faithfulness", ("xl_deeplift",)), ("contribution_vs_expression", ("xl_deeplift",)), ("training", ()),
+])
+def test_every_plot_shows_as_scanpys(res, monkeypatch, plot, args):
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda *a, **k: shown.append(True))
+    fn = getattr(xl.pl, plot)
+    assert fn(res, *args) is not None and not shown  # by default the Axes come back, nothing is shown
+    assert fn(res, *args, show=False) is not None and not shown
+    assert fn(res, *args, show=True) is None and shown == [True]
+    assert isinstance(fn(res, *args, show=True, return_fig=True), Figure)

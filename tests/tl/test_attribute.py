@@ -505,6 +505,10 @@ def test_a_query_can_be_explained_from_another_layer_and_the_tools_after_it_read
     q.uns["xl"] = a.uns["xl"]  # the tools below find the ensemble by key; q still has no layer 'lognorm'
     xl.tl.faithfulness(q, "xl_deeplift", max_cells=30)
     xl.tl.consistency(q, "xl_deeplift", max_cells=30)
+    xl.tl.reproducibility(q, n_values=(1,), n_replicates=2, max_cells=30, layer="X")  # measured on the same values
+    assert q.uns["xl_reproducibility"]["params"]["layer"] is None
+    with pytest.raises(KeyError, match=r"layer='X'"):  # (q has no layer 'lognorm', where training read)
+        xl.tl.reproducibility(q, n_values=(1,), n_replicates=2, max_cells=30, overwrite=True)
     assert input_of(q, {"explainer": "deeplift"}) == {}  # results written before params held the source
 
 

@@ -23,6 +23,7 @@ def explainers(
     metric: str = "overlap",
     ax: Any = None,
     return_fig: bool = False,
+    show: bool | None = None,
 ):
     """Heatmap of the agreement between explainers, grouped by their clusters.
 
@@ -128,7 +129,7 @@ def explainers(
     cax = divider.append_axes("right", size=0.15, pad=0.15)
     fig.colorbar(im, cax=cax, label=label)
     ax.set_title("agreement between explainers\n(framed: clusters)", fontsize="medium")
-    return finish(fig, [ax], created=created, return_fig=return_fig)
+    return finish(fig, [ax], created=created, return_fig=return_fig, show=show)
 
 
 def _rgba(color: str) -> tuple[float, ...]:
@@ -151,6 +152,7 @@ def faithfulness(
     mode: str | Sequence[str] = ("deletion", "insertion"),
     ax: Any = None,
     return_fig: bool = False,
+    show: bool | None = None,
 ):
     """Deletion and insertion curves of a ranking and its comparisons.
 
@@ -222,4 +224,4 @@ def faithfulness(
         a.set_ylim(0, 1.02)
         a.legend(fontsize="small", frameon=False, loc="best")
         style(a)
-    return finish(fig, axs, created=created, return_fig=return_fig)
+    return finish(fig, axs, created=created, return_fig=return_fig, show=show)

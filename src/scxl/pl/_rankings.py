@@ -29,6 +29,7 @@ def top_genes(
     cmap: str = "viridis",
     ax: Any = None,
     return_fig: bool = False,
+    show: bool | None = None,
 ):
     """Heatmap of each group's top genes against the mean expression of every group.
 
@@ -212,7 +213,7 @@ def top_genes(
              None: "mean expression"}[standard_scale]
     fig.colorbar(im, cax=cax, label=label)
     ax.set_ylim(len(groups) - 0.5, -0.5)
-    return finish(fig, [ax], created=created, return_fig=return_fig)
+    return finish(fig, [ax], created=created, return_fig=return_fig, show=show)
 
 
 @doc_params(return_fig=doc_return_fig)
@@ -223,6 +224,7 @@ def contribution_vs_expression(
     group: str | None = None,
     ax: Any = None,
     return_fig: bool = False,
+    show: bool | None = None,
 ):
     """Scatter each gene's group score against its mean expression in the group, per explainer.
 
@@ -295,7 +297,7 @@ def contribution_vs_expression(
         a.set(xlabel=f"mean expression in {group}", ylabel=f"group score ({group})",
               title=f"{k}\nSpearman ρ = {rho:.2f}")
         style(a)
-    return finish(fig, axs, created=created, return_fig=return_fig)
+    return finish(fig, axs, created=created, return_fig=return_fig, show=show)
 
 
 def contributions(

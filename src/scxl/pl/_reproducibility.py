@@ -41,6 +41,7 @@ def reproducibility(
     target: float | None = None,
     ax: Any = None,
     return_fig: bool = False,
+    show: bool | None = None,
 ):
     """Plot how reproducible contributions become as more models (references, ...) are aggregated.
 
@@ -177,4 +178,4 @@ def reproducibility(
         )
         a.legend(handles=handles, fontsize="small", frameon=False, loc="best")
         style(a)
-    return finish(fig, axs, created=created, return_fig=return_fig)
+    return finish(fig, axs, created=created, return_fig=return_fig, show=show)

@@ -31,6 +31,7 @@ def specificity(
     sets: Sequence[str] | None = None,
     ax: Any = None,
     return_fig: bool = False,
+    show: bool | None = None,
 ):
     """Bar plot of the fraction of each group's top genes in each gene set, against chance.
 
@@ -139,4 +140,4 @@ def specificity(
     handles.append(Line2D([], [], color="black", lw=1.6, label="random expectation"))
     a.legend(handles=handles, fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1))
     style(a)
-    return finish(fig, axs, created=created, return_fig=return_fig)
+    return finish(fig, axs, created=created, return_fig=return_fig, show=show)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._keys import Key
 from .._logging import renamed_kwarg
-from ._utils import OKABE_ITO, style
+from ._utils import OKABE_ITO, finish, style
 
 
 @doc_params(return_fig=doc_return_fig)
@@ -25,6 +25,7 @@ def training(
     normalize: bool = True,
     ax: Any = None,
     return_fig: bool = False,
+    show: bool | None = None,
 ):
     """Plot the training history of every member and the ensemble's confusion matrix.
 
@@ -106,5 +107,4 @@ def training(
         axes[1].set(xlabel="predicted", ylabel="true",
                     title="ensemble, out-of-bag validation observations" if oob else "ensemble, held-out validation observations")
         fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04, label="recall" if normalize else "cells")
-    fig.tight_layout() if ax is None else None
-    return fig if return_fig else axes
+    return finish(fig, list(axes), created=ax is None, return_fig=return_fig, show=show)

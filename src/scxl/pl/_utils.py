@@ -64,12 +64,22 @@ def panels(n: int, ax: Any, *, size: tuple[float, float] = (4.2, 3.6)):
     return axs[0].figure, axs, False
 
 
-def finish(fig: Any, axs: list[Any], *, created: bool, return_fig: bool):
-    """Tight layout on figures made here; return the Figure, the Axes or the list of Axes."""
+def finish(fig: Any, axs: list[Any], *, created: bool, return_fig: bool, show: bool | None = None):
+    """Tight layout on figures made here; show; return the Figure, the Axes or the list of Axes.
+
+    As Scanpy's plots: ``show=True`` shows the figure and returns ``None`` (the Figure with
+    ``return_fig``).
+    """
     if created:
         fig.tight_layout()
+    if show:
+        import matplotlib.pyplot as plt
+
+        plt.show()
     if return_fig:
         return fig
+    if show:
+        return None
     return axs[0] if len(axs) == 1 else axs
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_device, doc_key, doc_params, doc_random_state
+from .._inputs import FROM_TRAINING
 from .._keys import Key
 from .._logging import ScxlWarning, logger, progress, renamed_kwarg, warn
 from .._types import Method, ReferenceKindName, Vary
@@ -23,7 +24,7 @@ from .._validation import (
     is_mudata,
     resolve_device,
 )
-from ._attribute import prepare_targets
+from ._attribute import _layer_param, prepare_targets
 from ._predict import warn_if_cut_short
 
 VARY = ("models", "baselines", "repeats", "smoothgrad")
@@ -63,6 +64,8 @@ def reproducibility(
     smoothgrad_noise: float = 0.1,
     target: str = "label",
     groupby: str | None = None,
+    layer: str | None = FROM_TRAINING,
+    use_raw: bool | None = None,
     max_cells: int = 500,
     target_spearman: float = 0.9,
     train_missing: bool = False,
@@ -114,6 +117,10 @@ def reproducibility(
         Noise level for ``vary="smoothgrad"``.
     target, groupby
         As in :func:`scxl.tl.attribute`.
+    layer, use_raw
+        Where to read the expression, as in :func:`scxl.tl.attribute` (default: what the
+        ensemble was trained on); give the same as to the ``attribute`` call whose
+        reproducibility is measured. Recorded in ``params``.
     max_cells
         Cells used (stratified subsample).
     target_spearman
@@ -210,7 +217,7 @@ def reproducibility(
             if not n_values:
                 raise ValueError(f"every n in n_values exceeds the ensemble's {ens.n_models} members")
 
-    prep = prepare_targets(adata, ens, target=target, groupby=groupby)
+    prep = prepare_targets(adata, ens, target=target, groupby=groupby, layer=layer, use_raw=use_raw)
     rng = np.random.default_rng(random_state)
     cells = _subsample(prep.group_codes, int(max_cells), rng)
     Xs = prep.X.rows(cells)
@@ -287,7 +294,8 @@ def reproducibility(
         convergence = _convergence(summary, target_spearman)
     params = {TOOL_FIELD: "reproducibility", "method": methods, "vary": vary, "n_values": n_values, "n_replicates": n_rep, "top_k": int(top_k),
               "ensemble_key": ensemble_key, "baseline": str(baseline), "target": target, "groupby": prep.groupby,
-              "n_cells": int(cells.size), "target_spearman": float(target_spearman), "random_state": int(random_state)}
+              "layer": _layer_param(prep.X.inputs.preprocessing.get("layer")),
+              "use_raw": bool(prep.X.inputs.preprocessing.get("use_raw", False)), "n_cells": int(cells.size), "target_spearman": float(target_spearman), "random_state": int(random_state)}
     adata.uns[key_added] = {"params": params, "curves": curves, "summary": summary, "convergence": convergence}
     conv = convergence[convergence["vary"] == vary]
     said = "; ".join(
