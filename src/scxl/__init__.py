@@ -3,7 +3,8 @@
 Import as ``import scxl as xl``. Submodules: :mod:`xl.pp <scxl.pp>`, :mod:`xl.tl <scxl.tl>`,
 :mod:`xl.pl <scxl.pl>`, :mod:`xl.get <scxl.get>`, :mod:`xl.datasets <scxl.datasets>`,
 :data:`xl.settings <scxl.settings>`, and :class:`xl.ScxlWarning <scxl.ScxlWarning>` (the class of
-scxl's own warnings, deprecations apart, to filter them: ``warnings.simplefilter("ignore", xl.ScxlWarning)``).
+scxl's own warnings, deprecations apart, to filter them: ``warnings.simplefilter("ignore", xl.ScxlWarning)``;
+its subclass :class:`xl.DataScaleWarning <scxl.DataScaleWarning>` is every warning about the values' scale).
 
 ``import scxl`` is light: torch, captum, scanpy and matplotlib are imported only when a function
 that needs them is called (``xl.pl`` is loaded on first access).
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from ._logging import ScxlWarning
+from ._logging import DataScaleWarning, ScxlWarning
 from ._settings import settings
 
 __version__ = "0.1.0"
@@ -37,4 +38,4 @@ def __dir__():
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["ScxlWarning", "datasets", "get", "pl", "pp", "settings", "tl", "__version__"]
+__all__ = ["DataScaleWarning", "ScxlWarning", "datasets", "get", "pl", "pp", "settings", "tl", "__version__"]

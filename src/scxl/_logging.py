@@ -81,6 +81,24 @@ class ScxlWarning(UserWarning):
     """
 
 
+class DataScaleWarning(ScxlWarning):
+    """The values look like another scale than expected (``xl.DataScaleWarning``, a :class:`ScxlWarning`).
+
+    Raw or linear counts, scaled (negative) values, whole numbers that may be shallow counts
+    (e.g. scATAC fragments), or a query on another scale than the training data. Silence it
+    alone when the scale is deliberate, keeping scxl's other warnings.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import scxl as xl
+    >>> warnings.filterwarnings("ignore", category=xl.DataScaleWarning)  # e.g. binarised peaks on purpose
+    >>> issubclass(xl.DataScaleWarning, xl.ScxlWarning)
+    True
+    >>> warnings.resetwarnings()
+    """
+
+
 class deferred_interrupt:  # (lower case: a context manager, as contextlib's)
     """Hold a Ctrl-C (SIGINT) until the block has finished, then raise it: for the writes of a result.
 
@@ -119,11 +137,11 @@ class deferred_interrupt:  # (lower case: a context manager, as contextlib's)
             raise KeyboardInterrupt(f"interrupted while storing {self.what}: it was stored first")
 
 
-def warn(message: str, *, stacklevel: int = 3) -> None:
-    """Emit a :class:`ScxlWarning` pointing at the user's call."""
+def warn(message: str, *, stacklevel: int = 3, category: type[ScxlWarning] | None = None) -> None:
+    """Emit a :class:`ScxlWarning` (or the subclass ``category``) pointing at the user's call."""
     import warnings
 
-    warnings.warn(message, ScxlWarning, stacklevel=stacklevel)
+    warnings.warn(message, category or ScxlWarning, stacklevel=stacklevel)
 
 
 def progress(iterable=None, *, total=None, desc=None, leave=False, **kwargs):

@@ -14,7 +14,7 @@ import pandas as pd
 from anndata import AnnData
 
 from ._device import resolve_device  # noqa: F401  (re-exported: the AnnData glue imports it from here)
-from ._logging import logger, warn
+from ._logging import DataScaleWarning, logger, warn
 
 
 def is_mudata(obj: Any) -> bool:
@@ -261,7 +261,7 @@ def check_values(matrix: Any, *, expect_nonnegative: bool = True, chunk_size: in
             integer = integer and bool(np.all(values == np.round(values)))
     summary = ValueSummary(lo, hi, integer) if np.isfinite(lo) else ValueSummary(0.0, 0.0, True)
     if summary.minimum < 0 and expect_nonnegative:
-        warn(scale_hint("scaled", summary, matrix.source) + hint, stacklevel=4)
+        warn(scale_hint("scaled", summary, matrix.source) + hint, stacklevel=4, category=DataScaleWarning)
     return summary
 
 

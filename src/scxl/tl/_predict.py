@@ -11,7 +11,7 @@ from anndata import AnnData
 from .._docs import doc_adata, doc_copy, doc_device, doc_key, doc_params
 from .._inputs import FROM_TRAINING, aligned
 from .._keys import SLASH, Key, storable
-from .._logging import logger, renamed_kwarg, warn
+from .._logging import DataScaleWarning, logger, renamed_kwarg, warn
 from .._validation import (
     ValueSummary,
     check_holds_results,
@@ -77,6 +77,7 @@ def _check_scale(values: ValueSummary, ens, source: str, *, what: str = "Predict
         f"the query is on another scale than the ensemble's training data: {scale_hint(scale, values, source)}; "
         f"the ensemble was trained on {trained!r} data{seen}. {what} on another scale are unreliable: {fix}",
         stacklevel=5,  # warn → _check_scale → predict → renamed_kwarg → the user
+        category=DataScaleWarning,
     )
 
 

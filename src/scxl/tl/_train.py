@@ -23,7 +23,7 @@ from .._docs import (
 )
 from .._inputs import BUFFER_BYTES, HOLD_BYTES, _is_dask, extract, is_out_of_core, make_fetch
 from .._keys import Key
-from .._logging import deferred_interrupt, logger, progress, warn
+from .._logging import DataScaleWarning, deferred_interrupt, logger, progress, warn
 from .._types import Balance, ModelType, Split
 from .._validation import (
     TOOL_FIELD,
@@ -378,9 +378,9 @@ def train_classifier(
     scale = values.scale
     if scale in ("counts", "linear"):
         warn(scale_hint(scale, values, inputs.matrix.source) + "; the scale is recorded in the ensemble's "
-             "preprocessing['scale'] and xl.tl.predict flags data on another scale")
+             "preprocessing['scale'] and xl.tl.predict flags data on another scale", category=DataScaleWarning)
     elif shallow_counts(values):
-        warn(scale_hint("shallow", values, inputs.matrix.source))
+        warn(scale_hint("shallow", values, inputs.matrix.source), category=DataScaleWarning)
 
     n_classes = len(classes)
     y = y_all[labelled]
