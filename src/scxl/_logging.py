@@ -7,6 +7,7 @@ Scanpy's); its level is ``xl.settings.verbosity``. Records still propagate to th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -127,6 +128,27 @@ class deferred_interrupt:  # (lower case: a context manager, as contextlib's)
         if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self.previous = signal.signal(signal.SIGINT, lambda signum, frame: self.received.append(signum))
         return self
+
+    @contextlib.contextmanager
+    def released(self):
+        """Let a Ctrl-C through inside this block, for a long step whose interruption the caller handles.
+
+        One that was held before the block is raised at its start (and no longer counted in
+        :attr:`received`); outside the block Ctrl-C is held again.
+        """
+        import signal
+
+        if self.previous is None:  # (not holding: another thread, or another handler in place)
+            yield
+            return
+        if self.received:
+            self.received.clear()
+            raise KeyboardInterrupt
+        holding = signal.signal(signal.SIGINT, self.previous)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, holding)
 
     def __exit__(self, kind, value, tb) -> None:
         import signal

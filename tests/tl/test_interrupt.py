@@ -475,3 +475,46 @@ def test_ctrl_c_just_after_training_skips_the_cross_validation_and_says_so(synth
         _train(a, n_models=2, cv=2, **KW)
     p = a.uns["xl"]["params"]
     assert p["interrupted"] and p["cv"] == 0 and p["finished"] == [True, True]
+
+
+def _sigint_on_first_call(monkeypatch, module, name):
+    import os
+    import signal
+
+    real, calls = getattr(module, name), []
+
+    def run(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends: without a handler it raises right here
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, run)
+
+
+def test_a_ctrl_c_in_the_bookkeeping_after_training_never_loses_the_members(synth, monkeypatch):
+    """Between the end of training and the write (metrics, tables), a Ctrl-C is held: stored first, then raised."""
+    import signal
+
+    from scxl.tl import _train as train_module
+
+    a = synth.copy()
+    _sigint_on_first_call(monkeypatch, train_module, "classification_metrics")  # the first member's metrics
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted while storing the ensemble in uns\['xl'\]: it was stored first"):
+        xl.tl.train_classifier(a, "group", n_models=2, **KW)
+    p = a.uns["xl"]["params"]
+    assert p["finished"] == [True, True] and not p["interrupted"]
+    assert xl.get.training_metrics(a) is not None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_ctrl_c_held_before_the_cross_validation_skips_it_and_says_so(synth, monkeypatch):
+    from scxl.tl import _train as train_module
+
+    a = synth.copy()
+    _sigint_on_first_call(monkeypatch, train_module, "classification_metrics")
+    with pytest.warns(ScxlWarning, match=r"interrupted during the cross-validation \(fold 1 of 2\).*fully trained"):
+        _train(a, n_models=2, cv=2, **KW)
+    p = a.uns["xl"]["params"]
+    assert p["cv"] == 0 and p["stopped"] and p["finished"] == [True, True]
+    assert "cv" not in xl.get.training_metrics(a).index

@@ -505,97 +505,106 @@ def train_classifier(
             + (" or any task on the Dask workers finished (a task returns its members when all of them have finished; "
                "with vectorize=False each member is a task of its own)" if on_workers else "")
             + ": nothing was stored" + (f" (uns[{key_added!r}] is unchanged)" if key_added in adata.uns else "")) from None
-    interrupted = len(modules) < n_models - len(kept) or not all(finished)
-    stopped = bool(user_stop)  # also a Ctrl-C that came just after every member had finished (nothing is missing)
-    finished = [True] * len(kept) + finished  # per member: its training ended (early stopping or max_epochs)
-    modules, histories = kept + modules, kept_history + histories
-    member_splits = member_splits[: len(modules)]
-    if orders is not None:
-        orders = orders[: len(modules)]
-    history = pd.concat(histories, ignore_index=True)
+    # from here to the write a Ctrl-C is held (the members must not be lost in the bookkeeping), except in
+    # the long steps (evaluation, cross-validation), which let it through and handle it
+    guard = deferred_interrupt(f"the ensemble in uns[{key_added!r}]", reraise=False)
+    with guard:
+        interrupted = len(modules) < n_models - len(kept) or not all(finished)
+        stopped = bool(user_stop)  # also a Ctrl-C that came just after every member had finished (nothing is missing)
+        finished = [True] * len(kept) + finished  # per member: its training ended (early stopping or max_epochs)
+        modules, histories = kept + modules, kept_history + histories
+        member_splits = member_splits[: len(modules)]
+        if orders is not None:
+            orders = orders[: len(modules)]
+        history = pd.concat(histories, ignore_index=True)
 
-    # evaluation: each member on its own validation cells; the ensemble on every held-out cell,
-    # averaging the members that did not train on it (out-of-bag when splits differ per member)
-    rows, recalls = {}, {}
-    confusion = None
-    held_out = np.unique(np.concatenate([va for _, va in member_splits]))
-    mask = np.stack([np.isin(held_out, va) for _, va in member_splits])  # members × held-out cells
-    evaluated = True  # False: a Ctrl-C during the evaluation (the members are kept, without metrics)
-    if held_out.size:
-        logger.info("evaluating the members on %d held-out cells", held_out.size)
-        try:
-            proba = _proba(modules, fetch, held_out, n_classes)
-        except KeyboardInterrupt:
-            evaluated = False
-    if held_out.size and evaluated:
-        for i, p in enumerate(proba):
-            met = classification_metrics(y[held_out[mask[i]]], p[mask[i]].argmax(1), n_classes)
-            h = histories[i]
-            best = h.loc[h["best"], "epoch"]
-            rows[f"model_{i}"] = _row(met, "validation", n_epochs=len(h), best_epoch=int(best.iloc[0]) if len(best) else len(h))
-            recalls[f"model_{i}"] = met["recall"]
-        oob = (proba * mask[..., None]).sum(0) / mask.sum(0)[:, None]
-        met = classification_metrics(y[held_out], oob.argmax(1), n_classes)
-        rows["ensemble"] = _row(met, "validation" if split == "shared" else "out-of-bag validation",
-                                n_members=float(mask.sum(0).mean()))
-        recalls["ensemble"] = met["recall"]
-        confusion = met["confusion"]
+        # evaluation: each member on its own validation cells; the ensemble on every held-out cell,
+        # averaging the members that did not train on it (out-of-bag when splits differ per member)
+        rows, recalls = {}, {}
+        confusion = None
+        held_out = np.unique(np.concatenate([va for _, va in member_splits]))
+        mask = np.stack([np.isin(held_out, va) for _, va in member_splits])  # members × held-out cells
+        evaluated = True  # False: a Ctrl-C during the evaluation (the members are kept, without metrics)
+        if held_out.size:
+            logger.info("evaluating the members on %d held-out cells", held_out.size)
+            try:
+                with guard.released():
+                    proba = _proba(modules, fetch, held_out, n_classes)
+            except KeyboardInterrupt:
+                evaluated = False
+        if held_out.size and evaluated:
+            for i, p in enumerate(proba):
+                met = classification_metrics(y[held_out[mask[i]]], p[mask[i]].argmax(1), n_classes)
+                h = histories[i]
+                best = h.loc[h["best"], "epoch"]
+                rows[f"model_{i}"] = _row(met, "validation", n_epochs=len(h), best_epoch=int(best.iloc[0]) if len(best) else len(h))
+                recalls[f"model_{i}"] = met["recall"]
+            oob = (proba * mask[..., None]).sum(0) / mask.sum(0)[:, None]
+            met = classification_metrics(y[held_out], oob.argmax(1), n_classes)
+            rows["ensemble"] = _row(met, "validation" if split == "shared" else "out-of-bag validation",
+                                    n_members=float(mask.sum(0).mean()))
+            recalls["ensemble"] = met["recall"]
+            confusion = met["confusion"]
 
-    cv_stopped = None  # the fold during which a Ctrl-C stopped the cross-validation
-    if cv and not interrupted and not stopped and evaluated:
-        _, cv_rng = _member_seed(random_state, 1000)
-        oof = np.zeros((y.size, n_classes), dtype=np.float32)
-        try:
-            for k, test in enumerate(stratified_kfold(y, int(cv), cv_rng)):
-                cv_stopped = k + 1
-                rest = np.setdiff1d(np.arange(y.size), test)
-                parts = [(rest[tr], rest[va]) for tr, va in splits(y[rest], 2000 + k)]  # own stream (1000 drew the folds)
-                mods_k, _, done_k = train_ensemble(parts, f"CV fold {k + 1}/{cv}", fold=100 + k)
-                if user_stop or len(mods_k) < n_models or not all(done_k):  # a fold's ensemble cut short estimates nothing
-                    raise KeyboardInterrupt
-                oof[test] = _proba(mods_k, fetch, test, n_classes).mean(0)
-                rows[f"cv_fold_{k + 1}"] = _row(classification_metrics(y[test], oof[test].argmax(1), n_classes),
-                                                "held-out fold")
-            cv_stopped = None
-        except KeyboardInterrupt:  # the ensemble itself is trained: keep it, without the cross-validation
-            rows = {name: row for name, row in rows.items() if not name.startswith("cv_fold_")}
-        if cv_stopped is None:
-            met = classification_metrics(y, oof.argmax(1), n_classes)
-            rows["cv"] = _row(met, "out-of-fold")
-            recalls["cv"] = met["recall"]
+        cv_stopped = None  # the fold during which a Ctrl-C stopped the cross-validation
+        if cv and not interrupted and not stopped and evaluated:
+            _, cv_rng = _member_seed(random_state, 1000)
+            oof = np.zeros((y.size, n_classes), dtype=np.float32)
+            cv_stopped = 1  # (a Ctrl-C held before the folds stops them at the first)
+            try:
+                with guard.released():
+                    for k, test in enumerate(stratified_kfold(y, int(cv), cv_rng)):
+                        cv_stopped = k + 1
+                        rest = np.setdiff1d(np.arange(y.size), test)
+                        parts = [(rest[tr], rest[va]) for tr, va in splits(y[rest], 2000 + k)]  # own stream (1000 drew the folds)
+                        mods_k, _, done_k = train_ensemble(parts, f"CV fold {k + 1}/{cv}", fold=100 + k)
+                        if user_stop or len(mods_k) < n_models or not all(done_k):  # a fold's ensemble cut short estimates nothing
+                            raise KeyboardInterrupt
+                        oof[test] = _proba(mods_k, fetch, test, n_classes).mean(0)
+                        rows[f"cv_fold_{k + 1}"] = _row(classification_metrics(y[test], oof[test].argmax(1), n_classes),
+                                                        "held-out fold")
+                cv_stopped = None
+            except KeyboardInterrupt:  # the ensemble itself is trained: keep it, without the cross-validation
+                rows = {name: row for name, row in rows.items() if not name.startswith("cv_fold_")}
+            if cv_stopped is None:
+                met = classification_metrics(y, oof.argmax(1), n_classes)
+                rows["cv"] = _row(met, "out-of-fold")
+                recalls["cv"] = met["recall"]
 
-    fetch.release()  # the held validation rows: evaluated
-    metrics = pd.DataFrame.from_dict(rows, orient="index") if rows else None
-    recall = pd.DataFrame(recalls, index=pd.Index(classes, name="class")) if recalls else None
-    params = {
-        **settings, "n_models": len(modules), "n_models_requested": int(n_models),
-        "cv": int(cv) if cv and not interrupted and not stopped and evaluated and cv_stopped is None else 0,
-        # interrupted: by a Ctrl-C, in training, evaluation or cross-validation
-        "interrupted": bool(interrupted or not evaluated or cv_stopped or (stopped and cv)),
-        "stopped": bool(stopped or not evaluated or cv_stopped),  # a Ctrl-C stopped the call (maybe all finished)
-        "finished": [bool(f) for f in finished],
-        "device": str(dev),
-        "vectorize": bool(vectorize), "streamed": bool(fetch.streamed), "backend": "dask" if on_workers else "memory",
-        "n_train": int(member_splits[0][0].size), "n_validation": int(member_splits[0][1].size),
-        "class_counts": [int(v) for v in counts.to_numpy()],
-        "training_seconds": round(time.perf_counter() - t0, 2),
-    }
-    prep = inputs.preprocessing | {"genes": genes if isinstance(genes, str) else "all" if genes is None else "list",
-                                   "scale": scale, "value_range": [values.minimum, values.maximum],
-                                   "integer_values": values.integer}
-    ens = Ensemble([m.cpu() for m in modules], classes=classes, var_names=features, spec=spec, orders=orders,
-                   params=params, preprocessing=prep, history=history, metrics=metrics, recall=recall,
-                   confusion=confusion,
-                   extra={"validation_obs": np.asarray(inputs.obs.index[labelled[held_out]]).astype(object),
-                          "validation_members": mask})
-    with deferred_interrupt(f"the ensemble in uns[{key_added!r}]"):  # a Ctrl-C here waits for the write
-        if not is_mudata(adata):
-            view_to_actual(adata)
-        # (extend keeps the members the stored results were computed with, unless it trained unfinished ones again)
-        replaced = key_added in adata.uns and (not extend or resumed)
-        adata.uns[key_added] = ens.to_dict()  # the one write
-        if replaced:
-            _drop_stale_results(adata, key_added)
+        fetch.release()  # the held validation rows: evaluated
+        metrics = pd.DataFrame.from_dict(rows, orient="index") if rows else None
+        recall = pd.DataFrame(recalls, index=pd.Index(classes, name="class")) if recalls else None
+        params = {
+            **settings, "n_models": len(modules), "n_models_requested": int(n_models),
+            "cv": int(cv) if cv and not interrupted and not stopped and evaluated and cv_stopped is None else 0,
+            # interrupted: by a Ctrl-C, in training, evaluation or cross-validation
+            "interrupted": bool(interrupted or not evaluated or cv_stopped or (stopped and cv)),
+            "stopped": bool(stopped or not evaluated or cv_stopped),  # a Ctrl-C stopped the call (maybe all finished)
+            "finished": [bool(f) for f in finished],
+            "device": str(dev),
+            "vectorize": bool(vectorize), "streamed": bool(fetch.streamed), "backend": "dask" if on_workers else "memory",
+            "n_train": int(member_splits[0][0].size), "n_validation": int(member_splits[0][1].size),
+            "class_counts": [int(v) for v in counts.to_numpy()],
+            "training_seconds": round(time.perf_counter() - t0, 2),
+        }
+        prep = inputs.preprocessing | {"genes": genes if isinstance(genes, str) else "all" if genes is None else "list",
+                                       "scale": scale, "value_range": [values.minimum, values.maximum],
+                                       "integer_values": values.integer}
+        ens = Ensemble([m.cpu() for m in modules], classes=classes, var_names=features, spec=spec, orders=orders,
+                       params=params, preprocessing=prep, history=history, metrics=metrics, recall=recall,
+                       confusion=confusion,
+                       extra={"validation_obs": np.asarray(inputs.obs.index[labelled[held_out]]).astype(object),
+                              "validation_members": mask})
+        with deferred_interrupt(f"the ensemble in uns[{key_added!r}]"):  # a Ctrl-C here waits for the write
+            if not is_mudata(adata):
+                view_to_actual(adata)
+            # (extend keeps the members the stored results were computed with, unless it trained unfinished ones again)
+            replaced = key_added in adata.uns and (not extend or resumed)
+            adata.uns[key_added] = ens.to_dict()  # the one write
+            if replaced:
+                _drop_stale_results(adata, key_added)
+    if guard.received:  # held while the results were put together or stored
+        raise KeyboardInterrupt(f"interrupted while storing the ensemble in uns[{key_added!r}]: it was stored first")
     if interrupted or stopped or cv_stopped or not evaluated:
         warn(_interrupted_message(key_added, n_models=n_models, finished=finished, model=model_name, cv=cv,
                                   cv_fold=cv_stopped, evaluated=evaluated, validated=validation > 0))
