@@ -49,7 +49,7 @@ def test_run_passes_early_stopping_options(synth, tmp_path):
 
 @pytest.mark.parametrize(("call", "extra", "said"), [
     (2, [], "interrupted in training; the 2 member(s) trained so far (0 of them finished) are saved"),
-    (5, ["--cv", "2"], "interrupted after training (evaluating or cross-validating); the 2 trained member(s) are saved")])
+    (5, ["--cv", "2"], "interrupted during the cross-validation; the 2 trained member(s), without it, are saved")])
 def test_run_interrupted_in_training_saves_the_members_and_stops(synth, tmp_path, capsys, monkeypatch, call, extra, said):
     """Ctrl-C in the second epoch, or in the first cross-validation fold (after 3 epochs of training)."""
     from scxl._logging import ScxlWarning
@@ -178,7 +178,7 @@ def test_the_layer_check_before_training_counts_what_attribute_will_store(synth,
 
     a = synth.copy()
     a.var["some"] = np.arange(a.n_vars) < 10
-    a.X = sp.csr_matrix(a.X)
+    a.X = sp.csr_matrix(a.X * (np.random.default_rng(0).random(a.shape) < 0.3))  # 30 % or fewer non-zero
     path = tmp_path / "in.h5ad"
     a.write_h5ad(path)
     dense = a.n_obs * a.n_vars * 4  # what attribute allocates: 96,000 bytes
@@ -196,7 +196,7 @@ def test_the_layer_check_before_training_counts_what_attribute_will_store(synth,
         raise Trained  # the check let it through to training
 
     monkeypatch.setattr(tl, "train_classifier", stop)
-    with pytest.raises(Trained):  # zero reference on sparse data: a sparse layer, a third of the values at most
+    with pytest.raises(Trained):  # zero reference on sparse data: a sparse layer, the stored values at most
         main(["run", str(path), "--groupby", "group", "--out", str(tmp_path / "o"), "--quiet", "--baseline", "zero"])
 
 
@@ -222,17 +222,20 @@ def test_a_second_run_into_the_same_folder_leaves_none_of_the_first_runs_files(s
     assert (out / "figures" / "training.png").exists() and (out / "notes.txt").read_text() == "mine"
 
 
-def test_a_run_reading_its_input_from_out_keeps_it(synth, tmp_path):
+def test_a_run_reading_its_input_from_out_keeps_it(synth, tmp_path, monkeypatch):
+    import scxl.cli as cli
+
     out = tmp_path / "out"
     out.mkdir()
     path = out / "scxl_result.h5ad"
     synth.write_h5ad(path)
-    assert main(["run", str(path), "--groupby", "group", "--n-models", "1", "--max-epochs", "1", "--method", "nope",
-                 "--out", str(out), "--quiet"]) == 2
-    assert path.exists()
+    monkeypatch.setattr(cli, "_write_result", lambda adata, out: out / "scxl_result.h5ad")  # (would rewrite it)
+    assert main(["run", str(path), "--groupby", "group", "--n-models", "1", "--max-epochs", "1", "--method", "none",
+                 "--out", str(out), "--quiet"]) == 0  # (the earlier run's files are cleared, never the input)
+    assert path.exists() and ad.read_h5ad(path).n_obs == synth.n_obs
 
 
-def test_a_ctrl_c_just_after_training_stops_the_run(synth, tmp_path, monkeypatch):
+def test_a_ctrl_c_just_after_training_stops_the_run(synth, tmp_path, monkeypatch, capsys):
     import os
     import signal
 
@@ -254,3 +257,62 @@ def test_a_ctrl_c_just_after_training_stops_the_run(synth, tmp_path, monkeypatch
         code = main(["run", str(path), "--groupby", "group", "--n-models", "2", "--max-epochs", "2", "--out", str(out),
                      "--quiet"])
     assert code == 130 and (out / "ensemble.npz").exists() and not (out / "top_genes.csv").exists()
+    assert "scxl run: interrupted just after training; the 2 trained member(s) are saved" in capsys.readouterr().err
+
+
+def _refused_before_training(monkeypatch, free):
+    import scxl._validation as validation
+    import scxl.tl as tl
+
+    monkeypatch.setattr(validation, "available_memory", lambda *a, **k: (int(free), "ulimit"))
+    monkeypatch.setattr(tl, "train_classifier", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("trained")))
+
+
+def test_the_layer_check_reads_what_training_and_attribute_read(synth, tmp_path, capsys, monkeypatch):
+    """From a review: --use-raw columns, --genes ∩ --layer-genes, backed sparse files, 'top', typos; only useful advice."""
+    import scipy.sparse as sp
+
+    a = synth.copy()
+    a.X = sp.csr_matrix(a.X * (np.random.default_rng(0).random(a.shape) < 0.3))
+    a.var["some"] = np.arange(a.n_vars) < 30
+    a.var["lg"] = np.arange(a.n_vars) >= 25
+    a.var["as_int"] = (np.arange(a.n_vars) < 5).astype(int)
+    path = tmp_path / "in.h5ad"
+    a.write_h5ad(path)
+    run = ["run", str(path), "--groupby", "group", "--out", str(tmp_path / "o"), "--quiet"]
+    _refused_before_training(monkeypatch, 0)  # nothing fits: every estimate is printed
+    for extra, shape in ((["--genes", "some", "--layer-genes", "lg"], "× 5 genes, float32, sparse"),  # their intersection
+                         (["--layer-genes", "top", "--top-k", "2"], "× 6 genes, float32, sparse"),  # 3 groups × 2
+                         (["--layer-genes", "top", "--layer-dtype", "float16"], f"× {a.n_vars} genes, float16, dense"),
+                         (["--backed", "--baseline", "zero"], "× 60 genes, float32, sparse")):  # backed CSR: sparse
+        assert main(run + extra) == 2, extra
+        err = capsys.readouterr().err
+        assert shape in err and "nothing was trained" in err and "may be used (80 % of" in err, (extra, err)
+        assert ("--layer-dtype float16" in err) == (shape.endswith("float32, dense")), err  # float16 only where it halves
+        assert "layer_genes=" not in err and "store_layer" not in err  # the CLI's own flags, not Python's
+    assert main(run + ["--layer-genes", "highly_variabel"]) == 2  # a typo: refused before training, not after it
+    assert "--layer-genes highly_variabel: not a boolean column of var" in capsys.readouterr().err
+    assert main(run + ["--layer-genes", "as_int"]) == 2
+    assert "not a boolean column" in capsys.readouterr().err
+    monkeypatch.undo()  # (real training from here)
+    b = synth.copy()
+    b.raw = None
+    b.write_h5ad(tmp_path / "noraw.h5ad")
+    assert main(["run", str(tmp_path / "noraw.h5ad"), "--groupby", "group", "--use-raw", "--quiet",
+                 "--out", str(tmp_path / "o")]) == 2  # (a regression: an AttributeError from the layer check)
+    assert "use_raw=True but adata.raw is None" in capsys.readouterr().err
+    assert main(["run", "--quiet", "--method", "saliency", "--baseline", "zero", "--out", str(tmp_path / "o")]) == 2
+    assert "--method saliency takes no reference: leave out --baseline" in capsys.readouterr().err
+
+
+def test_the_layer_check_with_use_raw_counts_the_genes_of_raw(synth, tmp_path, capsys, monkeypatch):
+    a = synth.copy()
+    a.var["hv"] = np.arange(a.n_vars) < 40
+    a.raw = a
+    a = a[:, :20].copy()  # X: 20 genes; raw: 60, 40 of them hv
+    a.var["hv"] = True
+    a.write_h5ad(tmp_path / "in.h5ad")
+    _refused_before_training(monkeypatch, 0)
+    assert main(["run", str(tmp_path / "in.h5ad"), "--groupby", "group", "--use-raw", "--genes", "hv",
+                 "--layer-genes", "hv", "--quiet", "--out", str(tmp_path / "o")]) == 2
+    assert f"{a.n_obs} observations × 40 genes, float32, sparse" in capsys.readouterr().err

@@ -82,6 +82,9 @@ def test_scale_warnings_have_a_class_of_their_own():
         xl.tl.train_classifier(a, "group", n_models=1, max_epochs=1, min_delta=0.5, overwrite=True)
     kinds = [type(w.message) for w in caught]
     assert xl.DataScaleWarning not in kinds and xl.ScxlWarning in kinds  # (min_delta=0.5 still warns)
+    b = xl.datasets.synthetic(120, 60, 2, random_state=0)  # log-normalised values
+    with pytest.warns(xl.DataScaleWarning, match="looks log-transformed"):
+        xl.tl.specificity(b, "group", values="linear")
     runner = __import__("doctest").DocTestRunner()
     for test in __import__("doctest").DocTestFinder().find(xl.DataScaleWarning):
         runner.run(test)

@@ -59,8 +59,8 @@ return_fig
     Return the :class:`~matplotlib.figure.Figure` instead of the Axes.
 show
     Show the figure (:func:`matplotlib.pyplot.show`) and return ``None``, as Scanpy's plots
-    do with ``show=True``; by default the Axes are returned and a notebook draws the figure
-    when the cell ends. To write a file: ``return_fig=True`` and ``fig.savefig(path)``."""
+    do with ``show=True`` (with ``return_fig`` the Figure is returned instead, not shown); by
+    default the Axes are returned and a notebook draws the figure when the cell ends. To write a file: ``return_fig=True`` and ``fig.savefig(path)``."""
 
 doc_plot = doc_ax + "\n" + doc_return_fig
 

@@ -251,6 +251,15 @@ def is_sparse_storage(data: Any) -> bool:
     return meta is not None and (sparse.issparse(meta) or hasattr(meta, "todense"))
 
 
+def stored_nonzeros(data: Any) -> int | None:
+    """Values stored by a sparse matrix (in memory or backed); ``None`` for dense or lazy data."""
+    if sparse.issparse(data):
+        return int(data.nnz)
+    if _is_backed(data) and type(data).__name__.endswith(("CSRDataset", "CSCDataset")):
+        return int(data.group["data"].shape[0])
+    return None
+
+
 def get_matrix(adata: AnnData, *, layer: str | None = None, use_raw: bool = False) -> Matrix:
     """Return the matrix a tool works on: ``X``, ``layers[layer]`` or ``raw.X`` (never inferred).
 

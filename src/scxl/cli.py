@@ -132,6 +132,8 @@ def _check_args(args: argparse.Namespace) -> None:
         if args.model not in spec.model_types:
             raise ValueError(f"--method {args.method} applies to {' and '.join(spec.model_types).upper()} models; "
                              f"give --model {spec.model_types[0]} or another --method")
+        if args.baseline is not None and not spec.needs_reference:
+            raise ValueError(f"--method {args.method} takes no reference: leave out --baseline")
         if args.baseline is not None and args.baseline not in REFERENCE_KINDS:
             raise ValueError(f"--baseline must be one of {', '.join(REFERENCE_KINDS)}; got {args.baseline!r}")
     args.epoch_size = _epoch_size(args.epoch_size)
@@ -194,9 +196,14 @@ def _run(args: argparse.Namespace) -> int:
     if ens.params.get("interrupted") or ens.params.get("stopped"):  # Ctrl-C: keep what was trained, run nothing more
         ens.save(out / "ensemble.npz")
         result = _write_result(adata, out)
-        what = (f"in training; the {ens.n_models} member(s) trained so far ({sum(ens.finished)} of them finished) are"
-                if not all(ens.finished) or ens.n_models < ens.params.get("n_models_requested", ens.n_models) else
-                f"after training (evaluating or cross-validating); the {ens.n_models} trained member(s) are")
+        if not all(ens.finished) or ens.n_models < ens.params.get("n_models_requested", ens.n_models):
+            what = f"in training; the {ens.n_models} member(s) trained so far ({sum(ens.finished)} of them finished) are"
+        elif ens.metrics is None and args.validation > 0:
+            what = f"while evaluating the trained members; the {ens.n_models} trained member(s), without metrics, are"
+        elif ens.params.get("interrupted"):  # every member finished and was evaluated: the cross-validation
+            what = f"during the cross-validation; the {ens.n_models} trained member(s), without it, are"
+        else:
+            what = f"just after training; the {ens.n_models} trained member(s) are"
         print(f"scxl run: interrupted {what} saved in {out / 'ensemble.npz'} and {result} "
               "(uns['xl']); nothing else was run", file=sys.stderr)
         return 130
@@ -287,35 +294,55 @@ def _check_layer_room(adata, args: argparse.Namespace) -> None:
 
     The same estimate as :func:`scxl.tl.attribute` makes just before it computes (which would
     be after the training): a dense layer spans every variable, a sparse one (a zero reference
-    on sparse data, or ``--layer-genes``) the attributed genes only.
+    on sparse data, or ``--layer-genes``) the attributed genes only, at most the input's stored
+    values with exact zeros. A ``--layer-genes`` column that attribute would refuse is refused here.
     """
     import numpy as np
-    from scipy import sparse
 
     import scxl as xl
 
-    from .tl._attribute import check_layer_room, layer_bytes, zero_is_exact
+    from ._inputs import is_sparse_storage, stored_nonzeros
+    from .tl._attribute import (
+        check_layer_room,
+        layer_bytes,
+        layer_options,
+        sparse_is_smaller,
+        zero_is_exact,
+    )
 
-    if args.method == "none" or args.no_layer or hasattr(adata, "mod") or args.layer_genes == "top":
-        return  # ('top': at most n_groups × top_k genes; a MuData's modalities are checked by attribute)
-    n_genes = adata.n_vars if args.layer is not None or not args.use_raw else adata.raw.n_vars
-    if args.genes is not None and args.genes in adata.var:
-        n_genes = int(np.asarray(adata.var[args.genes], dtype=bool).sum())
-    if args.layer_genes is not None and args.layer_genes in adata.var:
-        n_genes = min(n_genes, int(np.asarray(adata.var[args.layer_genes], dtype=bool).sum()))
+    if args.method == "none" or args.no_layer or hasattr(adata, "mod"):
+        return
+    if args.use_raw and (args.layer is not None or adata.raw is None):
+        return  # (training refuses these, naming the problem)
+    var = adata.raw.var if args.use_raw else adata.var  # where training and attribute look the columns up
+    keep = np.ones(len(var), dtype=bool)
+    if args.genes is not None and args.genes in var:
+        keep &= np.asarray(var[args.genes].fillna(False), dtype=bool)
+    top = args.layer_genes == "top"
+    if args.layer_genes is not None and not top:
+        if args.layer_genes not in var.columns or var[args.layer_genes].dtype != bool:
+            raise ValueError(f"--layer-genes {args.layer_genes}: not a boolean column of "
+                             f"{'raw.var' if args.use_raw else 'var'} (or 'top'); boolean columns: "
+                             f"{[c for c in var.columns if var[c].dtype == bool][:10]}")
+        keep &= var[args.layer_genes].to_numpy()
+    n_genes = int(keep.sum())
+    if top and args.groupby in adata.obs:
+        n_groups = adata.obs[args.groupby].dropna().nunique()
+        n_genes = min(n_genes, n_groups * args.top_k)
     source = adata.layers[args.layer] if args.layer is not None and args.layer in adata.layers else \
-        adata.raw.X if args.use_raw and adata.raw is not None else adata.X
-    on_sparse = sparse.issparse(source) or "sparse" in type(source).__name__.lower()  # (backed: a sparse dataset)
+        adata.raw.X if args.use_raw else adata.X
     spec = xl.explain.get_explainer(args.method)
     exact = zero_is_exact(spec, args.baseline if spec.needs_reference else None)
-    is_sparse = args.layer_dtype != "float16" and (args.layer_genes is not None or (exact and on_sparse))
-    need = layer_bytes(adata.n_obs, adata.n_vars, n_genes, args.layer_dtype, sparse=is_sparse, exact_zeros=exact)
+    on_sparse = is_sparse_storage(source)
+    nonzeros = stored_nonzeros(source) if exact and on_sparse else None
+    is_sparse = sparse_is_smaller(adata.n_obs, adata.n_vars, n_genes, args.layer_dtype, subset=args.layer_genes is not None,
+                                  exact_on_sparse=exact and on_sparse, nonzeros=nonzeros)
+    need = layer_bytes(adata.n_obs, adata.n_vars, n_genes, args.layer_dtype, sparse=is_sparse, nonzeros=nonzeros)
     check_layer_room(
         need, f"{adata.n_obs} observations × {n_genes if is_sparse else adata.n_vars} genes, {args.layer_dtype}, "
               f"{'sparse' if is_sparse else 'dense'}",
         what="the contributions layer", done="; nothing was trained",
-        options="Options: --no-layer (rankings only, memory flat in the number of cells), --layer-genes top (the "
-                "union of every group's top genes), --layer-dtype float16 (half)")
+        options=layer_options(sparse=is_sparse, dtype=args.layer_dtype, top=top, cli=True))
 
 
 def _unit(adata) -> str:

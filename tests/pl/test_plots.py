@@ -501,4 +501,4 @@ def test_every_plot_shows_as_scanpys(res, monkeypatch, plot, args):
     assert fn(res, *args) is not None and not shown  # by default the Axes come back, nothing is shown
     assert fn(res, *args, show=False) is not None and not shown
     assert fn(res, *args, show=True) is None and shown == [True]
-    assert isinstance(fn(res, *args, show=True, return_fig=True), Figure)
+    assert isinstance(fn(res, *args, show=True, return_fig=True), Figure) and shown == [True]  # returned, not shown

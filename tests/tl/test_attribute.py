@@ -261,6 +261,7 @@ def test_layers_that_fit(trained, monkeypatch):
     from scipy import sparse
 
     a = trained.copy()
+    a.X = np.asarray(a.X) * (np.random.default_rng(0).random(a.shape) < 0.3)  # sparse data: 30 % or fewer non-zero
     xl.tl.attribute(a, key_added="dense")
     xl.tl.attribute(a, key_added="zero_dense", baseline="zero", layer_format="dense")
     xl.tl.attribute(a, key_added="zero_auto", baseline="zero")  # auto on dense X: dense, as X
@@ -288,7 +289,7 @@ def test_layers_that_fit(trained, monkeypatch):
 
     monkeypatch.setattr(V, "available_memory", lambda: (1000, "cgroup"))
     before = set(a.uns), set(a.layers)
-    with pytest.raises(MemoryError, match=r"available \(set by the memory limit of this process's cgroup .*Slurm --mem.*\)"
+    with pytest.raises(MemoryError, match=r"80 % of the 1000 bytes available, set by the memory limit of this process's cgroup .*Slurm --mem.*\)"
                                           r".*store_layer=False.*layer_genes='top'.*float16"):
         xl.tl.attribute(a, key_added="big")
     assert (set(a.uns), set(a.layers)) == before
@@ -466,6 +467,59 @@ def test_unlabelled_query_data_are_grouped_by_their_predictions(trained):
     xl.tl.attribute(q, ensemble=ens, target="prediction", store_layer=False)
     assert q.uns["xl_deeplift"]["params"]["groupby"] == "xl_prediction"
     assert set(xl.get.top_genes(q, "xl_deeplift", n=2)["group"]) <= set(ens.classes)
+
+
+def test_unlabelled_data_are_grouped_by_the_predictions_of_the_ensemble_explained(trained):
+    """Another ensemble key's predictions (obs['<key>_prediction']); all-missing predictions are no groups (review)."""
+    q = trained.copy()
+    q.uns["other"] = q.uns.pop("xl")
+    del q.obs["group"]
+    xl.tl.predict(q, ensemble_key="other")
+    xl.tl.attribute(q, ensemble_key="other", target="prediction", store_layer=False)
+    assert q.uns["other_deeplift"]["params"]["groupby"] == "other_prediction"
+    r = q.copy()
+    r.obs["other_prediction"] = pd.Categorical([np.nan] * r.n_obs, categories=xl.get.ensemble(r, "other").classes)
+    with pytest.raises(KeyError, match=r"xl\.tl\.predict\(adata, ensemble_key='other'\).*obs\['other_prediction'\]"):
+        xl.tl.attribute(r, ensemble_key="other", target="prediction", store_layer=False, overwrite=True)
+
+
+def test_the_layer_estimate_bounds_the_layer_stored_and_auto_takes_the_smaller(trained, monkeypatch):
+    """With exact zeros the sparse layer holds at most the input's stored values; 'auto' is dense where that is smaller."""
+    import scipy.sparse as sp
+
+    import scxl.tl._attribute as attribute_module
+
+    seen = []
+    real = attribute_module.check_layer_room
+    monkeypatch.setattr(attribute_module, "check_layer_room", lambda need, shape, **kw: (seen.append(need), real(need, shape, **kw)))
+
+    def stored(layer):
+        return layer.data.nbytes + layer.indices.nbytes + layer.indptr.nbytes if sp.issparse(layer) else layer.nbytes
+
+    rng = np.random.default_rng(0)
+    for density, genes, want_sparse in ((0.2, None, True), (0.9, None, False), (1.0, list(trained.var_names[:20]), True)):
+        a = trained.copy()
+        x = np.asarray(a.X) + 0.01  # no zeros, then a fraction `density` kept
+        a.X = sp.csr_matrix(x * (rng.random(x.shape) < density)) if density < 1 else x
+        seen.clear()
+        xl.tl.attribute(a, baseline="zero", layer_genes=genes)
+        layer = a.layers["xl_deeplift"]
+        assert sp.issparse(layer) == want_sparse, density
+        assert seen and seen[0] >= stored(layer), (density, seen, stored(layer))
+
+
+def test_reference_cells_are_read_where_the_explained_data_are(synth):
+    a = synth.copy()
+    a.layers["lognorm"] = a.X.copy()
+    xl.tl.train_classifier(a, "group", layer="lognorm", n_models=2, max_epochs=2, random_state=0)
+    ens = xl.get.ensemble(a)
+    q, refs = synth.copy(), synth[:20].copy()  # the values in X, as the query's
+    xl.tl.attribute(q, ensemble=ens, layer="X", baseline=refs, store_layer=False)
+    a2 = synth.copy()
+    a2.layers["lognorm"] = a2.X.copy()
+    refs2 = a2[:20].copy()
+    xl.tl.attribute(a2, ensemble=ens, baseline=refs2, store_layer=False)
+    np.testing.assert_allclose(q.uns["xl_deeplift"]["scores"].tolist(), a2.uns["xl_deeplift"]["scores"].tolist(), rtol=1e-5)
 
 
 def test_options_an_explainer_does_not_take_are_refused_in_the_callers_words(trained):

@@ -138,7 +138,7 @@ def test_layer_memory_check_counts_what_is_built(trained, monkeypatch):
     a = trained.copy()
     dense_bytes = a.n_obs * a.n_vars * 4
     monkeypatch.setattr(validation, "available_memory", lambda: (dense_bytes // 2, "system"))
-    with pytest.raises(MemoryError, match=r"about 94 KiB .* only 47 KiB are available \(set by the free memory of this machine\)"):
+    with pytest.raises(MemoryError, match=r"about 94 KiB .* at most 38 KiB may be used \(80 % of the 47 KiB available, set by the free memory of this machine\)"):
         xl.tl.attribute(a)
     xl.tl.attribute(a, layer_genes="top", top_k=1)  # 3 groups x 1 gene at most, 8 bytes a value and 16 a row: fits
     assert a.layers["xl_deeplift"].shape == (a.n_obs, a.n_vars) and a.layers["xl_deeplift"].nnz <= a.n_obs * 3

@@ -67,18 +67,17 @@ def panels(n: int, ax: Any, *, size: tuple[float, float] = (4.2, 3.6)):
 def finish(fig: Any, axs: list[Any], *, created: bool, return_fig: bool, show: bool | None = None):
     """Tight layout on figures made here; show; return the Figure, the Axes or the list of Axes.
 
-    As Scanpy's plots: ``show=True`` shows the figure and returns ``None`` (the Figure with
-    ``return_fig``).
+    As Scanpy's plots: ``return_fig=True`` returns the Figure (not shown); otherwise
+    ``show=True`` shows it and returns ``None``.
     """
     if created:
         fig.tight_layout()
+    if return_fig:
+        return fig
     if show:
         import matplotlib.pyplot as plt
 
         plt.show()
-    if return_fig:
-        return fig
-    if show:
         return None
     return axs[0] if len(axs) == 1 else axs
 

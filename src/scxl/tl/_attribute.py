@@ -17,7 +17,15 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_copy, doc_device, doc_key, doc_overwrite, doc_params, doc_random_state
-from .._inputs import FROM_TRAINING, Aligned, _is_dask, aligned, is_all_columns, is_out_of_core
+from .._inputs import (
+    FROM_TRAINING,
+    Aligned,
+    _is_dask,
+    aligned,
+    is_all_columns,
+    is_out_of_core,
+    stored_nonzeros,
+)
 from .._keys import Key
 from .._logging import deferred_interrupt, logger, renamed_kwarg, warn
 from .._types import Aggregate, LayerDtype, Method, RankBy, ReferenceKindName
@@ -157,14 +165,19 @@ class Prepared:
 
 
 def prepare_targets(adata: Any, ens, *, target: str = "label", groupby: str | None = None,
-                    layer: str | None = FROM_TRAINING, use_raw: bool | None = None) -> Prepared:
-    """Align ``adata`` to the ensemble and resolve targets and groups (see :func:`attribute`)."""
+                    layer: str | None = FROM_TRAINING, use_raw: bool | None = None,
+                    ensemble_key: str = Key.uns.ensemble) -> Prepared:
+    """Align ``adata`` to the ensemble and resolve targets and groups (see :func:`attribute`).
+
+    ``ensemble_key`` names the ensemble's prediction column (``obs["<key>_prediction"]``), by
+    which unlabelled data are grouped.
+    """
     X = aligned(adata, ens, layer=layer, use_raw=use_raw, task="attribute")
     classes = list(ens.classes)
     obs = adata.obs.iloc[X.inputs.rows] if is_mudata(adata) else X.obs
     trained_on = ens.params.get("groupby")
     if groupby is None and trained_on is not None and str(trained_on) not in obs.columns:  # e.g. unlabelled query data
-        groupby = _unlabelled_groupby(obs, ens, target)
+        groupby = _unlabelled_groupby(obs, ens, target, ensemble_key)
     groupby = groupby or ens.params.get("groupby")
     labels = check_groupby(obs, groupby, where="mdata.obs" if is_mudata(adata) else "adata.obs")
     group_names = [str(c) for c in labels.cat.categories]
@@ -189,25 +202,29 @@ def prepare_targets(adata: Any, ens, *, target: str = "label", groupby: str | No
     return Prepared(X, targets.astype(np.int64), group_codes, group_names, groupby)
 
 
-def _unlabelled_groupby(obs: pd.DataFrame, ens, target: str) -> str:
+def _unlabelled_groupby(obs: pd.DataFrame, ens, target: str, ensemble_key: str = Key.uns.ensemble) -> str:
     """The groups of data without the training labels: the predictions of ``xl.tl.predict``, or a clear error."""
     trained_on = ens.params.get("groupby")
-    predicted = Key.obs.prediction(Key.uns.ensemble)
-    if target != "label" and predicted in obs.columns and set(map(str, pd.Series(obs[predicted]).dropna().unique())) \
-            <= set(map(str, ens.classes)):  # (another ensemble's predictions would name other classes)
+    predicted = Key.obs.prediction(ensemble_key)
+    seen = set(map(str, pd.Series(obs[predicted]).dropna().unique())) if predicted in obs.columns else set()
+    if target != "label" and seen and seen <= set(map(str, ens.classes)):  # (another ensemble's would name other classes)
         logger.info("obs has no column %r (the training labels): the cells are grouped by obs[%r]", trained_on, predicted)
         return predicted
     raise KeyError(
         f"obs has no column {trained_on!r}, the labels the ensemble was trained on (unlabelled data?), so attribute "
         f"has no groups to rank genes in. Predict first and group by the predictions: xl.tl.predict(adata, "
-        f"ensemble=...), then xl.tl.attribute(adata, ..., target='prediction') (which then groups by "
+        f"{'ensemble=...' if ensemble_key == Key.uns.ensemble else f'ensemble_key={ensemble_key!r}'}), then "
+        f"xl.tl.attribute(adata, ..., target='prediction') (which then groups by "
         f"obs[{predicted!r}]), or pass groupby= another obs column")
 
 
-def _references(baseline: Any, ens, explain) -> Any:
-    """``baseline`` as the engine takes it: a kind name, ``None`` or an array in ensemble gene order."""
+def _references(baseline: Any, ens, explain, *, layer: str | None = FROM_TRAINING, use_raw: bool | None = None) -> Any:
+    """``baseline`` as the engine takes it: a kind name, ``None`` or an array in ensemble gene order.
+
+    An AnnData is read where the explained data are (``layer``, ``use_raw`` of :func:`attribute`).
+    """
     if isinstance(baseline, AnnData):
-        return aligned(baseline, ens, task="serve as references").rows(slice(None))
+        return aligned(baseline, ens, layer=layer, use_raw=use_raw, task="serve as references").rows(slice(None))
     if isinstance(baseline, np.ndarray):
         arr = np.atleast_2d(np.asarray(baseline, dtype=np.float32))
         if arr.ndim != 2 or arr.shape[1] != len(ens.var_names):
@@ -483,7 +500,8 @@ def attribute(
         real cells from the *other* groups (a one-vs-rest contrast, like
         ``rank_genes_groups(reference="rest")``). ``"marginal"``: every gene drawn from its own
         observed values, independently of the other genes. An array of shape
-        ``(n, n_features)`` or an AnnData gives explicit references. Default: the explainer's own
+        ``(n, n_features)`` or an AnnData (read as ``adata`` is: ``layer``, ``use_raw``) gives
+        explicit references. Default: the explainer's own
         (``"mean"`` for DeepLift, IntegratedGradients and FeatureAblation, chosen on the marker
         benchmark; ``"sample"`` for DeepLiftShap; see :func:`scxl.tl.explainers`).
     n_baselines
@@ -559,7 +577,8 @@ def attribute(
         ``"dense"`` (a NumPy array), ``"sparse"`` (SciPy CSR; exact zeros are not stored) or
         ``"auto"``: sparse when ``layer_genes`` is given, or when the expression is stored sparse
         and the contributions are exactly 0 for unexpressed genes (the ``"zero"`` reference,
-        InputXGradient), else dense (and always
+        InputXGradient) and the sparse layer is the smaller (at most about half the values
+        non-zero: 8 bytes a value with its column, against 4), else dense (and always
         dense for ``float16``, which SciPy's sparse matrices do not have). Before
         computing, the layer's size is checked against the available memory; an error names the
         options that fit (the atlas page of the docs has a memory table).
@@ -672,10 +691,11 @@ def attribute(
         raise TypeError(f"key_added must be a non-empty string, got {key_added!r}")
     check_writable(adata, key_added, tool="attribute", overwrite=overwrite, layer=store_layer)
     dev = resolve_device(device)
-    prep = prepare_targets(adata, ens, target=target, groupby=groupby, layer=layer, use_raw=use_raw)
+    prep = prepare_targets(adata, ens, target=target, groupby=groupby, layer=layer, use_raw=use_raw,
+                           ensemble_key=ensemble_key)
     X, codes, groups = prep.X, prep.group_codes, prep.group_names
     config = explain.AttributionConfig(
-        references=_references(baseline, ens, explain), n_baselines=n_baselines, smoothgrad=smoothgrad,
+        references=_references(baseline, ens, explain, layer=layer, use_raw=use_raw), n_baselines=n_baselines, smoothgrad=smoothgrad,
         n_repeats=n_repeats, n_steps=n_steps, aggregate=aggregate, batch_size=batch_size, device=dev,
         random_state=random_state,
     )
@@ -708,13 +728,16 @@ def attribute(
                              "(anndata.experimental.read_lazy, or read_elem_lazy for X), so that each worker reads it "
                              "itself, or use backend='memory' (which streams the backed file in this process)")
         dask_X = dsa.from_array(_DenseRows(X), chunks=(max(1, min(X.shape[0], 8192)), X.shape[1]))
-    sparse_layer = layer_format == "sparse" or (layer_format == "auto" and layer_dtype != "float16" and dask_X is None
-                                                and (layer_genes is not None or (zero_exact and X.is_sparse)))
+    n_keep = X.shape[1] if keep is None else keep.size
+    if top_genes:  # the union of every group's top_k genes, at most
+        n_keep = min(n_keep, len(groups) * int(top_k))
+    nonzeros = stored_nonzeros(getattr(X.base, "data", None)) if zero_exact and X.is_sparse and len(dests) == 1 else None
+    sparse_layer = layer_format == "sparse" or (
+        layer_format == "auto" and dask_X is None and sparse_is_smaller(
+            dests[0].adata.n_obs, dests[0].adata.n_vars, n_keep, layer_dtype, subset=layer_genes is not None,
+            exact_on_sparse=zero_exact and X.is_sparse, nonzeros=nonzeros))
     if store_layer and dask_X is None:  # (a Dask layer is lazy: computed block by block when written or read)
-        n_keep = X.shape[1] if keep is None else keep.size
-        if top_genes:  # the union of every group's top_k genes, at most
-            n_keep = min(n_keep, len(groups) * int(top_k))
-        _check_layer_memory(dests, layer_dtype, n_keep, sparse=sparse_layer, exact_zeros=zero_exact)
+        _check_layer_memory(dests, layer_dtype, n_keep, sparse=sparse_layer, nonzeros=nonzeros, top=top_genes)
     modules = [ens.modules[i] for i in members]
     run = dict(groups=codes, n_groups=len(groups), blocks=blocks, store_cells=False, config=config)
     two_pass = store_layer and isinstance(layer_genes, str) and layer_genes == "top"
@@ -855,11 +878,24 @@ def _layer_features(X: Aligned, ens, genes) -> np.ndarray:
     return np.unique(idx)
 
 
-#: What :func:`attribute` offers when its layer cannot fit (the CLI names its own flags).
-LAYER_OPTIONS = (
-    "Options: store_layer=False (rankings only, memory flat in the number of cells); layer_genes='top' (the "
-    "union of every group's top genes) or a gene list; layer_dtype='float16' (half); or the zero reference "
-    "with layer_format='sparse' (unexpressed genes contribute exactly 0)")
+def layer_options(*, sparse: bool, dtype: str, top: bool, cli: bool = False) -> str:
+    """What makes a contributions layer smaller, named as in Python or (``cli``) as ``scxl run``'s flags.
+
+    Only what would help: float16 halves a dense float32 layer (a sparse layer has no float16),
+    and the zero reference makes a dense layer sparse.
+    """
+    opts = ["--no-layer" if cli else "store_layer=False"]
+    opts[0] += " (rankings only, memory flat in the number of cells)"
+    if not top:
+        opts.append("--layer-genes top (the union of every group's top genes)" if cli else
+                    "layer_genes='top' (the union of every group's top genes) or a gene list")
+    if not sparse and dtype == "float32":
+        opts.append("--layer-dtype float16 (half)" if cli else "layer_dtype='float16' (half)")
+    if not sparse:
+        opts.append("--baseline zero on sparse data (unexpressed genes contribute exactly 0, so the layer is sparse)"
+                    if cli else "the zero reference on sparse data (unexpressed genes contribute exactly 0, so the "
+                    "layer is sparse: layer_format='auto' or 'sparse')")
+    return "Options: " + "; ".join(opts)
 
 
 def zero_is_exact(spec, references) -> bool:
@@ -869,38 +905,60 @@ def zero_is_exact(spec, references) -> bool:
         spec.needs_reference and references is None and spec.default_reference == "zero")
 
 
-def layer_bytes(n_obs: int, n_vars: int, n_genes: int, dtype: str, *, sparse: bool, exact_zeros: bool = False) -> int:
+def layer_bytes(n_obs: int, n_vars: int, n_genes: int, dtype: str, *, sparse: bool, nonzeros: int | None = None) -> int:
     """Upper bound of a contributions layer's memory.
 
-    A dense layer spans all ``n_vars`` variables of the AnnData; a sparse one holds at most
-    ``n_genes`` values per row (the attributed genes: values and int32 columns), a third of
-    that with exact zeros (sparse data, most contributions exactly 0).
+    A dense layer spans all ``n_vars`` variables of the AnnData. A sparse one holds at most
+    ``n_genes`` values per row (the attributed genes: values and int32 columns, and the row
+    pointers); where an unexpressed gene contributes exactly 0, at most the input's ``nonzeros``
+    stored values in all.
     """
     item = np.dtype(dtype).itemsize
-    if sparse:
-        return int(n_obs * (n_genes * (item + 4) + 16)) // (3 if exact_zeros else 1)
-    return int(n_obs * n_vars * item)
+    if not sparse:
+        return int(n_obs * n_vars * item)
+    values = n_obs * n_genes if nonzeros is None else min(int(nonzeros), n_obs * n_genes)
+    return int(values * (item + 4) + n_obs * 16)
 
 
-def check_layer_room(need: int, shape: str, *, what: str = "the attribution layer", options: str = LAYER_OPTIONS,
-                     done: str = "") -> None:
-    """Raise :class:`MemoryError` when ``need`` bytes cannot fit in the memory available (80 % of it)."""
+def sparse_is_smaller(n_obs: int, n_vars: int, n_genes: int, dtype: str, *, subset: bool, exact_on_sparse: bool,
+                      nonzeros: int | None) -> bool:
+    """``layer_format="auto"``: a sparse layer for a gene subset, or for exact zeros where it is the smaller.
+
+    float16 is always dense (SciPy's sparse matrices have no float16). With exact zeros on
+    sparse data the sparse layer holds at most the input's ``nonzeros`` values (8 bytes each with
+    their columns): smaller than the dense one below about half the values non-zero.
+    """
+    if dtype == "float16":
+        return False
+    if subset:
+        return True
+    if not exact_on_sparse:
+        return False
+    return nonzeros is None or layer_bytes(n_obs, n_vars, n_genes, dtype, sparse=True, nonzeros=nonzeros) < \
+        layer_bytes(n_obs, n_vars, n_genes, dtype, sparse=False)
+
+
+def check_layer_room(need: int, shape: str, *, what: str = "the attribution layer", options: str, done: str = "") -> None:
+    """Raise :class:`MemoryError` when ``need`` bytes do not fit in 80 % of the memory available."""
     from .._validation import MEMORY_LIMITS, available_memory, format_bytes
 
     free, limit = available_memory()
     if free is None or need <= 0.8 * free:
         return
-    raise MemoryError(f"{what} would need about {format_bytes(need)} ({shape}) but only {format_bytes(free)} are "
-                      f"available (set by {MEMORY_LIMITS[limit]}){done}. {options}")
+    raise MemoryError(f"{what} would need about {format_bytes(need)} ({shape}) but at most {format_bytes(int(0.8 * free))} "
+                      f"may be used (80 % of the {format_bytes(free)} available, set by {MEMORY_LIMITS[limit]}){done}. "
+                      f"{options}")
 
 
-def _check_layer_memory(dests, dtype: str, n_genes: int, *, sparse: bool, exact_zeros: bool) -> None:
+def _check_layer_memory(dests, dtype: str, n_genes: int, *, sparse: bool, nonzeros: int | None, top: bool) -> None:
     """Refuse, before computing, a layer that cannot fit, and say what would (all destinations together)."""
-    need = sum(layer_bytes(d.adata.n_obs, d.adata.n_vars, n_genes, dtype, sparse=sparse, exact_zeros=exact_zeros)
+    nonzeros = nonzeros if len(dests) == 1 else None
+    need = sum(layer_bytes(d.adata.n_obs, d.adata.n_vars, n_genes, dtype, sparse=sparse, nonzeros=nonzeros)
                for d in dests)
     width = n_genes if sparse else dests[0].adata.n_vars
     check_layer_room(need, f"{dests[0].adata.n_obs} observations × {width} genes, {dtype}, "
-                           f"{'sparse' if sparse else 'dense'}")
+                           f"{'sparse' if sparse else 'dense'}",
+                     options=layer_options(sparse=sparse, dtype=dtype, top=top))
 
 
 def _write(adata, dests, key_added, ranking, params, layers, res, ens, X) -> list[str]:

@@ -217,7 +217,8 @@ def reproducibility(
             if not n_values:
                 raise ValueError(f"every n in n_values exceeds the ensemble's {ens.n_models} members")
 
-    prep = prepare_targets(adata, ens, target=target, groupby=groupby, layer=layer, use_raw=use_raw)
+    prep = prepare_targets(adata, ens, target=target, groupby=groupby, layer=layer, use_raw=use_raw,
+                           ensemble_key=ensemble_key)
     rng = np.random.default_rng(random_state)
     cells = _subsample(prep.group_codes, int(max_cells), rng)
     Xs = prep.X.rows(cells)
@@ -347,7 +348,7 @@ def _train_more(adata: AnnData, ens, key: str, n_models: int) -> None:
         _train_call(adata, ens, key, n_models)
     for w in caught:  # at the user's line: warn → here → reproducibility → renamed_kwarg → the user
         if issubclass(w.category, ScxlWarning) and not str(w.message).startswith("train_classifier was interrupted"):
-            warn(str(w.message), stacklevel=5)
+            warn(str(w.message), stacklevel=5, category=w.category)
         elif not issubclass(w.category, ScxlWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if adata.uns[key]["params"].get("interrupted"):  # Ctrl-C: the members so far are stored; replicates need them all

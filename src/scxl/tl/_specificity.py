@@ -9,7 +9,7 @@ from anndata import AnnData
 from .._docs import doc_copy, doc_layer, doc_overwrite, doc_params
 from .._inputs import extract
 from .._keys import PREFIX, Key
-from .._logging import logger, warn
+from .._logging import DataScaleWarning, logger, warn
 from .._types import Values
 from .._validation import (
     TOOL_FIELD,
@@ -44,7 +44,7 @@ def _check_values_scale(summary: ValueSummary, values: str, source: str) -> None
             f"values='linear' but {where} holds {summary.describe()}, which looks log-transformed; if it is, pass "
             "values='log1p' (natural log, Scanpy's sc.pp.log1p) or values='log2p' (log2(x + 1)), so that group means "
             "are taken on the linear scale",
-            stacklevel=4,
+            stacklevel=4, category=DataScaleWarning,
         )
 
 

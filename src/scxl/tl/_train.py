@@ -117,7 +117,8 @@ def train_classifier(
     numbers from 0 to at most 20 (not only 0/1) are taken as they are but warn too, since shallow
     counts (e.g. scATAC fragments) look like that; for data that are meant to be small integers
     (copy numbers, genotypes) silence it with
-    ``warnings.filterwarnings("ignore", message=".*too small to be sure these are raw counts")``.
+    ``warnings.filterwarnings("ignore", message=".*too small to be sure these are raw counts")``
+    (or every warning about the scale: ``category=xl.DataScaleWarning``).
 
     **Interrupting** (Ctrl-C, a notebook's stop button) once every member in training has
     finished an epoch keeps the work done: the call returns, stores the members trained so far
@@ -131,7 +132,8 @@ def train_classifier(
     members only when all of them have finished (``vectorize=False``: one member per task). An
     interrupted evaluation or cross-validation keeps the trained ensemble without those metrics,
     and a Ctrl-C just after the members finished keeps them all (``params["interrupted"]`` stays
-    False unless ``cv`` was asked for, which is then skipped). In a script that should stop there instead, turn the warning into an error, raised once the
+    False unless ``cv`` was asked for, which is then skipped); ``params["stopped"]`` is True
+    whenever a Ctrl-C stopped the call, even with every member finished. In a script that should stop there instead, turn the warning into an error, raised once the
     ensemble is stored (with ``copy=False``):
     ``warnings.filterwarnings("error", message="train_classifier was interrupted")``.
 
