@@ -59,7 +59,10 @@ def test_wait_for_returns_at_the_first_failed_task():
 
     slow, failed = Future("pending"), Future("pending")
     threading.Timer(0.05, lambda: setattr(failed, "status", "error")).start()
-    wait_for([slow, failed], poll=0.01)  # would never return if it waited for `slow`
+    waiting = threading.Thread(target=wait_for, args=([slow, failed],), kwargs={"poll": 0.01}, daemon=True)
+    waiting.start()
+    waiting.join(timeout=10)  # would never return if it waited for `slow`
+    assert not waiting.is_alive(), "wait_for kept waiting after a task had failed"
     assert slow.status == "pending" and failed.status == "error"
     done = [Future("finished"), Future("finished")]
     wait_for(done, poll=0.01)
