@@ -337,12 +337,13 @@ def _check_layer_room(adata, args: argparse.Namespace) -> None:
     nonzeros = stored_nonzeros(source) if exact and on_sparse else None
     is_sparse = sparse_is_smaller(adata.n_obs, adata.n_vars, n_genes, args.layer_dtype, subset=args.layer_genes is not None,
                                   exact_on_sparse=exact and on_sparse, nonzeros=nonzeros)
-    need = layer_bytes(adata.n_obs, adata.n_vars, n_genes, args.layer_dtype, sparse=is_sparse, nonzeros=nonzeros)
+    dtype = "float32" if is_sparse else args.layer_dtype  # (a sparse layer is float32)
+    need = layer_bytes(adata.n_obs, adata.n_vars, n_genes, dtype, sparse=is_sparse, nonzeros=nonzeros)
     check_layer_room(
-        need, f"{adata.n_obs} observations × {n_genes if is_sparse else adata.n_vars} genes, {args.layer_dtype}, "
+        need, f"{adata.n_obs} observations × {n_genes if is_sparse else adata.n_vars} genes, {dtype}, "
               f"{'sparse' if is_sparse else 'dense'}",
         what="the contributions layer", done="; nothing was trained",
-        options=layer_options(sparse=is_sparse, dtype=args.layer_dtype, top=top, cli=True))
+        options=layer_options(sparse=is_sparse, dtype=dtype, top=top, cli=True))
 
 
 def _unit(adata) -> str:

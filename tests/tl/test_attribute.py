@@ -279,8 +279,14 @@ def test_layers_that_fit(trained, monkeypatch):
     assert a.uns["top"]["params"]["layer_genes"] == "top"
     for g in a.uns["top"]["names"].dtype.names:  # the ranking is the same as without a gene subset
         assert list(a.uns["top"]["names"][g]) == list(a.uns["dense"]["names"][g])
-    xl.tl.attribute(a, key_added="half", layer_dtype="float16", layer_genes=list(a.var_names[:4]))
+    with pytest.warns(xl.ScxlWarning, match=r"float16' applies to a dense layer; the sparse one of 4 genes is smaller"):
+        xl.tl.attribute(a, key_added="half", layer_dtype="float16", layer_genes=list(a.var_names[:4]))
+    assert sparse.issparse(a.layers["half"]) and a.layers["half"].dtype == np.float32  # 4 × 8 bytes, not 60 × 2 a row
+    assert a.uns["half"]["params"]["layer_dtype"] == "float32"
+    xl.tl.attribute(a, key_added="half", layer_dtype="float16", layer_genes=list(a.var_names[:4]), layer_format="dense")
     assert a.layers["half"].dtype == np.float16
+    xl.tl.attribute(a, key_added="most", layer_genes=list(a.var_names[:40]))  # 40 × 8 > 60 × 4 bytes a row: dense
+    assert isinstance(a.layers["most"], np.ndarray) and not a.layers["most"][:, 40:].any()
     with pytest.raises(ValueError, match="float16.*layer_format='dense'"):
         xl.tl.attribute(a, key_added="bad", layer_dtype="float16", layer_format="sparse")
     with pytest.raises(KeyError, match="layer_genes are not genes"):

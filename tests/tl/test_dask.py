@@ -298,3 +298,37 @@ def test_tight_workers_get_a_smaller_workspace_and_the_same_numbers(trained, mon
     for g in a.uns["mem"]["names"].dtype.names:
         np.testing.assert_allclose(np.asarray(b.uns["dsk"]["scores"][g]), np.asarray(a.uns["mem"]["scores"][g]),
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_asking_the_workers_their_limits_imports_no_torch():
+    """The question must not fill the small workers it is meant to find (torch alone is ~300 MiB)."""
+    import sys
+
+    from scxl.explain._distributed import worker_room
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  memory_limit="2GiB") as cluster, distributed.Client(cluster) as client:
+        assert worker_room(client) is not None
+        imported = next(iter(client.run(lambda: sorted(m for m in sys.modules if m in ("torch", "scxl.explain"))).values()))
+        assert imported == [], imported
+
+
+def test_small_workers_are_refused_before_a_lazy_obs_is_read(trained, tmp_path, monkeypatch):
+    """Reading a lazy AnnData's obs runs on the workers: a paused one would hang predict, train and attribute there."""
+    import anndata as ad
+
+    from scxl.explain import _distributed
+
+    trained.write_zarr(tmp_path / "a.zarr")
+    lazy = ad.experimental.read_lazy(tmp_path / "a.zarr")
+    ens = xl.get.ensemble(trained)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        monkeypatch.setattr(_distributed, "worker_room", lambda client: 10 * 2**20)
+        with pytest.raises(MemoryError, match="prediction needs about 32 MiB per task"):
+            xl.tl.predict(lazy, ensemble=ens)
+        with pytest.raises(MemoryError, match="attribution needs about 32 MiB per task"):
+            xl.tl.attribute(lazy, ensemble=ens, store_layer=False)
+        with pytest.raises(MemoryError, match="training needs about 32 MiB per task"):
+            xl.tl.train_classifier(lazy, "group", n_models=1, max_epochs=1)
+        assert not cluster.scheduler.task_prefixes  # nothing was read on the workers

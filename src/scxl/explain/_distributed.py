@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .._worker_limits import _own_limits, _stop_fraction
 from ._engine import AttributionConfig, AttributionResult, attribute_modules
 from ._references import GeneStats, get_reference_kind, make_reference_sampler
 from ._registry import get_explainer, resolve_n_baselines, resolve_reference
@@ -83,36 +84,6 @@ def _limits(client: Any) -> list[tuple[int, int, float, str]]:
     return [(int(limit), max(int(nthreads or 1), 1), float(frac), how) for limit, nthreads, frac, how in found if limit]
 
 
-def _own_limits(dask_worker: Any) -> tuple[int | None, int, float, str]:
-    """Run on a worker (``client.run``): its memory limit, threads and the fraction at which it stops."""
-    import dask
-
-    memory = getattr(dask_worker, "memory_manager", dask_worker)
-    pause = getattr(memory, "memory_pause_fraction", None)
-    # the nanny restarts a worker past the terminate fraction; without a nanny nothing does
-    terminate = dask.config.get("distributed.worker.memory.terminate", 0.95) if getattr(dask_worker, "nanny", None) else None
-    nthreads = getattr(getattr(dask_worker, "state", None), "nthreads", None) or getattr(dask_worker, "nthreads", 1)
-    return (getattr(memory, "memory_limit", None), nthreads, *_stop_fraction(pause, terminate))
-
-
-def _stop_fraction(pause: Any = "config", terminate: Any = "config") -> tuple[float, str]:
-    """The fraction of ``memory_limit`` at which a worker stops running tasks, and how.
-
-    ``"config"``: the fraction in this process's Dask config; ``False`` or ``None``: not set.
-    """
-    import dask
-
-    if pause == "config":
-        pause = dask.config.get("distributed.worker.memory.pause", 0.8)
-    if terminate == "config":
-        terminate = dask.config.get("distributed.worker.memory.terminate", 0.95)
-    if pause is not False and pause is not None:
-        return float(pause), "pauses"
-    if terminate is not False and terminate is not None:
-        return float(terminate), "restarts"
-    return 1.0, "runs out of memory"
-
-
 def check_worker_room(client: Any, need: int, what: str, hint: str = "") -> int | None:
     """Refuse, before submitting, tasks that would pause a worker for ever; return :func:`worker_room`."""
     from .._validation import format_bytes as _size
@@ -132,15 +103,29 @@ def check_worker_room(client: Any, need: int, what: str, hint: str = "") -> int 
     return room
 
 
-def refuse_small_workers(what: str) -> None:
+def refuse_small_workers(what: str, adata: Any = None) -> None:
     """Before the first Dask computation on the active client: refuse workers that cannot run a task at all.
 
-    With a client active, every ``compute`` of Dask data (the value checks, the statistics) runs on
-    its workers, so a worker that pauses before its first task would hang the call right there.
+    With a client active, every ``compute`` of Dask data (reading a lazy ``obs``, the value checks,
+    the statistics) runs on its workers, so a worker that pauses before its first task would hang
+    the call right there. With ``adata``, only when it holds Dask data (a lazy AnnData, a Dask
+    ``X`` or layer). The workers are asked for their limits by a function that imports neither
+    torch nor the rest of scxl, so the question itself does not fill a small worker.
     """
     client = active_client()
-    if client is not None:
+    if client is not None and (adata is None or has_dask_data(adata)):
         check_worker_room(client, MIN_TASK_WORKSPACE, what)
+
+
+def has_dask_data(adata: Any) -> bool:
+    """Whether an AnnData (or a MuData's modalities) holds Dask data: a lazy ``obs``, a Dask ``X`` or layer."""
+    import pandas as pd
+
+    from .._inputs import _is_dask
+
+    parts = list(adata.mod.values()) if hasattr(adata, "mod") else [adata]
+    return any(not isinstance(getattr(a, "obs", None), pd.DataFrame) or _is_dask(getattr(a, "X", None))
+               or any(_is_dask(v) for v in getattr(a, "layers", {}).values()) for a in parts)
 
 
 def _dask_stats(X, groups: np.ndarray, n_groups: int, *, per_group: bool) -> GeneStats:

@@ -575,11 +575,13 @@ def attribute(
         cover every gene.
     layer_format
         ``"dense"`` (a NumPy array), ``"sparse"`` (SciPy CSR; exact zeros are not stored) or
-        ``"auto"``: sparse when ``layer_genes`` is given, or when the expression is stored sparse
-        and the contributions are exactly 0 for unexpressed genes (the ``"zero"`` reference,
-        InputXGradient) and the sparse layer is the smaller (at most about half the values
-        non-zero: 8 bytes a value with its column, against 4), else dense (and always
-        dense for ``float16``, which SciPy's sparse matrices do not have). Before
+        ``"auto"``: the smaller of the two. A sparse layer (float32, 8 bytes a value with its
+        column) holds only the ``layer_genes``, or, where the expression is stored sparse and
+        the contributions are exactly 0 for unexpressed genes (the ``"zero"`` reference,
+        InputXGradient), only the expressed values; a dense one (4 bytes a value, 2 with
+        ``float16``) spans every gene. Without ``layer_genes`` or exact zeros: dense. Where
+        ``float16`` was asked for but the sparse float32 layer is smaller, that is stored, with a
+        warning (SciPy's sparse matrices have no float16). Before
         computing, the layer's size is checked against the available memory; an error names the
         options that fit (the atlas page of the docs has a memory table).
     backend
@@ -691,6 +693,9 @@ def attribute(
         raise TypeError(f"key_added must be a non-empty string, got {key_added!r}")
     check_writable(adata, key_added, tool="attribute", overwrite=overwrite, layer=store_layer)
     dev = resolve_device(device)
+    from ..explain._distributed import refuse_small_workers
+
+    refuse_small_workers("attribution", adata)  # before anything of Dask data is read (a lazy obs too) on the workers
     prep = prepare_targets(adata, ens, target=target, groupby=groupby, layer=layer, use_raw=use_raw,
                            ensemble_key=ensemble_key)
     X, codes, groups = prep.X, prep.group_codes, prep.group_names
@@ -715,8 +720,6 @@ def attribute(
         warn(f"layer_genes={layer_genes!r} has no effect with store_layer=False (no layer is stored)", stacklevel=4)
     dask_X = _dask_aligned(X) if backend != "memory" else None
     if backend == "dask" or _is_dask(getattr(X.base, "data", None)):  # (dask_X is set only for Dask data)
-        from ..explain._distributed import refuse_small_workers
-
         refuse_small_workers("attribution")  # with a client active, Dask data is read on its workers
     if backend == "dask" and dask_X is None:
         import dask.array as dsa
@@ -732,16 +735,24 @@ def attribute(
     if top_genes:  # the union of every group's top_k genes, at most
         n_keep = min(n_keep, len(groups) * int(top_k))
     nonzeros = stored_nonzeros(getattr(X.base, "data", None)) if zero_exact and X.is_sparse and len(dests) == 1 else None
-    sparse_layer = layer_format == "sparse" or (
-        layer_format == "auto" and dask_X is None and sparse_is_smaller(
-            dests[0].adata.n_obs, dests[0].adata.n_vars, n_keep, layer_dtype, subset=layer_genes is not None,
+
+    def is_sparse(n_genes: int) -> bool:  # layer_format="auto": the smaller of the two layers
+        return layer_format == "sparse" or (layer_format == "auto" and dask_X is None and sparse_is_smaller(
+            dests[0].adata.n_obs, dests[0].adata.n_vars, n_genes, layer_dtype, subset=layer_genes is not None,
             exact_on_sparse=zero_exact and X.is_sparse, nonzeros=nonzeros))
+
+    sparse_layer = is_sparse(n_keep)
     if store_layer and dask_X is None:  # (a Dask layer is lazy: computed block by block when written or read)
-        _check_layer_memory(dests, layer_dtype, n_keep, sparse=sparse_layer, nonzeros=nonzeros, top=top_genes)
+        _check_layer_memory(dests, "float32" if sparse_layer else layer_dtype, n_keep, sparse=sparse_layer,
+                            nonzeros=nonzeros, top=top_genes)
     modules = [ens.modules[i] for i in members]
     run = dict(groups=codes, n_groups=len(groups), blocks=blocks, store_cells=False, config=config)
     two_pass = store_layer and isinstance(layer_genes, str) and layer_genes == "top"
-    layers = {} if not store_layer or two_pass else {id(d): _Layer(d, layer_dtype, keep, sparse=sparse_layer) for d in dests}
+    if store_layer and sparse_layer and layer_dtype == "float16" and not two_pass:
+        _say_float32(n_keep)
+    layer_dtype_stored = "float32" if sparse_layer else layer_dtype
+    layers = {} if not store_layer or two_pass else \
+        {id(d): _Layer(d, layer_dtype_stored, keep, sparse=sparse_layer) for d in dests}
 
     def on_chunk(sl: slice, chunk: np.ndarray) -> None:
         for layer in layers.values():
@@ -773,7 +784,11 @@ def attribute(
                                   rank_by=rank_by)
     if two_pass:  # the layer of the union of every group's top genes, by a second, identical pass
         keep = np.unique(np.argsort(-np.nan_to_num(ranking.scores, nan=-np.inf), axis=1, kind="stable")[:, : ranking.top_k])
-        layers = {id(d): _Layer(d, layer_dtype, keep, sparse=sparse_layer) for d in dests}
+        sparse_layer = is_sparse(keep.size)  # now that the union's size is known
+        if sparse_layer and layer_dtype == "float16":
+            _say_float32(keep.size)
+        layer_dtype_stored = "float32" if sparse_layer else layer_dtype
+        layers = {id(d): _Layer(d, layer_dtype_stored, keep, sparse=sparse_layer) for d in dests}
         explain.attribute_modules(modules, X, prep.targets, method, on_chunk=on_chunk, progress=False, **run)
     rank_by = rank_by if res.presence_group_means is not None else "total"
     params = {
@@ -790,6 +805,7 @@ def attribute(
         "gradient_correction": bool(gradient_correction), "random_state": int(random_state), "device": str(dev),
         "fast_kernel": bool(np.all(res.fast)), TOOL_FIELD: "attribute", "seconds": round(time.perf_counter() - t0, 3),
         "store_layer": "no" if not store_layer else ("sparse" if sparse_layer else "dense"),
+        "layer_dtype": layer_dtype_stored if store_layer else "None",
         "layer_genes": "all" if layer_genes is None else ("top" if top_genes else int(keep.size)),
         "backend": "dask" if dask_X is not None else "memory",
     }
@@ -922,20 +938,25 @@ def layer_bytes(n_obs: int, n_vars: int, n_genes: int, dtype: str, *, sparse: bo
 
 def sparse_is_smaller(n_obs: int, n_vars: int, n_genes: int, dtype: str, *, subset: bool, exact_on_sparse: bool,
                       nonzeros: int | None) -> bool:
-    """``layer_format="auto"``: a sparse layer for a gene subset, or for exact zeros where it is the smaller.
+    """``layer_format="auto"``: a sparse layer where it is smaller than the dense one of ``dtype``.
 
-    float16 is always dense (SciPy's sparse matrices have no float16). With exact zeros on
-    sparse data the sparse layer holds at most the input's ``nonzeros`` values (8 bytes each with
-    their columns): smaller than the dense one below about half the values non-zero.
+    A sparse layer (float32: SciPy's sparse matrices have no float16; 8 bytes a value with its
+    column) holds the attributed genes only (a gene subset), and with exact zeros on sparse data
+    at most the input's ``nonzeros`` values; the dense one spans every variable. Without either,
+    dense.
     """
-    if dtype == "float16":
+    if not subset and not exact_on_sparse:
         return False
-    if subset:
-        return True
-    if not exact_on_sparse:
-        return False
-    return nonzeros is None or layer_bytes(n_obs, n_vars, n_genes, dtype, sparse=True, nonzeros=nonzeros) < \
-        layer_bytes(n_obs, n_vars, n_genes, dtype, sparse=False)
+    if exact_on_sparse and nonzeros is None and not subset:  # (lazy data: nothing counted; sparse, as zeros are)
+        return dtype != "float16"
+    return layer_bytes(n_obs, n_vars, n_genes, "float32", sparse=True, nonzeros=nonzeros if exact_on_sparse else None) \
+        < layer_bytes(n_obs, n_vars, n_genes, dtype, sparse=False)
+
+
+def _say_float32(n_genes: int) -> None:
+    warn(f"layer_dtype='float16' applies to a dense layer; the sparse one of {n_genes} genes is smaller, so it is "
+         "stored sparse in float32 (SciPy's sparse matrices have no float16); layer_format='dense' for a dense float16 "
+         "layer", stacklevel=5)  # warn → here → attribute → renamed_kwarg → the user
 
 
 def check_layer_room(need: int, shape: str, *, what: str = "the attribution layer", options: str, done: str = "") -> None:

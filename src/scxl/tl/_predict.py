@@ -160,6 +160,9 @@ def predict(
     check_holds_results(adata, tool="predict")  # (predict writes obs columns: no check_writable)
     ens = resolve_ensemble(adata, ensemble_key, ensemble)
     ens.to(resolve_device(device))
+    from ..explain._distributed import refuse_small_workers
+
+    refuse_small_workers("prediction", adata)  # before anything of Dask data is read (a lazy obs too) on the workers
     X = aligned(adata, ens, layer=layer, use_raw=use_raw, min_gene_fraction=min_gene_fraction)
     inputs = X.inputs
     _check_scale(check_values(X, expect_nonnegative=False), ens, X.source)

@@ -336,11 +336,12 @@ def train_classifier(
                          min_delta_chance=float(min_delta_chance) + 0.0,
                          epoch_size=AUTO_EPOCH_SIZE if epoch_size == "auto" else None if epoch_size is None else int(epoch_size))
     dev = resolve_device(device)
+    from ..explain._distributed import refuse_small_workers
+
+    refuse_small_workers("training", adata)  # before anything of Dask data is read (a lazy obs too) on the workers
     inputs = extract(adata, layer=layer, use_raw=use_raw, mods=mods)
     on_workers = _use_workers(backend, model, inputs.matrix)  # before any pass over the data
     if on_workers or any(_is_dask(p.data) for p in getattr(inputs.matrix, "parts", [inputs.matrix])):
-        from ..explain._distributed import refuse_small_workers
-
         refuse_small_workers("training")  # Dask data is read on the active client's workers, from the value checks on
 
     # labels
