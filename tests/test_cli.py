@@ -112,7 +112,8 @@ def test_options_checked_before_reading_the_data(tmp_path, capsys, monkeypatch):
                                    ("--n-models", "0", "--n-models must be at least 1"),
                                    ("--method", "lime", "--method: method='lime' is not a known explainer"),
                                    ("--method", "guided_gradcam", "--method guided_gradcam applies to CNN models; give --model cnn"),
-                                   ("--baseline", "median", "--baseline must be one of zero, normal")):
+                                   ("--baseline", "median", "--baseline must be one of zero, normal"),
+                                   ("--epoch-size", "0", "--epoch-size must be 'auto', 'none' (whole passes) or an integer >= 2")):
         assert main(["run", "--quiet", option, value, "--out", str(tmp_path / "o")]) == 2
         assert message in capsys.readouterr().err, option
 
@@ -316,3 +317,11 @@ def test_the_layer_check_with_use_raw_counts_the_genes_of_raw(synth, tmp_path, c
     assert main(["run", str(tmp_path / "in.h5ad"), "--groupby", "group", "--use-raw", "--genes", "hv",
                  "--layer-genes", "hv", "--quiet", "--out", str(tmp_path / "o")]) == 2
     assert f"{a.n_obs} observations × 5 genes, float32, sparse" in capsys.readouterr().err  # (20 would be dense)
+
+
+def test_python_dash_m_scxl_runs_the_command():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "scxl", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "scxl" in done.stdout + done.stderr

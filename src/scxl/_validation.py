@@ -79,10 +79,13 @@ def check_groupby(obs: pd.DataFrame, groupby: str, *, where: str = "adata.obs") 
                 "categorical or string. Convert it with .astype(str).astype('category')"
             )
         return col.astype("category")
+    lazy = "" if isinstance(obs, pd.DataFrame) else (
+        " (a lazy AnnData's obs cannot be changed in place: store the column as categorical in the file, or pass "
+        "another groupby)")
     raise TypeError(
         f"{where}[{groupby!r}] has dtype {col.dtype}; it must be categorical or string to define "
-        f"groups. If the values are labels, convert it: {where}[{groupby!r}] = "
-        f"{where}[{groupby!r}].astype(str).astype('category')"
+        f"groups. If the values are labels, convert it (missing values stay missing): {where}[{groupby!r}] = "
+        f"pd.Categorical({where}[{groupby!r}]){lazy}"
     )
 
 

@@ -137,6 +137,8 @@ def _check_args(args: argparse.Namespace) -> None:
         if args.baseline is not None and args.baseline not in REFERENCE_KINDS:
             raise ValueError(f"--baseline must be one of {', '.join(REFERENCE_KINDS)}; got {args.baseline!r}")
     args.epoch_size = _epoch_size(args.epoch_size)
+    if isinstance(args.epoch_size, int) and args.epoch_size < 2:
+        raise ValueError(f"--epoch-size must be 'auto', 'none' (whole passes) or an integer >= 2, got {args.epoch_size}")
 
 
 def _load(path: str | None, groupby: str | None, *, backed: bool = False):

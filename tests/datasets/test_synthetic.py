@@ -222,3 +222,11 @@ def test_fast():
 def test_bad_input(kwargs, error, match):
     with pytest.raises(error, match=match):
         xl.datasets.synthetic(**kwargs)
+
+
+def test_gene_names_do_not_depend_on_the_number_of_cells():
+    """An ensemble trained on one simulated set predicts another of the same genes (the names once followed n_obs)."""
+    small, large = xl.datasets.synthetic(100, 60, 2, random_state=0), xl.datasets.synthetic(12_000, 60, 2, random_state=0)
+    assert list(small.var_names[:2]) == ["gene_0000", "gene_0001"]
+    assert list(small.var_names) == list(large.var_names)
+    assert xl.datasets.synthetic(100, 12_000, 2, random_state=0).var_names[0] == "gene_00000"

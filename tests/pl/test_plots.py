@@ -429,19 +429,19 @@ def test_faithfulness_one_mode_and_errors(res, adata):
 
 
 def test_contributions_on_embedding(res, figdir):
-    axes = xl.pl.contributions(res, "xl_deeplift", ["gene_005", "gene_014"], basis="pca")
+    axes = xl.pl.contributions(res, "xl_deeplift", ["gene_0005", "gene_0014"], basis="pca")
     save(axes, figdir, "contributions")
-    assert [a.get_title() for a in axes] == ["gene_005", "gene_014"]
+    assert [a.get_title() for a in axes] == ["gene_0005", "gene_0014"]
     col = axes[0].collections[0]
     assert col.get_cmap().name == "RdBu_r"
-    for ax, gene in zip(axes, ["gene_005", "gene_014"], strict=True):  # limits ± the gene's largest |contribution|
+    for ax, gene in zip(axes, ["gene_0005", "gene_0014"], strict=True):  # limits ± the gene's largest |contribution|
         layer = np.asarray(res.layers["xl_deeplift"][:, res.var_names.get_loc(gene)])
         norm = ax.collections[0].norm
         np.testing.assert_allclose([norm.vmin, norm.vmax], [-np.abs(layer).max(), np.abs(layer).max()], rtol=1e-6)
         assert norm(0.0) == pytest.approx(0.5)
-    layer = np.asarray(res.layers["xl_deeplift"][:, res.var_names.get_loc("gene_005")])
+    layer = np.asarray(res.layers["xl_deeplift"][:, res.var_names.get_loc("gene_0005")])
     np.testing.assert_allclose(np.sort(col.get_array()), np.sort(layer), rtol=1e-5)
-    ax = xl.pl.contributions(res, "xl_deeplift", "gene_005", basis="pca", vmax=1.0)  # the user's limits win
+    ax = xl.pl.contributions(res, "xl_deeplift", "gene_0005", basis="pca", vmax=1.0)  # the user's limits win
     assert ax.collections[0].norm.vmax == 1.0
 
 
@@ -451,21 +451,21 @@ def test_contributions_of_genes_outside_a_restricted_layer(res, tmp_path):
     import anndata as ad
 
     a = res.copy()
-    xl.tl.attribute(a, layer_genes=["gene_005", "gene_014"], key_added="restricted")
-    assert list(a.uns["restricted"]["layer_var_names"]) == ["gene_005", "gene_014"]
-    with pytest.raises(ValueError, match=r"holds 2 genes only .*not \['gene_003'\]"):
-        xl.pl.contributions(a, "restricted", ["gene_005", "gene_003"], basis="pca")
+    xl.tl.attribute(a, layer_genes=["gene_0005", "gene_0014"], key_added="restricted")
+    assert list(a.uns["restricted"]["layer_var_names"]) == ["gene_0005", "gene_0014"]
+    with pytest.raises(ValueError, match=r"holds 2 genes only .*not \['gene_0003'\]"):
+        xl.pl.contributions(a, "restricted", ["gene_0005", "gene_0003"], basis="pca")
     a.write_h5ad(tmp_path / "a.h5ad")
     b = ad.read_h5ad(tmp_path / "a.h5ad")
-    assert len(xl.pl.contributions(b, "restricted", ["gene_005", "gene_014"], basis="pca")) == 2
+    assert len(xl.pl.contributions(b, "restricted", ["gene_0005", "gene_0014"], basis="pca")) == 2
     assert "layer_var_names" not in res.uns["xl_deeplift"]  # a layer of every gene: nothing recorded
 
 
 def test_contributions_errors(res):
     with pytest.raises(KeyError, match=r"no embedding under obsm\['X_umap'\]: run sc.pp.neighbors and sc.tl.umap first"):
-        xl.pl.contributions(res, "xl_deeplift", "gene_005")
+        xl.pl.contributions(res, "xl_deeplift", "gene_0005")
     with pytest.raises(KeyError, match=r"no per-cell contributions under layers\['xl_shap'\]"):
-        xl.pl.contributions(res, "xl_shap", "gene_005", basis="pca")
+        xl.pl.contributions(res, "xl_shap", "gene_0005", basis="pca")
     with pytest.raises(KeyError, match=r"genes \['CD3E'\] are not in"):
         xl.pl.contributions(res, "xl_deeplift", ["CD3E"], basis="pca")
 

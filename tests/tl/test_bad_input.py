@@ -364,7 +364,7 @@ def _explained(trained):
         (lambda a: xl.tl.train_classifier(a, "group", key_added=3, **FAST), TypeError, "key_added must be a non-empty string"),
         (lambda a: xl.tl.train_classifier(a, "group", key_added="run/1", **FAST), ValueError, r"key_added='run/1' contains '/'"),
         (lambda a: xl.tl.train_classifier(a, "group", device="tpu", **FAST), ValueError, "unsupported device 'tpu'"),
-        (lambda a: xl.tl.train_classifier(a, "group", genes="gene_001", **FAST), KeyError, r"pass a list: genes=\['gene_001'\]"),
+        (lambda a: xl.tl.train_classifier(a, "group", genes="gene_0001", **FAST), KeyError, r"pass a list: genes=\['gene_0001'\]"),
         (lambda a: xl.tl.predict(a, batch_size=0), ValueError, "batch_size must be a positive integer"),
         (lambda a: xl.tl.predict(a, min_gene_fraction=2), ValueError, r"min_gene_fraction must be a fraction in \[0, 1\]"),
         (lambda a: xl.tl.predict(a, key_added="a/b"), ValueError, "contains '/'"),
@@ -376,17 +376,17 @@ def _explained(trained):
         (lambda a: xl.tl.reproducibility(a, n_values=(1,), n_replicates=2, random_state=None), TypeError, "random_state must be an integer"),
         (lambda a: xl.tl.specificity(a, "group", layer=3), TypeError, "layer must be the name of a layer"),
         (lambda a: xl.tl.specificity(a, "group", use_raw=True), ValueError, "adata.raw is None"),
-        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", {"s": "gene_001"}, specificity_key=None), TypeError,
-         r"gene set 's' must be a list of gene names, got str 'gene_001'; for one gene pass \['gene_001'\]"),
-        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", "gene_001", specificity_key=None), FileNotFoundError,
+        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", {"s": "gene_0001"}, specificity_key=None), TypeError,
+         r"gene set 's' must be a list of gene names, got str 'gene_0001'; for one gene pass \['gene_0001'\]"),
+        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", "gene_0001", specificity_key=None), FileNotFoundError,
          r"to test a list of genes, pass a dict"),
-        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", {"s": ["gene_001"]}, specificity_key=None, de_groups=("group_0",)),
+        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", {"s": ["gene_0001"]}, specificity_key=None, de_groups=("group_0",)),
          ValueError, "de_groups must be two groups to compare"),
-        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", {"s": ["gene_001"]}, specificity_key=None, de_groups=("group_0", "group_0")),
+        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", {"s": ["gene_0001"]}, specificity_key=None, de_groups=("group_0", "group_0")),
          ValueError, "de_groups must be two different groups"),
-        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", {"s": ["gene_001"]}, specificity_key=None, de_groups=("group_0", "group_1"),
+        (lambda a: xl.tl.gene_set_overlap(a, "xl_saliency", {"s": ["gene_0001"]}, specificity_key=None, de_groups=("group_0", "group_1"),
                                           de_fdr=2), ValueError, r"de_fdr must be a false discovery rate in \(0, 1\]"),
-        (lambda a: xl.tl.gene_set_overlap(a, "source", {"s": ["gene_001"]}, specificity_key=None), TypeError,
+        (lambda a: xl.tl.gene_set_overlap(a, "source", {"s": ["gene_0001"]}, specificity_key=None), TypeError,
          r"uns\['source'\]\['names'\] is a int, not the record array"),
     ],
 )
@@ -464,3 +464,24 @@ def test_copy_of_a_backed_anndata_says_what_to_do(synth, tmp_path, tool):
     with pytest.raises(ValueError, match=r"adata is a view of a backed AnnData"):  # a view can hold no results at all
         getattr(xl.tl, tool)(backed[:50], *args, copy=True)
     backed.file.close()
+
+
+def test_labels_that_are_missing_values_written_as_text_warn_and_the_fixes_offered_work(synth):
+    """'nan' from .astype(str) of a column with NaN was trained as a class without a word; the offered fixes run."""
+    import pandas as pd
+
+    a = synth.copy()
+    lab = a.obs["group"].astype(str).to_numpy().copy()
+    lab[:30] = "nan"
+    a.obs["lab"] = lab
+    with pytest.warns(xl.ScxlWarning, match=r"class\(es\) \['nan'\], which look like missing labels written as text"):
+        xl.tl.train_classifier(a, "lab", n_models=1, max_epochs=1)
+    a.obs["lab"] = a.obs["lab"].astype("category").cat.remove_categories(["nan"])  # the fix the warning gives
+    xl.tl.train_classifier(a, "lab", n_models=1, max_epochs=1, overwrite=True)
+    assert "nan" not in list(xl.get.ensemble(a).classes)
+    a.obs["num"] = np.where(np.arange(a.n_obs) < 30, np.nan, a.obs["group"].cat.codes.to_numpy().astype(float))
+    with pytest.raises(TypeError, match=r"convert it \(missing values stay missing\): adata.obs\['num'\] = pd.Categorical"):
+        xl.tl.train_classifier(a, "num", n_models=1, max_epochs=1, overwrite=True)
+    a.obs["num"] = pd.Categorical(a.obs["num"])  # the fix the error gives
+    xl.tl.train_classifier(a, "num", n_models=1, max_epochs=1, overwrite=True)
+    assert len(xl.get.ensemble(a).classes) == 3 and "nan" not in list(xl.get.ensemble(a).classes)

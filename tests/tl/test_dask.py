@@ -180,9 +180,9 @@ def test_contributions_plot_of_a_lazy_anndata_says_what_to_do(trained, tmp_path)
     xl.tl.attribute(a)
     a.write_zarr(tmp_path / "a.zarr")
     lazy = ad.experimental.read_lazy(tmp_path / "a.zarr")
-    with pytest.raises(TypeError, match=r"obsm\['X_pca'\] is a lazy \(dask\) array.*to_memory\(\)"):
-        xl.pl.contributions(lazy, "xl_deeplift", "gene_000", basis="pca")
-    assert xl.pl.contributions(lazy[:50].to_memory(), "xl_deeplift", "gene_000", basis="pca") is not None
+    with pytest.raises(TypeError, match=r"obs is a lazy \(xarray\) table, which scanpy's plots cannot draw.*to_memory\(\)"):
+        xl.pl.contributions(lazy, "xl_deeplift", "gene_0000", basis="pca")
+    assert xl.pl.contributions(lazy[:50].to_memory(), "xl_deeplift", "gene_0000", basis="pca") is not None
     import matplotlib.pyplot as plt
 
     plt.close("all")
@@ -332,3 +332,17 @@ def test_small_workers_are_refused_before_a_lazy_obs_is_read(trained, tmp_path, 
         with pytest.raises(MemoryError, match="training needs about 32 MiB per task"):
             xl.tl.train_classifier(lazy, "group", n_models=1, max_epochs=1)
         assert not cluster.scheduler.task_prefixes  # nothing was read on the workers
+
+
+def test_plots_of_a_lazy_anndata_grouped_by_a_string_column(trained, tmp_path):
+    """A lazy obs column of strings (not categorical) failed to cast in the expression plots (review)."""
+    import matplotlib.pyplot as plt
+
+    a = trained.copy()
+    a.obs["kind"] = a.obs["group"].astype(str).to_numpy()
+    a.write_zarr(tmp_path / "s.zarr", convert_strings_to_categoricals=False)
+    lazy = ad.experimental.read_lazy(tmp_path / "s.zarr")
+    xl.tl.attribute(lazy, ensemble=xl.get.ensemble(trained), groupby="kind", store_layer=False)
+    assert xl.pl.top_genes(lazy, "xl_deeplift", n_genes=2) is not None
+    assert xl.pl.contribution_vs_expression(lazy, "xl_deeplift") is not None
+    plt.close("all")

@@ -104,7 +104,7 @@ def synthetic(
       groups: the compositional effect of the markers, as in real data).
 
     Each marker gene belongs to exactly one group, so the truth is unambiguous. Genes are
-    shuffled (markers are not the first columns) and named ``gene_0000``, ``gene_0001``, ….
+    shuffled (markers are not the first columns) and named ``gene_0000``, ``gene_0001``, … (at least four digits, whatever ``n_obs``).
 
     ``kind="single_cell"`` draws negative-binomial (gamma-Poisson) UMI-like counts with per-cell
     library-size variation (log-normal size factors, sd 0.4); ``X`` is
@@ -284,7 +284,8 @@ def synthetic(
     # --- assemble ------------------------------------------------------------------------------
     group_names = [f"group_{g}" for g in range(n_groups)]
     prefix = "cell" if kind == "single_cell" else "sample"
-    width = len(str(max(n_obs, n_vars) - 1))
+    width = len(str(n_obs - 1))
+    gene_width = max(4, len(str(n_vars - 1)))  # gene_0000 whatever n_obs: data sets of one n_vars share names
     obs = pd.DataFrame(
         {
             "group": pd.Categorical.from_codes(group, categories=group_names),
@@ -302,7 +303,7 @@ def synthetic(
             "housekeeping": hk,
             "true_log_fold": log_fold.astype(np.float32),
         },
-        index=[f"gene_{j:0{width}d}" for j in range(n_vars)],
+        index=[f"gene_{j:0{gene_width}d}" for j in range(n_vars)],
     )
     params = {
         "kind": kind,

@@ -346,7 +346,7 @@ def contributions(
     >>> xl.tl.train_classifier(adata, "group", n_models=3, max_epochs=5)
     >>> xl.tl.attribute(adata, method="deeplift")
     >>> sc.pp.pca(adata, n_comps=10)
-    >>> axes = xl.pl.contributions(adata, "xl_deeplift", ["gene_005", "gene_014"], basis="pca")
+    >>> axes = xl.pl.contributions(adata, "xl_deeplift", ["gene_0005", "gene_0014"], basis="pca")
     """
     import scanpy as sc
 
@@ -373,8 +373,10 @@ def contributions(
             raise ValueError(f"layers[{key!r}] holds {len(held)} genes only (xl.tl.attribute's layer_genes), not {absent[:5]}: "
                              "they would be drawn as 0; choose among uns[key]['layer_var_names'], or rerun attribute "
                              "with layer_genes including them")
-    if hasattr(adata.obsm[f"X_{basis}"], "compute"):  # (read_lazy; scanpy failed deep in dask's slicing)
-        raise TypeError(f"obsm['X_{basis}'] is a lazy (dask) array, which scanpy's plots cannot draw: plot an AnnData "
+    lazy_obs = not isinstance(adata.obs, pd.DataFrame)  # (read_lazy: scanpy's sanitize_anndata fails on it)
+    if lazy_obs or hasattr(adata.obsm[f"X_{basis}"], "compute"):  # (read_lazy; scanpy failed deep in dask's slicing)
+        what = "obs is a lazy (xarray) table" if lazy_obs else f"obsm['X_{basis}'] is a lazy (dask) array"
+        raise TypeError(f"{what}, which scanpy's plots cannot draw: plot an AnnData "
                         "read into memory, e.g. xl.pl.contributions(adata[cells].to_memory(), ...)")
     opts = {"cmap": "RdBu_r", "show": False} | kwargs
     if not {"vmin", "vmax", "vcenter", "norm"} & set(kwargs):  # limits symmetric about 0, gene by gene

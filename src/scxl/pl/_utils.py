@@ -147,7 +147,8 @@ def group_expression(adata: Any, key: str, groups: Sequence[str], groupby: str |
             "the expression per group cannot be computed"
         )
     matrix = input_matrix(adata, key)
-    labels = adata.obs[groupby].astype(str).to_numpy()
+    column = to_frame(adata.obs, [groupby])[groupby]  # (a lazy obs is read first: its strings may not cast)
+    labels = np.array([str(v) for v in column.to_numpy()], dtype=object)
     index = {g: i for i, g in enumerate(groups)}
     codes = np.array([index.get(v, -1) for v in labels], dtype=np.int64)
     empty = [g for g, n in zip(groups, np.bincount(codes[codes >= 0], minlength=len(groups)), strict=True) if n == 0]

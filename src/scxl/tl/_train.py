@@ -358,6 +358,12 @@ def train_classifier(
     classes = labels.cat.categories.astype(str).to_numpy()
     y_all = labels.cat.codes.to_numpy().astype(np.int64)
     counts = pd.Series(np.bincount(y_all[labelled], minlength=len(classes)), index=classes)
+    as_text = [c for c in classes if c.strip().lower() in MISSING_AS_TEXT]
+    if as_text:
+        warn(f"obs[{groupby!r}] has the class(es) {as_text}, which look like missing labels written as text (e.g. by "
+             ".astype(str) of a column with NaN): they are trained as classes of their own. If those cells are "
+             f"unlabelled, make them missing first: adata.obs[{groupby!r}] = adata.obs[{groupby!r}]"
+             f".astype('category').cat.remove_categories({as_text})")
     if len(classes) < 2:
         raise ValueError(f"obs[{groupby!r}] has a single class ({classes[0]!r}); a classifier needs at least two")
     min_cells = max(2 if validation > 0 else 1, cv or 1)
@@ -367,7 +373,8 @@ def train_classifier(
             f"classes with fewer than {min_cells} cells cannot be split for training/validation"
             f"{' and ' + str(cv) + '-fold CV' if cv else ''}: "
             + ", ".join(f"{k!r} ({v})" for k, v in small.items())
-            + ". Remove them (e.g. adata = adata[~adata.obs[groupby].isin([...])].copy()) or merge them"
+            + ". Remove them (e.g. adata = adata[~adata.obs[groupby].isin([...])].copy(), or for a backed file "
+            "adata[...].to_memory() or .copy(filename=...)) or merge them"
         )
 
     # features
@@ -616,6 +623,10 @@ def train_classifier(
         summary = f"; validation accuracy {metrics.loc['ensemble', 'accuracy']:.3f}, balanced {metrics.loc['ensemble', 'balanced_accuracy']:.3f}"
     logger.info("finished training (%.1fs): added uns[%r] (%r)%s", time.perf_counter() - t0, key_added, ens, summary)
     return adata if copy else None
+
+
+#: Labels that are missing values written as text (``str(np.nan)``, ``str(None)``, …), compared lower-cased.
+MISSING_AS_TEXT = frozenset({"nan", "none", "<na>", "null", ""})
 
 
 def leading_finished(finished: Sequence[bool]) -> int:
