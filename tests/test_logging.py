@@ -27,7 +27,7 @@ def test_info_prints_to_stderr(adata, capsys, verbosity):
     xl.settings.verbosity = "info"
     xl.tl.train_classifier(adata, "group", **FAST)
     err = capsys.readouterr().err
-    assert "training 1 MLP models on 400 cells × 60 features" in err
+    assert "training 1 MLP models on 400 labelled cells × 60 features (3 classes; each member holds out 10% of every class" in err
     assert err.count("finished training") == 1 and "added uns['xl']" in err
 
 

@@ -566,6 +566,12 @@ def test_a_query_can_be_explained_from_another_layer_and_the_tools_after_it_read
     xl.tl.faithfulness(q, "xl_deeplift", max_cells=30)
     xl.tl.consistency(q, "xl_deeplift", max_cells=30)
     xl.tl.reproducibility(q, n_values=(1,), n_replicates=2, max_cells=30, layer="X")  # measured on the same values
+    q2 = synth.copy()  # no ensemble in uns: given, as to attribute
+    xl.tl.reproducibility(q2, ensemble=ens, n_values=(1,), n_replicates=2, max_cells=30, layer="X")
+    np.testing.assert_allclose(q2.uns["xl_reproducibility"]["curves"]["spearman"],
+                               q.uns["xl_reproducibility"]["curves"]["spearman"])
+    with pytest.raises(ValueError, match="train_missing grows the ensemble stored in uns"):
+        xl.tl.reproducibility(q2, ensemble=ens, train_missing=True, overwrite=True)
     assert q.uns["xl_reproducibility"]["params"]["layer"] is None
     with pytest.raises(KeyError, match=r"layer='X'"):  # (q has no layer 'lognorm', where training read)
         xl.tl.reproducibility(q, n_values=(1,), n_replicates=2, max_cells=30, overwrite=True)

@@ -88,7 +88,11 @@ def training_metrics(adata: Any, ensemble_key: str = Key.uns.ensemble) -> pd.Dat
     Returns
     -------
     DataFrame with ``accuracy``, ``balanced_accuracy``, ``macro_f1`` and ``evaluated_on`` per
-    member, for the ``ensemble`` and, if cross-validated, per fold and overall (``cv``).
+    member, for the ``ensemble`` and, if cross-validated, per fold and overall (``cv``); per
+    member also ``n_epochs`` (epochs trained) and ``best_epoch`` (the one whose weights were
+    kept), and for the ensemble ``n_members``: how many members, on average, predicted each
+    held-out cell (out-of-bag: only those that did not train on it). Columns that do not apply
+    to a row are NaN.
 
     Examples
     --------

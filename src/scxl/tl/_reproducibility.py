@@ -25,7 +25,7 @@ from .._validation import (
     resolve_device,
 )
 from ._attribute import _layer_param, prepare_targets
-from ._predict import warn_if_cut_short
+from ._predict import resolve_ensemble, warn_if_cut_short
 
 VARY = ("models", "baselines", "repeats", "smoothgrad")
 
@@ -59,6 +59,7 @@ def reproducibility(
     n_replicates: int = 5,
     top_k: int = 100,
     ensemble_key: str = Key.uns.ensemble,
+    ensemble: Any = None,
     baseline: ReferenceKindName | str | None = None,
     n_baselines: int | None = None,
     smoothgrad_noise: float = 0.1,
@@ -109,6 +110,10 @@ def reproducibility(
     top_k
         Size of the top-gene lists compared.
     {key}
+    ensemble
+        Use this :class:`~scxl.models.Ensemble` (or saved ``.npz`` path) instead of
+        ``uns[ensemble_key]``, as in :func:`scxl.tl.attribute` (e.g. for a lazy AnnData or a
+        query); ``train_missing`` then cannot grow it.
     baseline, n_baselines
         Reference kind and count, with the defaults of :func:`scxl.tl.attribute` (20 references
         per cell for random kinds); ``vary="baselines"`` varies ``n_baselines`` and needs a random
@@ -181,12 +186,15 @@ def reproducibility(
         raise ValueError(f"target_spearman must be a correlation in (0, 1], e.g. 0.9, got {target_spearman!r}")
     random_state = check_random_state(random_state)
     check_writable(adata, key_added, tool="reproducibility", overwrite=overwrite)
-    ens = get_ensemble(adata, ensemble_key)
+    if ensemble is not None and train_missing:
+        raise ValueError("train_missing grows the ensemble stored in uns[ensemble_key]; with ensemble= train more members "
+                         "yourself (xl.tl.train_classifier(..., extend=True)) and pass the grown ensemble")
+    ens = resolve_ensemble(adata, ensemble_key, ensemble, check_finished=False)
     # members cut short by an interrupted training: train_missing trains them again where it can rebuild them
     retrain = (train_missing and vary == "models" and not all(ens.finished) and ens.spec["type"] != "custom"
                and not is_mudata(adata))
     if not retrain:
-        warn_if_cut_short(ens, f"uns[{ensemble_key!r}]", stacklevel=5)  # warn → it → here → renamed_kwarg → user
+        warn_if_cut_short(ens, f"uns[{ensemble_key!r}]" if ensemble is None else "the ensemble", stacklevel=5)  # warn → it → here → renamed_kwarg → user
     dev = resolve_device(device)
     if vary == "models":
         if ens.n_models < 2 and not train_missing:

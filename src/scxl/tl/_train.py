@@ -399,8 +399,9 @@ def train_classifier(
         logger.info("streaming %s by blocks: %d chunks of %d rows, shuffled in buffers of %d chunks",
                     inputs.matrix.source, fetch.n_chunks, fetch.chunk_rows, fetch.buffer_chunks)
     model_name = "custom" if callable(model) else model
-    logger.info("training %d %s models on %d cells × %d features (%d classes) on %s",
-                n_models, model_name.upper(), labelled.size, cols.size, n_classes, dev)
+    logger.info("training %d %s models on %d labelled cells × %d features (%d classes; each member holds out %s of "
+                "every class for validation) on %s", n_models, model_name.upper(), labelled.size, cols.size, n_classes,
+                f"{validation:.0%}" if validation else "none", dev)
 
     # architecture
     if callable(model):
