@@ -138,6 +138,8 @@ def test_run_backed_without_a_layer(synth, tmp_path, capsys):
                  "2", "--no-reproducibility", "--out", str(out), "--quiet"]) == 0
     result = ad.read_h5ad(out / "scxl_result.h5ad")
     assert "xl_deeplift" not in result.layers and result.uns["xl_deeplift"]["params"]["store_layer"] == "no"
+    assert result.X is None and result.shape == synth.shape  # the expression stays in the input file, not copied
+    assert "xl_prediction" in result.obs and list(result.var_names) == list(synth.var_names)
     assert result.uns["xl"]["params"]["streamed"]  # rows read from the file, not loaded
     assert "(backed)" in (out / "summary.txt").read_text() and (out / "top_genes.csv").exists()
 

@@ -81,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
                           "boolean var column")
     run.add_argument("--backed", action="store_true",
                      help="open an .h5ad backed (read-only; rows are streamed from the file instead of loading X "
-                          "into memory: for files larger than memory)")
+                          "into memory: for files larger than memory); scxl_result.h5ad then holds the results "
+                          "without X, which stays in the input file")
     run.add_argument("--no-reproducibility", action="store_true", help="skip the reproducibility curves")
     run.add_argument("--random-state", type=int, default=0, help="seed")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -247,11 +248,23 @@ def _clear_previous_run(out: Path, data: str | None = None) -> None:
 
 
 def _write_result(adata, out: Path) -> Path:
-    """Write ``adata`` (AnnData or MuData) as ``out/scxl_result.h5ad`` (``.h5mu``); return the path."""
+    """Write ``adata`` (AnnData or MuData) as ``out/scxl_result.h5ad`` (``.h5mu``); return the path.
+
+    A backed AnnData (``--backed``) is written without its ``X``, which stays in the input file:
+    an atlas's expression is not copied next to its results (``obs``, ``var``, ``uns``, ``obsm``
+    and the layers are all there).
+    """
     if type(adata).__name__ == "MuData":
         adata.write(out / "scxl_result.h5mu")
         return out / "scxl_result.h5mu"
-    adata.write_h5ad(out / "scxl_result.h5ad")
+    if getattr(adata, "isbacked", False):
+        import anndata as ad
+
+        results = ad.AnnData(obs=adata.obs.copy(), var=adata.var.copy(), uns=dict(adata.uns),
+                             obsm=dict(adata.obsm), varm=dict(adata.varm), layers=dict(adata.layers))
+        results.write_h5ad(out / "scxl_result.h5ad")
+    else:
+        adata.write_h5ad(out / "scxl_result.h5ad")
     return out / "scxl_result.h5ad"
 
 
@@ -280,6 +293,11 @@ def _analyse(adata, args, groupby: str, out: Path) -> dict:
         xl.tl.reproducibility(adata, method=args.method, n_values=n_values, n_replicates=2, top_k=args.top_k,
                               baseline=baseline, n_baselines=args.n_baselines, random_state=args.random_state)
         result["reproducibility"] = "xl_reproducibility"
+    elif not args.no_reproducibility:
+        from ._logging import logger
+
+        logger.warning("reproducibility skipped: it compares replicates of different members, and the ensemble has "
+                       "one (--n-models 2 or more)")
     if type(adata).__name__ != "MuData":
         try:
             xl.tl.specificity(adata, groupby, values=args.values, min_expr=args.min_expr,
