@@ -131,14 +131,20 @@ def test_help_shows_numeric_defaults(capsys):
 
 def test_run_backed_without_a_layer(synth, tmp_path, capsys):
     """An atlas-style run: the file opened backed, rankings only (no cells × genes layer)."""
+    import scanpy as sc
+
     path = tmp_path / "in.h5ad"
-    synth.write_h5ad(path)
+    a = synth.copy()
+    sc.pp.pca(a, n_comps=5)
+    sc.pp.neighbors(a, n_neighbors=5)
+    a.write_h5ad(path)
     out = tmp_path / "out"
     assert main(["run", str(path), "--groupby", "group", "--backed", "--no-layer", "--n-models", "2", "--max-epochs",
                  "2", "--no-reproducibility", "--out", str(out), "--quiet"]) == 0
     result = ad.read_h5ad(out / "scxl_result.h5ad")
     assert "xl_deeplift" not in result.layers and result.uns["xl_deeplift"]["params"]["store_layer"] == "no"
     assert result.X is None and result.shape == synth.shape  # the expression stays in the input file, not copied
+    assert "connectivities" in result.obsp and "X_pca" in result.obsm  # (uns['neighbors'] points at them)
     assert "xl_prediction" in result.obs and list(result.var_names) == list(synth.var_names)
     assert result.uns["xl"]["params"]["streamed"]  # rows read from the file, not loaded
     assert "(backed)" in (out / "summary.txt").read_text() and (out / "top_genes.csv").exists()
@@ -238,7 +244,8 @@ def test_a_run_reading_its_input_from_out_keeps_it(synth, tmp_path, monkeypatch)
     assert path.exists() and ad.read_h5ad(path).n_obs == synth.n_obs
 
 
-def test_a_ctrl_c_just_after_training_stops_the_run(synth, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("extra", [[], ["--cv", "2"]])  # (with --cv, no fold had started: not "during the cross-validation")
+def test_a_ctrl_c_just_after_training_stops_the_run(synth, tmp_path, monkeypatch, capsys, extra):
     import os
     import signal
 
@@ -258,7 +265,7 @@ def test_a_ctrl_c_just_after_training_stops_the_run(synth, tmp_path, monkeypatch
     out = tmp_path / "out"
     with pytest.warns(UserWarning, match="interrupted just after"):
         code = main(["run", str(path), "--groupby", "group", "--n-models", "2", "--max-epochs", "2", "--out", str(out),
-                     "--quiet"])
+                     "--quiet", *extra])
     assert code == 130 and (out / "ensemble.npz").exists() and not (out / "top_genes.csv").exists()
     assert "scxl run: interrupted just after training; the 2 trained member(s) are saved" in capsys.readouterr().err
 

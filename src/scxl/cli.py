@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--backed", action="store_true",
                      help="open an .h5ad backed (read-only; rows are streamed from the file instead of loading X "
                           "into memory: for files larger than memory); scxl_result.h5ad then holds the results "
-                          "without X, which stays in the input file")
+                          "without X and raw, which stay in the input file")
     run.add_argument("--no-reproducibility", action="store_true", help="skip the reproducibility curves")
     run.add_argument("--random-state", type=int, default=0, help="seed")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -185,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     adata, groupby, source = _load(args.data, args.groupby, backed=args.backed)
     args.unit = _unit(adata) if args.unit == "auto" else args.unit
-    _check_layer_room(adata, args)  # before training: a layer that cannot fit would fail only after it
+    _check_layer_room(adata, args, groupby)  # before training: a layer that cannot fit would fail only after it
     xl.tl.train_classifier(
         adata, groupby, model=args.model, n_models=args.n_models, layer=args.layer, use_raw=args.use_raw,
         genes=args.genes, max_epochs=args.max_epochs, epoch_size=args.epoch_size,
@@ -203,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
             what = f"in training; the {ens.n_models} member(s) trained so far ({sum(ens.finished)} of them finished) are"
         elif ens.metrics is None and args.validation > 0:
             what = f"while evaluating the trained members; the {ens.n_models} trained member(s), without metrics, are"
-        elif ens.params.get("interrupted"):  # every member finished and was evaluated: the cross-validation
+        elif ens.params.get("cv_interrupted_fold"):  # every member finished and was evaluated: the cross-validation
             what = f"during the cross-validation; the {ens.n_models} trained member(s), without it, are"
         else:
             what = f"just after training; the {ens.n_models} trained member(s) are"
@@ -250,9 +250,9 @@ def _clear_previous_run(out: Path, data: str | None = None) -> None:
 def _write_result(adata, out: Path) -> Path:
     """Write ``adata`` (AnnData or MuData) as ``out/scxl_result.h5ad`` (``.h5mu``); return the path.
 
-    A backed AnnData (``--backed``) is written without its ``X``, which stays in the input file:
-    an atlas's expression is not copied next to its results (``obs``, ``var``, ``uns``, ``obsm``
-    and the layers are all there).
+    A backed AnnData (``--backed``) is written without its ``X`` and ``raw``, which stay in the
+    input file: an atlas's expression is not copied next to its results (``obs``, ``var``,
+    ``uns``, ``obsm``, ``obsp``, ``varm``, ``varp`` and the layers are all there).
     """
     if type(adata).__name__ == "MuData":
         adata.write(out / "scxl_result.h5mu")
@@ -260,8 +260,8 @@ def _write_result(adata, out: Path) -> Path:
     if getattr(adata, "isbacked", False):
         import anndata as ad
 
-        results = ad.AnnData(obs=adata.obs.copy(), var=adata.var.copy(), uns=dict(adata.uns),
-                             obsm=dict(adata.obsm), varm=dict(adata.varm), layers=dict(adata.layers))
+        results = ad.AnnData(obs=adata.obs.copy(), var=adata.var.copy(), uns=dict(adata.uns), obsm=dict(adata.obsm),
+                             varm=dict(adata.varm), obsp=dict(adata.obsp), varp=dict(adata.varp), layers=dict(adata.layers))
         results.write_h5ad(out / "scxl_result.h5ad")
     else:
         adata.write_h5ad(out / "scxl_result.h5ad")
@@ -309,7 +309,7 @@ def _analyse(adata, args, groupby: str, out: Path) -> dict:
     return result
 
 
-def _check_layer_room(adata, args: argparse.Namespace) -> None:
+def _check_layer_room(adata, args: argparse.Namespace, groupby: str | None = None) -> None:
     """Refuse, before training, a contributions layer that cannot fit in memory, naming the options that would.
 
     The same estimate as :func:`scxl.tl.attribute` makes just before it computes (which would
@@ -346,8 +346,9 @@ def _check_layer_room(adata, args: argparse.Namespace) -> None:
                              f"{[c for c in var.columns if var[c].dtype == bool][:10]}")
         keep &= var[args.layer_genes].to_numpy()
     n_genes = int(keep.sum())
-    if top and args.groupby in adata.obs:
-        n_groups = adata.obs[args.groupby].dropna().nunique()
+    groupby = groupby or args.groupby
+    if top and groupby in adata.obs:
+        n_groups = adata.obs[groupby].dropna().nunique()
         n_genes = min(n_genes, n_groups * args.top_k)
     source = adata.layers[args.layer] if args.layer is not None and args.layer in adata.layers else \
         adata.raw.X if args.use_raw else adata.X
@@ -355,8 +356,9 @@ def _check_layer_room(adata, args: argparse.Namespace) -> None:
     exact = zero_is_exact(spec, args.baseline if spec.needs_reference else None)
     on_sparse = is_sparse_storage(source)
     nonzeros = stored_nonzeros(source) if exact and on_sparse else None
-    is_sparse = sparse_is_smaller(adata.n_obs, adata.n_vars, n_genes, args.layer_dtype, subset=args.layer_genes is not None,
-                                  exact_on_sparse=exact and on_sparse, nonzeros=nonzeros)
+    is_sparse = sparse_is_smaller(layer_bytes(adata.n_obs, adata.n_vars, n_genes, args.layer_dtype, sparse=False),
+                                  layer_bytes(adata.n_obs, adata.n_vars, n_genes, "float32", sparse=True, nonzeros=nonzeros),
+                                  subset=args.layer_genes is not None, exact_on_sparse=exact and on_sparse)
     dtype = "float32" if is_sparse else args.layer_dtype  # (a sparse layer is float32)
     need = layer_bytes(adata.n_obs, adata.n_vars, n_genes, dtype, sparse=is_sparse, nonzeros=nonzeros)
     check_layer_room(

@@ -503,12 +503,14 @@ def test_the_layer_estimate_bounds_the_layer_stored_and_auto_takes_the_smaller(t
         return layer.data.nbytes + layer.indices.nbytes + layer.indptr.nbytes if sp.issparse(layer) else layer.nbytes
 
     rng = np.random.default_rng(0)
-    for density, genes, want_sparse in ((0.2, None, True), (0.9, None, False), (1.0, list(trained.var_names[:20]), True)):
+    for density, genes, want_sparse, noise in ((0.2, None, True, None), (0.9, None, False, None),
+                                               (1.0, list(trained.var_names[:20]), True, None),
+                                               (0.2, None, False, (3, 0.5))):  # SmoothGrad: noise on x = 0 contributes
         a = trained.copy()
         x = np.asarray(a.X) + 0.01  # no zeros, then a fraction `density` kept
         a.X = sp.csr_matrix(x * (rng.random(x.shape) < density)) if density < 1 else x
         seen.clear()
-        xl.tl.attribute(a, baseline="zero", layer_genes=genes)
+        xl.tl.attribute(a, baseline="zero", layer_genes=genes, smoothgrad=noise)
         layer = a.layers["xl_deeplift"]
         assert sp.issparse(layer) == want_sparse, density
         assert seen and seen[0] >= stored(layer), (density, seen, stored(layer))

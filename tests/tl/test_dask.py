@@ -346,3 +346,12 @@ def test_plots_of_a_lazy_anndata_grouped_by_a_string_column(trained, tmp_path):
     assert xl.pl.top_genes(lazy, "xl_deeplift", n_genes=2) is not None
     assert xl.pl.contribution_vs_expression(lazy, "xl_deeplift") is not None
     plt.close("all")
+
+
+def test_dask_data_are_found_in_raw_too(trained):
+    from scxl.explain._distributed import has_dask_data
+
+    b = trained.copy()
+    assert not has_dask_data(b)
+    b.raw = ad.AnnData(X=da.from_array(np.asarray(b.X), chunks=(100, b.n_vars)), var=b.var)
+    assert has_dask_data(b)

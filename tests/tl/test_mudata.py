@@ -83,3 +83,31 @@ def test_duplicated_obs_names_in_a_modality_are_named():
         mdata = md.MuData(mods)
     with pytest.raises(ValueError, match=r"mdata\['rna'\]\.obs_names are not unique \(e\.g\. \['c0'.*obs_names_make_unique"):
         xl.tl.train_classifier(mdata, "rna:group", n_models=1, max_epochs=1)
+
+
+def test_the_layer_format_and_estimate_count_every_modality(monkeypatch):
+    """'auto' compared a MuData's sparse layer with the first modality's dense one only (review); estimate >= stored."""
+    import warnings
+
+    import mudata as md
+    import scipy.sparse as sp
+
+    import scxl.tl._attribute as attribute_module
+
+    small = xl.datasets.synthetic(200, 80, 3, random_state=0)[:, :5].copy()
+    big = xl.datasets.synthetic(200, 300, 3, random_state=0)
+    big.obs_names = small.obs_names
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = md.MuData({"small": small, "big": big})
+    m.obs["group"] = small.obs["group"].to_numpy()
+    xl.tl.train_classifier(m, "group", n_models=1, max_epochs=1, random_state=0)
+    seen = []
+    real = attribute_module.check_layer_room
+    monkeypatch.setattr(attribute_module, "check_layer_room", lambda need, shape, **kw: (seen.append(need), real(need, shape, **kw)))
+    genes = [f"big:{g}" for g in big.var_names[:100]]  # 100 of 305 genes: sparse (200 × 100 × 8) < dense (200 × 305 × 4)
+    xl.tl.attribute(m, layer_genes=genes)
+    layers = [m["small"].layers["xl_deeplift"], m["big"].layers["xl_deeplift"]]
+    assert all(sp.issparse(x) for x in layers)
+    stored = sum(x.data.nbytes + x.indices.nbytes + x.indptr.nbytes for x in layers)
+    assert seen[-1] >= stored

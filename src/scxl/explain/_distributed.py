@@ -118,13 +118,14 @@ def refuse_small_workers(what: str, adata: Any = None) -> None:
 
 
 def has_dask_data(adata: Any) -> bool:
-    """Whether an AnnData (or a MuData's modalities) holds Dask data: a lazy ``obs``, a Dask ``X`` or layer."""
+    """Whether an AnnData (or a MuData's modalities) holds Dask data: a lazy ``obs``, a Dask ``X``, ``raw.X`` or layer."""
     import pandas as pd
 
     from .._inputs import _is_dask
 
     parts = list(adata.mod.values()) if hasattr(adata, "mod") else [adata]
     return any(not isinstance(getattr(a, "obs", None), pd.DataFrame) or _is_dask(getattr(a, "X", None))
+               or _is_dask(getattr(getattr(a, "raw", None), "X", None))
                or any(_is_dask(v) for v in getattr(a, "layers", {}).values()) for a in parts)
 
 

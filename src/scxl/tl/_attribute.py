@@ -712,7 +712,7 @@ def attribute(
             check_writable(d.adata, key_added, tool="attribute", overwrite=overwrite, layer=store_layer)
     keep = None if layer_genes is None or (isinstance(layer_genes, str) and layer_genes == "top") else \
         _layer_features(X, ens, layer_genes)
-    zero_exact = zero_is_exact(spec, config.references)
+    zero_exact = zero_is_exact(spec, config.references) and smoothgrad is None  # (noise on x = 0 contributes)
     if layer_format == "sparse" and layer_dtype == "float16":
         raise ValueError("layer_dtype='float16' needs layer_format='dense': SciPy's sparse matrices have no float16")
     top_genes = isinstance(layer_genes, str) and layer_genes == "top"
@@ -732,19 +732,22 @@ def attribute(
                              "itself, or use backend='memory' (which streams the backed file in this process)")
         dask_X = dsa.from_array(_DenseRows(X), chunks=(max(1, min(X.shape[0], 8192)), X.shape[1]))
     n_keep = X.shape[1] if keep is None else keep.size
-    if top_genes:  # the union of every group's top_k genes, at most
-        n_keep = min(n_keep, len(groups) * int(top_k))
-    nonzeros = stored_nonzeros(getattr(X.base, "data", None)) if zero_exact and X.is_sparse and len(dests) == 1 else None
+    bound = len(groups) * int(top_k) if top_genes else None  # the union of every group's top_k genes, at most
+    if bound is not None:
+        n_keep = min(n_keep, bound)
+    nonzeros = _input_nonzeros(X) if zero_exact and X.is_sparse else None
 
-    def is_sparse(n_genes: int) -> bool:  # layer_format="auto": the smaller of the two layers
-        return layer_format == "sparse" or (layer_format == "auto" and dask_X is None and sparse_is_smaller(
-            dests[0].adata.n_obs, dests[0].adata.n_vars, n_genes, layer_dtype, subset=layer_genes is not None,
-            exact_on_sparse=zero_exact and X.is_sparse, nonzeros=nonzeros))
+    def is_sparse(keep_now: np.ndarray | None, bound_now: int | None) -> tuple[bool, int, int]:
+        """The format (layer_format="auto": the smaller layer), the bytes it needs, the widest sparse row."""
+        dense, sparse_need, width = _layer_sizes(dests, keep_now, bound_now, layer_dtype, nonzeros)
+        chosen = layer_format == "sparse" or (layer_format == "auto" and dask_X is None and sparse_is_smaller(
+            dense, sparse_need, subset=layer_genes is not None, exact_on_sparse=zero_exact and X.is_sparse))
+        return chosen, sparse_need if chosen else dense, width
 
-    sparse_layer = is_sparse(n_keep)
+    sparse_layer, need, width = is_sparse(keep, bound)
     if store_layer and dask_X is None:  # (a Dask layer is lazy: computed block by block when written or read)
-        _check_layer_memory(dests, "float32" if sparse_layer else layer_dtype, n_keep, sparse=sparse_layer,
-                            nonzeros=nonzeros, top=top_genes)
+        _check_layer_memory(dests, need, sparse=sparse_layer, dtype="float32" if sparse_layer else layer_dtype,
+                            n_genes=width, top=top_genes)
     modules = [ens.modules[i] for i in members]
     run = dict(groups=codes, n_groups=len(groups), blocks=blocks, store_cells=False, config=config)
     two_pass = store_layer and isinstance(layer_genes, str) and layer_genes == "top"
@@ -784,7 +787,7 @@ def attribute(
                                   rank_by=rank_by)
     if two_pass:  # the layer of the union of every group's top genes, by a second, identical pass
         keep = np.unique(np.argsort(-np.nan_to_num(ranking.scores, nan=-np.inf), axis=1, kind="stable")[:, : ranking.top_k])
-        sparse_layer = is_sparse(keep.size)  # now that the union's size is known
+        sparse_layer = is_sparse(keep, None)[0]  # now that the union is known
         if sparse_layer and layer_dtype == "float16":
             _say_float32(keep.size)
         layer_dtype_stored = "float32" if sparse_layer else layer_dtype
@@ -907,6 +910,8 @@ def layer_options(*, sparse: bool, dtype: str, top: bool, cli: bool = False) -> 
                     "layer_genes='top' (the union of every group's top genes) or a gene list")
     if not sparse and dtype == "float32":
         opts.append("--layer-dtype float16 (half)" if cli else "layer_dtype='float16' (half)")
+    if sparse and not cli:
+        opts.append("layer_format='dense' where most values are non-zero (4 bytes a value instead of 8)")
     if not sparse:
         opts.append("--baseline zero on sparse data (unexpressed genes contribute exactly 0, so the layer is sparse)"
                     if cli else "the zero reference on sparse data (unexpressed genes contribute exactly 0, so the "
@@ -929,28 +934,26 @@ def layer_bytes(n_obs: int, n_vars: int, n_genes: int, dtype: str, *, sparse: bo
     pointers); where an unexpressed gene contributes exactly 0, at most the input's ``nonzeros``
     stored values in all.
     """
-    item = np.dtype(dtype).itemsize
     if not sparse:
-        return int(n_obs * n_vars * item)
+        return int(n_obs * n_vars * np.dtype(dtype).itemsize)
     values = n_obs * n_genes if nonzeros is None else min(int(nonzeros), n_obs * n_genes)
-    return int(values * (item + 4) + n_obs * 16)
+    return sparse_bytes(values, n_obs, dtype)
 
 
-def sparse_is_smaller(n_obs: int, n_vars: int, n_genes: int, dtype: str, *, subset: bool, exact_on_sparse: bool,
-                      nonzeros: int | None) -> bool:
-    """``layer_format="auto"``: a sparse layer where it is smaller than the dense one of ``dtype``.
+def sparse_bytes(values: int, n_rows: int, dtype: str = "float32") -> int:
+    """Bytes of a CSR matrix of ``values`` stored values and ``n_rows`` rows (int64 indices from 2³¹ values, as SciPy's)."""
+    index = 4 if values < 2**31 else 8
+    return int(values * (np.dtype(dtype).itemsize + index) + n_rows * 16)
 
-    A sparse layer (float32: SciPy's sparse matrices have no float16; 8 bytes a value with its
-    column) holds the attributed genes only (a gene subset), and with exact zeros on sparse data
-    at most the input's ``nonzeros`` values; the dense one spans every variable. Without either,
-    dense.
+
+def sparse_is_smaller(dense: int, sparse: int, *, subset: bool, exact_on_sparse: bool) -> bool:
+    """``layer_format="auto"``: a sparse layer where it is smaller than the dense one (both in bytes).
+
+    A sparse layer (float32: SciPy's sparse matrices have no float16) holds the attributed genes
+    only (a gene subset), and with exact zeros on sparse data at most the input's stored values;
+    the dense one spans every variable. Without either, dense.
     """
-    if not subset and not exact_on_sparse:
-        return False
-    if exact_on_sparse and nonzeros is None and not subset:  # (lazy data: nothing counted; sparse, as zeros are)
-        return dtype != "float16"
-    return layer_bytes(n_obs, n_vars, n_genes, "float32", sparse=True, nonzeros=nonzeros if exact_on_sparse else None) \
-        < layer_bytes(n_obs, n_vars, n_genes, dtype, sparse=False)
+    return (subset or exact_on_sparse) and sparse < dense
 
 
 def _say_float32(n_genes: int) -> None:
@@ -971,12 +974,33 @@ def check_layer_room(need: int, shape: str, *, what: str = "the attribution laye
                       f"{options}")
 
 
-def _check_layer_memory(dests, dtype: str, n_genes: int, *, sparse: bool, nonzeros: int | None, top: bool) -> None:
+def _layer_sizes(dests, keep: np.ndarray | None, bound: int | None, dtype: str, nonzeros: int | None):
+    """``(dense bytes in dtype, sparse float32 bytes, genes of the widest sparse row)`` over all destinations.
+
+    Each destination (an AnnData, or a MuData's modality) holds a dense layer over all its
+    variables, or a sparse one over its attributed genes (``keep``; at most ``bound`` genes for
+    ``"top"``), at most ``nonzeros`` stored values in all where zeros are exact.
+    """
+    per = [len(d.features) if keep is None else int(np.isin(d.features, keep).sum()) for d in dests]
+    if bound is not None:
+        per = [min(k, bound) for k in per]
+    dense = sum(layer_bytes(d.adata.n_obs, d.adata.n_vars, 0, dtype, sparse=False) for d in dests)
+    values = sum(d.adata.n_obs * k for d, k in zip(dests, per, strict=True))
+    if nonzeros is not None:
+        values = min(values, int(nonzeros))
+    return dense, sparse_bytes(values, sum(d.adata.n_obs for d in dests)), max(per)
+
+
+def _input_nonzeros(X) -> int | None:
+    """Values stored by the (sparse) input, all modalities together; ``None`` if any is not counted."""
+    parts = getattr(X.base, "parts", [X.base])
+    counts = [stored_nonzeros(getattr(p, "data", None)) for p in parts]
+    return None if any(c is None for c in counts) else int(sum(counts))
+
+
+def _check_layer_memory(dests, need: int, *, sparse: bool, dtype: str, n_genes: int, top: bool) -> None:
     """Refuse, before computing, a layer that cannot fit, and say what would (all destinations together)."""
-    nonzeros = nonzeros if len(dests) == 1 else None
-    need = sum(layer_bytes(d.adata.n_obs, d.adata.n_vars, n_genes, dtype, sparse=sparse, nonzeros=nonzeros)
-               for d in dests)
-    width = n_genes if sparse else dests[0].adata.n_vars
+    width = n_genes if sparse else sum(d.adata.n_vars for d in dests)
     check_layer_room(need, f"{dests[0].adata.n_obs} observations × {width} genes, {dtype}, "
                            f"{'sparse' if sparse else 'dense'}",
                      options=layer_options(sparse=sparse, dtype=dtype, top=top))

@@ -199,9 +199,10 @@ def reproducibility(
     if vary == "models":
         if ens.n_models < 2 and not train_missing:
             raise ValueError(
-                f"vary='models' compares replicates made of different members, but the ensemble under "
-                f"uns[{ensemble_key!r}] has {ens.n_models} member: train more (xl.tl.train_classifier(..., "
-                f"n_models={n_values[-1] * n_rep}, extend=True)), or pass train_missing=True"
+                "vary='models' compares replicates made of different members, but the ensemble "
+                + (f"under uns[{ensemble_key!r}]" if ensemble is None else "given") + f" has {ens.n_models} member: train "
+                f"more (xl.tl.train_classifier(..., n_models={n_values[-1] * n_rep}, extend=True))"
+                + (", or pass train_missing=True" if ensemble is None else ", and pass the grown ensemble")
             )
         needed = n_values[-1] * n_rep
         if retrain:  # members cut short count as missing: extend trains them again
@@ -225,6 +226,9 @@ def reproducibility(
             if not n_values:
                 raise ValueError(f"every n in n_values exceeds the ensemble's {ens.n_models} members")
 
+    from ..explain._distributed import refuse_small_workers
+
+    refuse_small_workers("reproducibility", adata)  # before anything of Dask data is read on the workers
     prep = prepare_targets(adata, ens, target=target, groupby=groupby, layer=layer, use_raw=use_raw,
                            ensemble_key=ensemble_key)
     rng = np.random.default_rng(random_state)

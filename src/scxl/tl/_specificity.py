@@ -137,6 +137,9 @@ def specificity(
         adata = copy_of(adata, "specificity")
     check_writable(adata, Key.uns.specificity(key_added), tool="specificity", overwrite=overwrite,
                    var_columns=[f(key_added) for f in (Key.var.tau, Key.var.specificity, Key.var.enriched_in, Key.var.housekeeping)])
+    from ..explain._distributed import refuse_small_workers
+
+    refuse_small_workers("specificity", adata)  # before anything of Dask data is read on the workers
     inputs = extract(adata, layer=layer, use_raw=use_raw)
     if use_raw:
         raise ValueError("specificity writes per-gene columns to var; use_raw is not supported, use a layer")

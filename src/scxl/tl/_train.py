@@ -591,6 +591,7 @@ def train_classifier(
             # interrupted: by a Ctrl-C, in training, evaluation or cross-validation
             "interrupted": bool(interrupted or not evaluated or cv_stopped or (stopped and cv)),
             "stopped": bool(stopped or not evaluated or cv_stopped),  # a Ctrl-C stopped the call (maybe all finished)
+            "cv_interrupted_fold": int(cv_stopped or 0),  # the fold a Ctrl-C stopped (0: none)
             "finished": [bool(f) for f in finished],
             "device": str(dev),
             "vectorize": bool(vectorize), "streamed": bool(fetch.streamed), "backend": "dask" if on_workers else "memory",
