@@ -356,11 +356,10 @@ def _check_layer_room(adata, args: argparse.Namespace, groupby: str | None = Non
     exact = zero_is_exact(spec, args.baseline if spec.needs_reference else None)
     on_sparse = is_sparse_storage(source)
     nonzeros = stored_nonzeros(source) if exact and on_sparse else None
-    is_sparse = sparse_is_smaller(layer_bytes(adata.n_obs, adata.n_vars, n_genes, args.layer_dtype, sparse=False),
-                                  layer_bytes(adata.n_obs, adata.n_vars, n_genes, "float32", sparse=True, nonzeros=nonzeros),
-                                  subset=args.layer_genes is not None, exact_on_sparse=exact and on_sparse)
-    dtype = "float32" if is_sparse else args.layer_dtype  # (a sparse layer is float32)
-    need = layer_bytes(adata.n_obs, adata.n_vars, n_genes, dtype, sparse=is_sparse, nonzeros=nonzeros)
+    dense = layer_bytes(adata.n_obs, adata.n_vars, n_genes, args.layer_dtype, sparse=False)
+    sparse = layer_bytes(adata.n_obs, adata.n_vars, n_genes, "float32", sparse=True, nonzeros=nonzeros)
+    is_sparse = sparse_is_smaller(dense, sparse, subset=args.layer_genes is not None, exact_on_sparse=exact and on_sparse)
+    dtype, need = ("float32", sparse) if is_sparse else (args.layer_dtype, dense)  # (a sparse layer is float32)
     check_layer_room(
         need, f"{adata.n_obs} observations × {n_genes if is_sparse else adata.n_vars} genes, {dtype}, "
               f"{'sparse' if is_sparse else 'dense'}",

@@ -693,7 +693,7 @@ def attribute(
         raise TypeError(f"key_added must be a non-empty string, got {key_added!r}")
     check_writable(adata, key_added, tool="attribute", overwrite=overwrite, layer=store_layer)
     dev = resolve_device(device)
-    from ..explain._distributed import refuse_small_workers
+    from ..explain._distributed import has_dask_data, refuse_small_workers
 
     refuse_small_workers("attribution", adata)  # before anything of Dask data is read (a lazy obs too) on the workers
     prep = prepare_targets(adata, ens, target=target, groupby=groupby, layer=layer, use_raw=use_raw,
@@ -719,8 +719,8 @@ def attribute(
     if layer_genes is not None and not store_layer:
         warn(f"layer_genes={layer_genes!r} has no effect with store_layer=False (no layer is stored)", stacklevel=4)
     dask_X = _dask_aligned(X) if backend != "memory" else None
-    if backend == "dask" or _is_dask(getattr(X.base, "data", None)):  # (dask_X is set only for Dask data)
-        refuse_small_workers("attribution")  # with a client active, Dask data is read on its workers
+    if backend == "dask" and not has_dask_data(adata):  # in-memory data sent to the workers (Dask data: checked above)
+        refuse_small_workers("attribution")
     if backend == "dask" and dask_X is None:
         import dask.array as dsa
 
@@ -731,10 +731,7 @@ def attribute(
                              "(anndata.experimental.read_lazy, or read_elem_lazy for X), so that each worker reads it "
                              "itself, or use backend='memory' (which streams the backed file in this process)")
         dask_X = dsa.from_array(_DenseRows(X), chunks=(max(1, min(X.shape[0], 8192)), X.shape[1]))
-    n_keep = X.shape[1] if keep is None else keep.size
     bound = len(groups) * int(top_k) if top_genes else None  # the union of every group's top_k genes, at most
-    if bound is not None:
-        n_keep = min(n_keep, bound)
     nonzeros = _input_nonzeros(X) if zero_exact and X.is_sparse else None
 
     def is_sparse(keep_now: np.ndarray | None, bound_now: int | None) -> tuple[bool, int, int]:
@@ -750,12 +747,15 @@ def attribute(
                             n_genes=width, top=top_genes)
     modules = [ens.modules[i] for i in members]
     run = dict(groups=codes, n_groups=len(groups), blocks=blocks, store_cells=False, config=config)
-    two_pass = store_layer and isinstance(layer_genes, str) and layer_genes == "top"
-    if store_layer and sparse_layer and layer_dtype == "float16" and not two_pass:
-        _say_float32(n_keep)
-    layer_dtype_stored = "float32" if sparse_layer else layer_dtype
-    layers = {} if not store_layer or two_pass else \
-        {id(d): _Layer(d, layer_dtype_stored, keep, sparse=sparse_layer) for d in dests}
+    two_pass = store_layer and top_genes
+
+    def make_layers(keep_now: np.ndarray | None, *, sparse_now: bool) -> dict:
+        """One layer per destination; a sparse one is float32 (SciPy's sparse matrices have no float16)."""
+        if sparse_now and layer_dtype == "float16":
+            _say_float32(X.shape[1] if keep_now is None else keep_now.size)
+        return {id(d): _Layer(d, "float32" if sparse_now else layer_dtype, keep_now, sparse=sparse_now) for d in dests}
+
+    layers = make_layers(keep, sparse_now=sparse_layer) if store_layer and not two_pass else {}
 
     def on_chunk(sl: slice, chunk: np.ndarray) -> None:
         for layer in layers.values():
@@ -788,10 +788,7 @@ def attribute(
     if two_pass:  # the layer of the union of every group's top genes, by a second, identical pass
         keep = np.unique(np.argsort(-np.nan_to_num(ranking.scores, nan=-np.inf), axis=1, kind="stable")[:, : ranking.top_k])
         sparse_layer = is_sparse(keep, None)[0]  # now that the union is known
-        if sparse_layer and layer_dtype == "float16":
-            _say_float32(keep.size)
-        layer_dtype_stored = "float32" if sparse_layer else layer_dtype
-        layers = {id(d): _Layer(d, layer_dtype_stored, keep, sparse=sparse_layer) for d in dests}
+        layers = make_layers(keep, sparse_now=sparse_layer)
         explain.attribute_modules(modules, X, prep.targets, method, on_chunk=on_chunk, progress=False, **run)
     rank_by = rank_by if res.presence_group_means is not None else "total"
     params = {
@@ -808,7 +805,7 @@ def attribute(
         "gradient_correction": bool(gradient_correction), "random_state": int(random_state), "device": str(dev),
         "fast_kernel": bool(np.all(res.fast)), TOOL_FIELD: "attribute", "seconds": round(time.perf_counter() - t0, 3),
         "store_layer": "no" if not store_layer else ("sparse" if sparse_layer else "dense"),
-        "layer_dtype": layer_dtype_stored if store_layer else "None",
+        "layer_dtype": ("float32" if sparse_layer else layer_dtype) if store_layer else "None",
         "layer_genes": "all" if layer_genes is None else ("top" if top_genes else int(keep.size)),
         "backend": "dask" if dask_X is not None else "memory",
     }
@@ -959,7 +956,7 @@ def sparse_is_smaller(dense: int, sparse: int, *, subset: bool, exact_on_sparse:
 def _say_float32(n_genes: int) -> None:
     warn(f"layer_dtype='float16' applies to a dense layer; the sparse one of {n_genes} genes is smaller, so it is "
          "stored sparse in float32 (SciPy's sparse matrices have no float16); layer_format='dense' for a dense float16 "
-         "layer", stacklevel=5)  # warn → here → attribute → renamed_kwarg → the user
+         "layer", stacklevel=6)  # warn → here → make_layers → attribute → renamed_kwarg → the user
 
 
 def check_layer_room(need: int, shape: str, *, what: str = "the attribution layer", options: str, done: str = "") -> None:

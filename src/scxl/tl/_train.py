@@ -341,8 +341,6 @@ def train_classifier(
     refuse_small_workers("training", adata)  # before anything of Dask data is read (a lazy obs too) on the workers
     inputs = extract(adata, layer=layer, use_raw=use_raw, mods=mods)
     on_workers = _use_workers(backend, model, inputs.matrix)  # before any pass over the data
-    if on_workers or any(_is_dask(p.data) for p in getattr(inputs.matrix, "parts", [inputs.matrix])):
-        refuse_small_workers("training")  # Dask data is read on the active client's workers, from the value checks on
 
     # labels
     labels = check_groupby(adata.obs if is_mudata(adata) else inputs.obs, groupby,
