@@ -399,7 +399,13 @@ def test_ctrl_c_while_waiting_for_workers_leaves_no_orphaned_client_coroutines(c
         finally:
             timer.cancel()
     assert stopped
-    assert "never retrieved" not in caplog.text
+    # What a Ctrl-C inside ``client.gather`` leaves: its coroutines die unheard ("Task exception was never
+    # retrieved ... AllExit"). Not asserted on: distributed's own shutdown race, where a BatchedSend's
+    # ``waker.wait`` timeout ("Future exception was never retrieved ... TimeoutError('Timeout')") is
+    # collected while the cluster closes (tornado's ``with_timeout``); it appeared once on the slower CI
+    # machine, and is not ours to fix.
+    assert "Task exception was never retrieved" not in caplog.text
+    assert "AllExit" not in caplog.text
 
 
 def test_ctrl_c_during_attribution_on_workers_cancels_their_tasks_and_stores_nothing(reference, monkeypatch):
