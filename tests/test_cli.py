@@ -87,11 +87,11 @@ def test_bad_arguments_exit_nonzero(synth, tmp_path, capsys):
     assert main(["run", str(path), "--quiet"]) == 2
     assert "--groupby is required" in capsys.readouterr().err
     assert main(["run", str(path), "--groupby", "nope", "--quiet", "--out", str(tmp_path / "o")]) == 2
-    assert "groupby='nope' is not a column" in capsys.readouterr().err
+    assert "--groupby nope is not a column" in capsys.readouterr().err
     assert main(["run", "--n-models", "0", "--quiet"]) == 2
     assert main([]) == 2
     assert main(["run", str(path), "--groupby", "group", "--method", "lime", "--quiet", "--out", str(tmp_path / "o")]) == 2
-    assert "method='lime'" in capsys.readouterr().err
+    assert "error: --method lime is not a known explainer" in capsys.readouterr().err
 
 
 def test_options_checked_before_reading_the_data(tmp_path, capsys, monkeypatch):
@@ -110,7 +110,7 @@ def test_options_checked_before_reading_the_data(tmp_path, capsys, monkeypatch):
                                    ("--max-epochs", "0", "--max-epochs must be at least 1"),
                                    ("--cv", "1", "--cv must be at least 2"),
                                    ("--n-models", "0", "--n-models must be at least 1"),
-                                   ("--method", "lime", "--method: method='lime' is not a known explainer"),
+                                   ("--method", "lime", "error: --method lime is not a known explainer"),
                                    ("--method", "guided_gradcam", "--method guided_gradcam applies to CNN models; give --model cnn"),
                                    ("--baseline", "median", "--baseline must be one of zero, normal"),
                                    ("--epoch-size", "0", "--epoch-size must be 'auto', 'none' (whole passes) or an integer >= 2")):
@@ -310,7 +310,7 @@ def test_the_layer_check_reads_what_training_and_attribute_read(synth, tmp_path,
     b.write_h5ad(tmp_path / "noraw.h5ad")
     assert main(["run", str(tmp_path / "noraw.h5ad"), "--groupby", "group", "--use-raw", "--quiet",
                  "--out", str(tmp_path / "o")]) == 2  # (a regression: an AttributeError from the layer check)
-    assert "use_raw=True but adata.raw is None" in capsys.readouterr().err
+    assert "--use-raw but adata.raw is None" in capsys.readouterr().err
     assert main(["run", "--quiet", "--method", "saliency", "--baseline", "zero", "--out", str(tmp_path / "o")]) == 2
     assert "--method saliency takes no reference: leave out --baseline" in capsys.readouterr().err
 
@@ -334,3 +334,72 @@ def test_python_dash_m_scxl_runs_the_command():
 
     done = subprocess.run([sys.executable, "-m", "scxl", "--version"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "scxl" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("python", "command_line"), [
+    ("train on it with use_raw=True", "train on it with --use-raw"),
+    ("or store_layer=False, or layer_dtype='float16'", "or --no-layer, or --layer-dtype float16"),
+    ("groupby='nope' is not a column of adata.obs", "--groupby nope is not a column of adata.obs"),
+    ("epoch_size=None, top_k=20, min_delta_chance=0.003", "--epoch-size none, --top-k 20, --min-delta-chance 0.003"),
+    ("layer=None, layer_format='dense'", "layer=None, layer_format='dense'"),  # no flag sets these: left as they are
+])
+def test_messages_name_the_flags_of_the_command(python, command_line):
+    from scxl.cli import _for_the_command_line
+
+    assert _for_the_command_line(python) == command_line
+
+
+def test_a_fix_in_python_says_how_to_apply_it_to_the_file():
+    from scxl.cli import _for_the_command_line
+
+    said = _for_the_command_line("convert it: adata.obs['num'] = pd.Categorical(adata.obs['num'])")
+    assert said.startswith("convert it: adata.obs['num'] = pd.Categorical(") and "anndata.read_h5ad(FILE)" in said
+    assert "read_h5ad" not in _for_the_command_line("groupby='x' is not a column of adata.obs (columns: 'a')")
+
+
+def test_the_command_prints_warnings_in_its_own_terms_and_a_data_scale_warning_once(capsys):
+    import warnings
+
+    from scxl._logging import DataScaleWarning, ScxlWarning
+    from scxl.cli import _command_line_warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        before = warnings.showwarning
+        with _command_line_warnings():
+            warnings.warn("adata.X contains negative values (-2 to 3): train on raw with use_raw=True", DataScaleWarning,
+                          stacklevel=1)
+            warnings.warn("adata.X contains negative values (-2 to 3): references are truncated", DataScaleWarning,
+                          stacklevel=1)
+            warnings.warn("a warning of its own", ScxlWarning, stacklevel=1)
+        assert warnings.showwarning is before  # (restored)
+    err = capsys.readouterr().err
+    assert err.count("negative values") == 1 and "scxl run: warning: adata.X contains negative" in err
+    assert "with --use-raw" in err and "scxl run: warning: a warning of its own" in err
+    assert "test_cli.py" not in err  # (no source line of the caller)
+
+
+def test_use_raw_trains_on_raw_genes_marked_in_var_and_computes_specificity_on_raw(synth, tmp_path, capsys):
+    """Scanpy's processed files: X scaled on the highly variable genes, raw the log-normalised values of all."""
+    import scanpy as sc
+
+    a = synth.copy()
+    a.raw = a
+    a.var["highly_variable"] = np.arange(a.n_vars) < 40
+    a = a[:, a.var["highly_variable"].to_numpy()].copy()
+    sc.pp.scale(a)  # X now has negative values: specificity on it would be refused
+    path = tmp_path / "in.h5ad"
+    a.write_h5ad(path)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--groupby", "group", "--use-raw", "--genes", "highly_variable", "--n-models", "2",
+                 "--max-epochs", "2", "--no-reproducibility", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "copied to raw.var['highly_variable']" in captured.err
+    assert "Specificity skipped" not in captured.out and "specific to their own group" in captured.out
+    result = ad.read_h5ad(out / "scxl_result.h5ad")
+    import scxl as xl
+
+    assert len(xl.get.ensemble(result).var_names) == 40  # raw's genes marked in var
+    assert "xl_tau" in result.raw.var and "xl_tau" not in result.var  # computed on raw's values, stored with raw's genes
+    assert list(result.uns["xl_specificity"]["profile"].columns) == list(result.raw.var_names)
+    assert "xl_deeplift_overlap" in result.uns

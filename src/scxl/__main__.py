@@ -1,8 +1,6 @@
-"""``python -m scxl``: the ``scxl`` command (:func:`scxl.cli.main`)."""
+"""``python -m scxl``: the ``scxl`` command (:func:`scxl.cli.console`)."""
 
-import sys
-
-from .cli import main
+from .cli import console
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -268,11 +268,12 @@ def check_values(matrix: Any, *, expect_nonnegative: bool = True, chunk_size: in
     return summary
 
 
-def resolve_genes(var: pd.DataFrame, var_names: pd.Index, genes: Any) -> np.ndarray:
+def resolve_genes(var: pd.DataFrame, var_names: pd.Index, genes: Any, where: str = "var") -> np.ndarray:
     """Integer indices of the selected features.
 
     ``genes`` may be ``None`` (all), the name of a boolean ``var`` column (e.g.
-    ``"highly_variable"``), a boolean mask, or a sequence of names.
+    ``"highly_variable"``), a boolean mask, or a sequence of names. ``where`` names the table in
+    messages (``"raw.var"`` for ``use_raw=True``).
     """
     n = len(var_names)
     if genes is None:
@@ -280,10 +281,11 @@ def resolve_genes(var: pd.DataFrame, var_names: pd.Index, genes: Any) -> np.ndar
     if isinstance(genes, str):
         if genes not in var.columns:
             single = f"; to select the one gene {genes!r}, pass a list: genes=[{genes!r}]" if genes in var_names else ""
-            raise KeyError(f"genes={genes!r} is not a boolean column of var (columns: {list(var.columns)[:20]}){single}")
+            raise KeyError(f"genes={genes!r} is not a boolean column of {where} (columns: {list(var.columns)[:20]})"
+                           f"{single}")
         mask = var[genes].to_numpy()
         if mask.dtype != bool:
-            raise TypeError(f"var[{genes!r}] must be boolean to select genes, found dtype {mask.dtype}")
+            raise TypeError(f"{where}[{genes!r}] must be boolean to select genes, found dtype {mask.dtype}")
         idx = np.flatnonzero(mask)
     else:
         arr = np.asarray(genes)

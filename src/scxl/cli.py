@@ -3,11 +3,77 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+
+#: Switches of the Python API named in scxl's messages, and the ``scxl run`` flags that set them.
+_SWITCHES = {"use_raw=True": "--use-raw", "store_layer=False": "--no-layer"}
+#: Options of the Python API that ``scxl run`` takes as ``--name VALUE`` (``min_delta`` after ``min_delta_chance``).
+_OPTIONS = ("layer_dtype", "layer_genes", "n_models", "max_epochs", "epoch_size", "patience", "min_delta_chance",
+            "min_delta", "validation", "method", "baseline", "n_baselines", "rank_by", "top_k", "values", "min_expr",
+            "genes", "layer", "groupby", "device", "random_state", "cv", "model")
+_OPTION = re.compile(r"(?<![\w.\[])(" + "|".join(_OPTIONS) + r")=(?:'([^']*)'|\"([^\"]*)\"|(-?\d[\d.e+-]*|None)\b)")
+#: A fix written as Python code: an assignment to or a call on adata, a library call, a copy.
+_PYTHON = re.compile(r"\badata\b[\w.\[\]'\"]*\s=\s|\badata\.\w+\(|\b(?:sc|xl|pd|np|anndata)\.[\w.]+\(|\.copy\(|\.to_memory\(")
+
+
+def _for_the_command_line(message: str) -> str:
+    """A message of the Python API as a user of ``scxl run`` can act on it.
+
+    Options the command takes are named as its flags (``use_raw=True`` → ``--use-raw``,
+    ``top_k=20`` → ``--top-k 20``). A fix that remains Python code (an operation on the data) is
+    followed by how to apply it to the input file.
+    """
+    for python, flag in _SWITCHES.items():
+        message = message.replace(python, flag)
+
+    def flag(m: re.Match) -> str:
+        value = next(v for v in m.groups()[1:] if v is not None)
+        if value == "None":
+            if m[1] != "epoch_size":
+                return m[0]  # (no flag gives None)
+            value = "none"
+        return f"--{m[1].replace('_', '-')} {value}"
+
+    message = _OPTION.sub(flag, message)
+    if _PYTHON.search(message):
+        message += (" [the fix is Python: apply it to the input file with anndata (adata = anndata.read_h5ad(FILE); "
+                    "...; adata.write_h5ad(FILE)) and run scxl again]")
+    return message
+
+
+@contextlib.contextmanager
+def _command_line_warnings():
+    """Print warnings as ``scxl run: warning: ...`` in the command's terms, each data-scale warning once.
+
+    The default display names a line of scxl's source and repeats it (``xl.tl.train_classifier(``),
+    which means nothing to a user of the command.
+    """
+    from ._logging import DataScaleWarning
+
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):  # (showwarning's signature)
+        text = str(message)
+        if issubclass(category, DataScaleWarning):  # (training, then specificity, say it of the same matrix)
+            head = text.split(":", 1)[0]
+            if head in shown:
+                return
+            shown.add(head)
+        print(f"scxl run: warning: {_for_the_command_line(text)}", file=sys.stderr if file is None else file)
+
+    previous = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -129,7 +195,7 @@ def _check_args(args: argparse.Namespace) -> None:
         try:
             spec = get_explainer(args.method)
         except (KeyError, ValueError) as e:
-            raise ValueError(f"--method: {e.args[0] if e.args else e} ('none' skips attribution)") from None
+            raise ValueError(f"{e.args[0] if e.args else e} ('none' skips attribution)") from None  # (method=... → --method)
         if args.model not in spec.model_types:
             raise ValueError(f"--method {args.method} applies to {' and '.join(spec.model_types).upper()} models; "
                              f"give --model {spec.model_types[0]} or another --method")
@@ -185,6 +251,7 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     adata, groupby, source = _load(args.data, args.groupby, backed=args.backed)
     args.unit = _unit(adata) if args.unit == "auto" else args.unit
+    _genes_for_raw(adata, args)
     _check_layer_room(adata, args, groupby)  # before training: a layer that cannot fit would fail only after it
     xl.tl.train_classifier(
         adata, groupby, model=args.model, n_models=args.n_models, layer=args.layer, use_raw=args.use_raw,
@@ -298,15 +365,54 @@ def _analyse(adata, args, groupby: str, out: Path) -> dict:
 
         logger.warning("reproducibility skipped: it compares replicates of different members, and the ensemble has "
                        "one (--n-models 2 or more)")
-    if type(adata).__name__ != "MuData":
-        try:
-            xl.tl.specificity(adata, groupby, values=args.values, min_expr=args.min_expr,
-                              layer=adata.uns["xl"]["preprocessing"].get("layer"))
-            xl.tl.gene_set_overlap(adata, key, top_k=args.top_k)
-            result["overlap"] = f"{key}_overlap"
-        except ValueError as err:  # e.g. scaled data: report and carry on
-            result["specificity_error"] = str(err)
+    if type(adata).__name__ == "MuData":
+        return result
+    if args.use_raw and adata.isbacked:
+        result["specificity_error"] = ("with --backed and --use-raw, specificity is not computed (it would read raw "
+                                       "into memory); run without --backed, or xl.tl.specificity on a layer")
+        return result
+    # Specificity and the overlaps read the matrix the classifier read: with --use-raw, raw's genes and values
+    # (X is then often scaled, as in scanpy's processed files); the results go to raw.var and uns.
+    bio = adata
+    if args.use_raw:
+        bio = adata.raw.to_adata()
+        bio.uns[key] = adata.uns[key]
+    try:
+        xl.tl.specificity(bio, groupby, values=args.values, min_expr=args.min_expr,
+                          layer=adata.uns["xl"]["preprocessing"].get("layer"))
+        xl.tl.gene_set_overlap(bio, key, top_k=args.top_k)
+        result["overlap"] = f"{key}_overlap"
+    except ValueError as err:  # e.g. scaled data: report and carry on
+        result["specificity_error"] = str(err)
+    if bio is not adata and "overlap" in result:
+        from ._keys import Key
+
+        for column in (Key.var.tau, Key.var.specificity, Key.var.enriched_in, Key.var.housekeeping):
+            adata.raw.var[column("xl")] = bio.var[column("xl")]
+        for entry in (Key.uns.specificity("xl"), result["overlap"]):
+            adata.uns[entry] = bio.uns[entry]
+    result["biology"] = bio  # (the figure of the specificity of the top genes reads its var)
     return result
+
+
+def _genes_for_raw(adata, args: argparse.Namespace) -> None:
+    """``--use-raw --genes COLUMN`` with the column on ``var`` only (as ``highly_variable`` usually is): copy it to ``raw.var``.
+
+    Training with ``use_raw=True`` selects among raw's genes, in ``raw.var``; the command has no
+    other way to name them.
+    """
+    import numpy as np
+
+    from ._logging import logger
+
+    if not args.use_raw or args.genes is None or hasattr(adata, "mod") or getattr(adata, "raw", None) is None:
+        return
+    if args.genes in adata.raw.var.columns or args.genes not in adata.var.columns or adata.var[args.genes].dtype != bool:
+        return  # (training names what is wrong, if anything)
+    chosen = adata.var_names[np.asarray(adata.var[args.genes])]
+    adata.raw.var[args.genes] = adata.raw.var_names.isin(chosen)
+    logger.info("--genes %s with --use-raw: the %d genes marked in var, copied to raw.var[%r] (raw's %d genes)",
+                args.genes, int(adata.raw.var[args.genes].sum()), args.genes, adata.raw.n_vars)
 
 
 def _check_layer_room(adata, args: argparse.Namespace, groupby: str | None = None) -> None:
@@ -525,7 +631,7 @@ def _report(adata, ens, groupby, source, seconds, out: Path, analysis: dict, arg
                    f"({'expression that supports the group' if directed else 'by attribution'}).")
         if "overlap" in analysis:
             rep.heading("Biology: specificity of the top genes")
-            rep.figure(xl.pl.specificity(adata, key, return_fig=True), "specificity", figs,
+            rep.figure(xl.pl.specificity(analysis["biology"], key, return_fig=True), "specificity", figs,
                        "Fraction of each group's top genes that are specific to the group / housekeeping, against chance.")
             t = adata.uns[analysis["overlap"]]["table"]
             rep.table(t[["group", "gene_set", "overlap", "expected", "fold_enrichment", "pvalue_adj"]], index=False)
@@ -551,8 +657,15 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError, MemoryError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"scxl run: error: {msg}", file=sys.stderr)
+        print(f"scxl run: error: {_for_the_command_line(msg)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def console() -> None:
+    """The ``scxl`` console script (and ``python -m scxl``): :func:`main`, warnings in the command's terms."""
+    with _command_line_warnings():
+        code = main()
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

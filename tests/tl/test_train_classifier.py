@@ -314,3 +314,17 @@ def test_scaled_x_with_a_raw_points_at_use_raw(synth):
     sc.pp.scale(a)
     with pytest.warns(xl.ScxlWarning, match=r"looks centred or scaled.*adata\.raw is set: .*use_raw=True"):
         xl.tl.train_classifier(a, "group", n_models=1, max_epochs=1)
+
+
+def test_use_raw_with_a_gene_column_of_var_only_says_how_to_select_raw_genes(synth):
+    a = synth.copy()
+    a.raw = a
+    a.var["highly_variable"] = np.arange(a.n_vars) < 10  # set on var after raw, as scanpy's workflow does
+    with pytest.raises(KeyError, match=r"raw\.var has no column 'highly_variable' \(adata\.var has it\): pass the "
+                                       r"genes by name, genes=adata\.var_names\[adata\.var\['highly_variable'\]\]"):
+        xl.tl.train_classifier(a, "group", use_raw=True, genes="highly_variable", n_models=1, max_epochs=1)
+    with pytest.raises(KeyError, match=r"genes='nope' is not a boolean column of raw\.var"):
+        xl.tl.train_classifier(a, "group", use_raw=True, genes="nope", n_models=1, max_epochs=1)
+    xl.tl.train_classifier(a, "group", use_raw=True, genes=a.var_names[a.var["highly_variable"]], n_models=1,
+                           max_epochs=1)  # the fix it gives
+    assert len(xl.get.ensemble(a).var_names) == 10

@@ -376,7 +376,14 @@ def train_classifier(
         )
 
     # features
-    cols = resolve_genes(inputs.var, inputs.var_names, genes)
+    if (use_raw and isinstance(genes, str) and genes not in inputs.var.columns and not is_mudata(adata)
+            and genes in adata.var.columns):  # (the usual case: highly_variable is set on adata.var)
+        raise KeyError(
+            f"use_raw=True selects among the genes of adata.raw, and raw.var has no column {genes!r} (adata.var has "
+            f"it): pass the genes by name, genes=adata.var_names[adata.var[{genes!r}]], or copy the column to raw: "
+            f"adata.raw.var[{genes!r}] = adata.raw.var_names.isin(adata.var_names[adata.var[{genes!r}]])"
+        )
+    cols = resolve_genes(inputs.var, inputs.var_names, genes, where="raw.var" if use_raw else "var")
     features = inputs.var_names[cols]
     raw_hint = ""
     if layer is None and not use_raw and not is_mudata(adata) and getattr(adata, "raw", None) is not None:
