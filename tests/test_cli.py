@@ -310,7 +310,7 @@ def test_the_layer_check_reads_what_training_and_attribute_read(synth, tmp_path,
     b.write_h5ad(tmp_path / "noraw.h5ad")
     assert main(["run", str(tmp_path / "noraw.h5ad"), "--groupby", "group", "--use-raw", "--quiet",
                  "--out", str(tmp_path / "o")]) == 2  # (a regression: an AttributeError from the layer check)
-    assert "--use-raw but adata.raw is None" in capsys.readouterr().err
+    assert "--use-raw: " in (err := capsys.readouterr().err) and "has no raw; leave out --use-raw" in err
     assert main(["run", "--quiet", "--method", "saliency", "--baseline", "zero", "--out", str(tmp_path / "o")]) == 2
     assert "--method saliency takes no reference: leave out --baseline" in capsys.readouterr().err
 
@@ -342,6 +342,9 @@ def test_python_dash_m_scxl_runs_the_command():
     ("groupby='nope' is not a column of adata.obs", "--groupby nope is not a column of adata.obs"),
     ("epoch_size=None, top_k=20, min_delta_chance=0.003", "--epoch-size none, --top-k 20, --min-delta-chance 0.003"),
     ("layer=None, layer_format='dense'", "layer=None, layer_format='dense'"),  # no flag sets these: left as they are
+    ("groupby='cell type' is not a column", "--groupby 'cell type' is not a column"),  # (as the shell takes it)
+    ("then xl.tl.train_classifier(adata, n_models=4, extend=True), or n_models=4",
+     "then xl.tl.train_classifier(adata, n_models=4, extend=True), or --n-models 4"),  # a Python call stays Python
 ])
 def test_messages_name_the_flags_of_the_command(python, command_line):
     from scxl.cli import _for_the_command_line
@@ -353,30 +356,40 @@ def test_a_fix_in_python_says_how_to_apply_it_to_the_file():
     from scxl.cli import _for_the_command_line
 
     said = _for_the_command_line("convert it: adata.obs['num'] = pd.Categorical(adata.obs['num'])")
-    assert said.startswith("convert it: adata.obs['num'] = pd.Categorical(") and "anndata.read_h5ad(FILE)" in said
+    assert said.startswith("convert it: adata.obs['num'] = pd.Categorical(") and "anndata.read_h5ad or mudata.read_h5mu" in said
     assert "read_h5ad" not in _for_the_command_line("groupby='x' is not a column of adata.obs (columns: 'a')")
+    flagged = _for_the_command_line("scaled (e.g. sc.pp.scale(adata)); raw is set: train on it with use_raw=True")
+    assert flagged.endswith("with --use-raw")  # a flag is the fix: no note on Python
 
 
-def test_the_command_prints_warnings_in_its_own_terms_and_a_data_scale_warning_once(capsys):
+def test_the_command_prints_warnings_and_log_lines_in_its_own_terms_each_once(capsys, recwarn):
     import warnings
 
-    from scxl._logging import DataScaleWarning, ScxlWarning
-    from scxl.cli import _command_line_warnings
+    from scxl._logging import DataScaleWarning, ScxlWarning, logger
+    from scxl.cli import _command_line_messages
 
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         before = warnings.showwarning
-        with _command_line_warnings():
+        with _command_line_messages():
             warnings.warn("adata.X contains negative values (-2 to 3): train on raw with use_raw=True", DataScaleWarning,
                           stacklevel=1)
             warnings.warn("adata.X contains negative values (-2 to 3): references are truncated", DataScaleWarning,
                           stacklevel=1)
             warnings.warn("a warning of its own", ScxlWarning, stacklevel=1)
+            for _ in range(3):
+                warnings.warn("another library's", FutureWarning, stacklevel=1)
+            logger.warning("references=%r: use baseline='mean'", "universal")
         assert warnings.showwarning is before  # (restored)
+        logger.warning("after: baseline='mean'")
     err = capsys.readouterr().err
-    assert err.count("negative values") == 1 and "scxl run: warning: adata.X contains negative" in err
-    assert "with --use-raw" in err and "scxl run: warning: a warning of its own" in err
-    assert "test_cli.py" not in err  # (no source line of the caller)
+    assert err.count("negative values") == 1 and "WARNING: adata.X contains negative" in err
+    assert "with --use-raw" in err and "WARNING: a warning of its own" in err
+    assert "scxl/cli.py" not in err and "warnings.warn(" not in err  # (no source line)
+    shown = [w for w in recwarn if issubclass(w.category, FutureWarning)]  # (pytest records what Python would print)
+    assert len(shown) == 1 and "another library's" not in err
+    assert "references='universal': use --baseline mean" in err
+    assert "after: baseline='mean'" in err  # (the filter is removed)
 
 
 def test_use_raw_trains_on_raw_genes_marked_in_var_and_computes_specificity_on_raw(synth, tmp_path, capsys):
@@ -403,3 +416,36 @@ def test_use_raw_trains_on_raw_genes_marked_in_var_and_computes_specificity_on_r
     assert "xl_tau" in result.raw.var and "xl_tau" not in result.var  # computed on raw's values, stored with raw's genes
     assert list(result.uns["xl_specificity"]["profile"].columns) == list(result.raw.var_names)
     assert "xl_deeplift_overlap" in result.uns
+
+
+def test_run_on_a_mudata_writes_the_report_with_figures_per_modality(tmp_path, capsys):
+    """From a review: the report failed at its expression figures, and samples missing from a modality counted as wrong."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    data = Path(__file__).parent / "data" / "tcga_brca_multiomics_mixomics.h5mu"  # protein: 150 of the 220 samples
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="contains negative values"), \
+            pytest.warns(UserWarning, match="missing from a modality the ensemble uses and got no prediction"):
+        assert main(["run", str(data), "--groupby", "subtype", "--n-models", "2", "--max-epochs", "3",
+                     "--no-reproducibility", "--out", str(out), "--quiet"]) == 0
+    assert (out / "report.html").exists() and (out / "scxl_result.h5mu").exists()
+    for name in ("top_genes", "dotplot"):
+        assert {p.stem for p in (out / "figures").glob(f"{name}_*.png")} == {f"{name}_{m}" for m in ("mrna", "mirna", "protein")}
+    said = capsys.readouterr().out
+    pred = pd.read_csv(out / "predictions.csv", index_col=0)
+    scored = pred.dropna(subset=["xl_prediction"])
+    agreement = (scored["subtype"] == scored["xl_prediction"]).mean()
+    assert "70 without a prediction (missing from a modality) left out" in said and f"): {agreement:.3f}" in said
+
+
+def test_the_unit_is_read_on_the_values_before_scaling():
+    import scanpy as sc
+
+    from scxl.cli import _unit
+
+    a = sc.datasets.pbmc68k_reduced()  # X scaled (dense, no zeros), raw log-normalised (sparse)
+    assert _unit(a) == "cells" and _unit(a, use_raw=True) == "cells"
+    bulk = ad.AnnData(np.random.default_rng(0).gamma(2.0, size=(60, 300)).astype(np.float32))
+    assert _unit(bulk) == "samples"

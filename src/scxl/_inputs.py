@@ -298,15 +298,30 @@ def get_matrix(adata: AnnData, *, layer: str | None = None, use_raw: bool = Fals
 CSC_HINT_ROWS = 20_000
 
 
+_HINTED: set[tuple[str, str]] = set()
+
+
+def _first_hint(data: Any, source: str) -> bool:
+    """Whether the CSC hint for this file's matrix is new in this process (train, predict and attribute read it again)."""
+    group = getattr(data, "group", None)
+    where = (str(getattr(getattr(group, "file", None), "filename", id(data))), f"{getattr(group, 'name', '')}:{source}")
+    if where in _HINTED:
+        return False
+    _HINTED.add(where)
+    return True
+
+
 def _checked(matrix: Matrix) -> Matrix:
     """Raise a TypeError for a matrix that does not hold numbers (strings, objects, complex)."""
     data = matrix.data
-    if _is_backed(data) and type(data).__name__.endswith("CSCDataset") and data.shape[0] >= CSC_HINT_ROWS:
+    if _is_backed(data) and type(data).__name__.endswith("CSCDataset") and data.shape[0] >= CSC_HINT_ROWS \
+            and _first_hint(data, matrix.source):
         logger.warning(
             "%s is a backed CSC (column-compressed) matrix: scxl reads it by blocks of rows, and each block reads "
             "part of every column, several times slower than from CSR (measured 2.5x for attribute, 5x for predict at "
-            "50,000 x 500). Store it as CSR once (in memory: adata.X = adata.X.tocsr() before writing the file) to "
-            "stream it faster", matrix.source)
+            "50,000 x 500). Store it as CSR once to stream it faster: xl.pp.rewrite_as_csr(adata, 'copy.h5ad') writes a "
+            "copy a block at a time (for files larger than memory); in memory, adata.X = adata.X.tocsr() before "
+            "writing the file", matrix.source)
     dtype = getattr(matrix.data, "dtype", None)
     if dtype is None or np.dtype(dtype).kind in "biuf":
         return matrix

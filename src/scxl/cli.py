@@ -19,19 +19,22 @@ _OPTIONS = ("layer_dtype", "layer_genes", "n_models", "max_epochs", "epoch_size"
             "min_delta", "validation", "method", "baseline", "n_baselines", "rank_by", "top_k", "values", "min_expr",
             "genes", "layer", "groupby", "device", "random_state", "cv", "model")
 _OPTION = re.compile(r"(?<![\w.\[])(" + "|".join(_OPTIONS) + r")=(?:'([^']*)'|\"([^\"]*)\"|(-?\d[\d.e+-]*|None)\b)")
+#: A Python call with keyword arguments, e.g. ``xl.tl.train_classifier(adata, n_models=4)``: left as it is.
+_CALL = re.compile(r"\b[\w.]+\((?:[^()]|\([^()]*\))*=(?:[^()]|\([^()]*\))*\)")
 #: A fix written as Python code: an assignment to or a call on adata, a library call, a copy.
 _PYTHON = re.compile(r"\badata\b[\w.\[\]'\"]*\s=\s|\badata\.\w+\(|\b(?:sc|xl|pd|np|anndata)\.[\w.]+\(|\.copy\(|\.to_memory\(")
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
 
 
 def _for_the_command_line(message: str) -> str:
     """A message of the Python API as a user of ``scxl run`` can act on it.
 
     Options the command takes are named as its flags (``use_raw=True`` → ``--use-raw``,
-    ``top_k=20`` → ``--top-k 20``). A fix that remains Python code (an operation on the data) is
-    followed by how to apply it to the input file.
+    ``top_k=20`` → ``--top-k 20``), except inside a Python call quoted as such. A message whose
+    only fix is Python code (an operation on the data, no flag) is followed by how to apply it
+    to the input file.
     """
-    for python, flag in _SWITCHES.items():
-        message = message.replace(python, flag)
+    import shlex
 
     def flag(m: re.Match) -> str:
         value = next(v for v in m.groups()[1:] if v is not None)
@@ -39,41 +42,68 @@ def _for_the_command_line(message: str) -> str:
             if m[1] != "epoch_size":
                 return m[0]  # (no flag gives None)
             value = "none"
-        return f"--{m[1].replace('_', '-')} {value}"
+        return f"--{m[1].replace('_', '-')} {shlex.quote(value)}"
 
-    message = _OPTION.sub(flag, message)
-    if _PYTHON.search(message):
-        message += (" [the fix is Python: apply it to the input file with anndata (adata = anndata.read_h5ad(FILE); "
-                    "...; adata.write_h5ad(FILE)) and run scxl again]")
+    def options(text: str) -> str:
+        for python, switch in _SWITCHES.items():
+            text = text.replace(python, switch)
+        return _OPTION.sub(flag, text)
+
+    parts, last = [], 0
+    for call in _CALL.finditer(message):  # (calls stay Python)
+        parts += [options(message[last:call.start()]), call[0]]
+        last = call.end()
+    message = "".join([*parts, options(message[last:])])
+    if _PYTHON.search(message) and not _FLAG.search(message):
+        message += (" [the fix is Python: apply it to the input file (anndata.read_h5ad or mudata.read_h5mu, then "
+                    "write it back) and run scxl again]")
     return message
 
 
-@contextlib.contextmanager
-def _command_line_warnings():
-    """Print warnings as ``scxl run: warning: ...`` in the command's terms, each data-scale warning once.
+class _CommandLineLog:
+    """A logging filter: scxl's log lines in the command's terms (see :func:`_for_the_command_line`)."""
 
-    The default display names a line of scxl's source and repeats it (``xl.tl.train_classifier(``),
-    which means nothing to a user of the command.
+    def filter(self, record) -> bool:
+        import logging
+
+        if record.levelno >= logging.WARNING:
+            record.msg, record.args = _for_the_command_line(record.getMessage()), ()
+        return True
+
+
+@contextlib.contextmanager
+def _command_line_messages():
+    """Warnings and log lines in the command's terms: ``WARNING: ...`` as scxl's log, each once.
+
+    The default display of a warning names a line of scxl's source and repeats it
+    (``xl.tl.train_classifier(``), which means nothing to a user of the command. A data-scale
+    warning is printed once (training, then specificity, say it of the same matrix), another
+    library's warning once per text, as Python shows it.
     """
-    from ._logging import DataScaleWarning
+    from ._logging import DataScaleWarning, ScxlWarning, logger
 
     shown: set[str] = set()
+    previous = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):  # (showwarning's signature)
         text = str(message)
-        if issubclass(category, DataScaleWarning):  # (training, then specificity, say it of the same matrix)
-            head = text.split(":", 1)[0]
-            if head in shown:
-                return
-            shown.add(head)
-        print(f"scxl run: warning: {_for_the_command_line(text)}", file=sys.stderr if file is None else file)
+        seen = text.split(":", 1)[0] if issubclass(category, DataScaleWarning) else f"{category.__name__}: {text}"
+        if seen in shown:
+            return
+        shown.add(seen)
+        if not issubclass(category, ScxlWarning):
+            previous(message, category, filename, lineno, file, line)
+            return
+        print(f"WARNING: {_for_the_command_line(text)}", file=sys.stderr if file is None else file)
 
-    previous = warnings.showwarning
+    log = _CommandLineLog()
     warnings.showwarning = show
+    logger.addFilter(log)
     try:
         yield
     finally:
         warnings.showwarning = previous
+        logger.removeFilter(log)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -183,6 +213,8 @@ def _check_args(args: argparse.Namespace) -> None:
                              f"--{name.replace('_', '-')} {example}; got {v}")
     if args.cv is not None and args.cv < 2:
         raise ValueError(f"--cv must be at least 2 (folds), got {args.cv}")
+    if args.use_raw and args.layer is not None:
+        raise ValueError("--use-raw and --layer both name the matrix to train on: give one or the other")
     if args.no_layer and (args.layer_genes is not None or args.layer_dtype != "float32"):
         raise ValueError("--layer-genes and --layer-dtype set the contributions layer, which --no-layer turns off: "
                          "give one or the other")
@@ -250,7 +282,9 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     t0 = time.perf_counter()
     adata, groupby, source = _load(args.data, args.groupby, backed=args.backed)
-    args.unit = _unit(adata) if args.unit == "auto" else args.unit
+    args.unit = _unit(adata, args.layer, use_raw=args.use_raw) if args.unit == "auto" else args.unit
+    if args.use_raw and not hasattr(adata, "mod") and getattr(adata, "raw", None) is None:
+        raise ValueError(f"--use-raw: {source} has no raw; leave out --use-raw (to train on X) or give --layer NAME")
     _genes_for_raw(adata, args)
     _check_layer_room(adata, args, groupby)  # before training: a layer that cannot fit would fail only after it
     xl.tl.train_classifier(
@@ -304,6 +338,7 @@ def _clear_previous_run(out: Path, data: str | None = None) -> None:
     Only the names this command writes are touched; anything else in the folder stays.
     """
     old = [out / f for f in OUTPUT_FILES] + [out / "figures" / f"{f}.{ext}" for f in FIGURES for ext in ("png", "svg")]
+    old += [f for f in (out / "figures").glob("*_*.*") if f.stem.startswith(("top_genes_", "dotplot_"))]  # (per modality)
     keep = {Path(data).resolve()} if data else set()  # never the input itself
     old = [f for f in old if f.is_file() and f.resolve() not in keep]
     if old:
@@ -386,17 +421,20 @@ def _analyse(adata, args, groupby: str, out: Path) -> dict:
         result["specificity_error"] = str(err)
     if bio is not adata and "overlap" in result:
         from ._keys import Key
+        from ._logging import logger
 
         for column in (Key.var.tau, Key.var.specificity, Key.var.enriched_in, Key.var.housekeeping):
             adata.raw.var[column("xl")] = bio.var[column("xl")]
         for entry in (Key.uns.specificity("xl"), result["overlap"]):
             adata.uns[entry] = bio.uns[entry]
+        logger.info("--use-raw: specificity was computed on raw's values; its columns are in raw.var of the result")
+        result["specificity_where"] = "raw.var"
     result["biology"] = bio  # (the figure of the specificity of the top genes reads its var)
     return result
 
 
 def _genes_for_raw(adata, args: argparse.Namespace) -> None:
-    """``--use-raw --genes COLUMN`` with the column on ``var`` only (as ``highly_variable`` usually is): copy it to ``raw.var``.
+    """``--use-raw --genes COLUMN`` (or ``--layer-genes``) with the column on ``var`` only, as ``highly_variable`` usually is: copy it to ``raw.var``.
 
     Training with ``use_raw=True`` selects among raw's genes, in ``raw.var``; the command has no
     other way to name them.
@@ -405,14 +443,17 @@ def _genes_for_raw(adata, args: argparse.Namespace) -> None:
 
     from ._logging import logger
 
-    if not args.use_raw or args.genes is None or hasattr(adata, "mod") or getattr(adata, "raw", None) is None:
+    if not args.use_raw or hasattr(adata, "mod") or getattr(adata, "raw", None) is None:
         return
-    if args.genes in adata.raw.var.columns or args.genes not in adata.var.columns or adata.var[args.genes].dtype != bool:
-        return  # (training names what is wrong, if anything)
-    chosen = adata.var_names[np.asarray(adata.var[args.genes])]
-    adata.raw.var[args.genes] = adata.raw.var_names.isin(chosen)
-    logger.info("--genes %s with --use-raw: the %d genes marked in var, copied to raw.var[%r] (raw's %d genes)",
-                args.genes, int(adata.raw.var[args.genes].sum()), args.genes, adata.raw.n_vars)
+    for option, column in (("--genes", args.genes), ("--layer-genes", args.layer_genes)):
+        if column is None or column == "top" and option == "--layer-genes" or column in adata.raw.var.columns:
+            continue
+        if column not in adata.var.columns or adata.var[column].dtype != bool:
+            continue  # (training or the layer check names what is wrong)
+        chosen = adata.var_names[np.asarray(adata.var[column])]
+        adata.raw.var[column] = adata.raw.var_names.isin(chosen)
+        logger.info("%s %s with --use-raw: the %d genes marked in var, copied to raw.var[%r] (raw's %d genes)",
+                    option, column, int(adata.raw.var[column].sum()), column, adata.raw.n_vars)
 
 
 def _check_layer_room(adata, args: argparse.Namespace, groupby: str | None = None) -> None:
@@ -473,17 +514,34 @@ def _check_layer_room(adata, args: argparse.Namespace, groupby: str | None = Non
         options=layer_options(sparse=is_sparse, dtype=dtype, top=top, cli=True))
 
 
-def _unit(adata) -> str:
-    """``"samples"`` for bulk-like data (few observations, mostly non-zero values), else ``"cells"``."""
+def _unit(adata, layer: str | None = None, *, use_raw: bool = False) -> str:
+    """``"samples"`` for bulk-like data (few observations, mostly non-zero values), else ``"cells"``.
+
+    Read on the matrix training reads; a scaled matrix (negative values: no zeros left) is judged
+    by ``raw`` where there is one, which holds the values before scaling.
+    """
     import numpy as np
     from scipy import sparse
 
-    X = adata.mod[next(iter(adata.mod))].X if hasattr(adata, "mod") else adata.X
+    if hasattr(adata, "mod"):
+        X = adata.mod[next(iter(adata.mod))].X
+    elif use_raw and getattr(adata, "raw", None) is not None:
+        X = adata.raw.X
+    else:
+        X = adata.layers[layer] if layer is not None and layer in adata.layers else adata.X
     if X is None or adata.n_obs > 5000:
         return "cells"
-    block = X[: min(500, X.shape[0])]
-    nonzero = block.nnz / max(np.prod(block.shape), 1) if sparse.issparse(block) else float(np.mean(np.asarray(block) != 0))
-    return "samples" if nonzero > 0.5 else "cells"
+
+    def nonzero(matrix) -> tuple[float, bool]:
+        block = matrix[: min(500, matrix.shape[0])]
+        values = block.data if sparse.issparse(block) else np.asarray(block)
+        share = block.nnz / max(np.prod(block.shape), 1) if sparse.issparse(block) else float(np.mean(values != 0))
+        return share, bool(values.size and values.min() < 0)
+
+    share, scaled = nonzero(X)
+    if scaled and not hasattr(adata, "mod") and getattr(adata, "raw", None) is not None:
+        share, _ = nonzero(adata.raw.X)
+    return "samples" if share > 0.5 else "cells"
 
 
 _MARK = {"absence": " (absent)", "pattern": " (pattern)"}
@@ -519,13 +577,16 @@ def _summary(adata, ens, groupby: str, source: str, seconds: float, out: Path, a
         lines.append("")
     truth = adata.obs[groupby].astype(str).to_numpy()
     pred = adata.obs["xl_prediction"].astype(str).to_numpy()
-    ok = adata.obs[groupby].notna().to_numpy()
+    predicted = adata.obs["xl_prediction"].notna().to_numpy()  # (a MuData: not those missing from a modality)
+    ok = adata.obs[groupby].notna().to_numpy() & predicted
+    unpredicted = f"; {int((~predicted).sum())} without a prediction (missing from a modality) left out" \
+        if not predicted.all() else ""
     lines.append(
-        f"Agreement of predictions with {groupby!r} on all labelled {unit} (mostly training {unit}, optimistic): "
-        f"{np.mean(truth[ok] == pred[ok]):.3f}"
+        f"Agreement of predictions with {groupby!r} on all labelled {unit} (mostly training {unit}, optimistic"
+        f"{unpredicted}): {np.mean(truth[ok] == pred[ok]):.3f}"
     )
-    lines.append(f"Median confidence {np.nanmedian(adata.obs['xl_confidence']):.3f}; "
-                 f"{unit} where members disagree: {np.mean(adata.obs['xl_uncertainty'] > 0):.1%}")
+    lines.append(f"Median confidence {np.nanmedian(adata.obs['xl_confidence']):.3f}; {unit} where members disagree: "
+                 f"{np.mean(adata.obs['xl_uncertainty'].to_numpy()[predicted] > 0):.1%}")
     if analysis:
         import scxl as xl
 
@@ -554,14 +615,15 @@ def _summary(adata, ens, groupby: str, source: str, seconds: float, out: Path, a
         if "overlap" in analysis:
             t = adata.uns[analysis["overlap"]]["table"]
             spec = t[t["gene_set"] == "specific to group"].set_index("group")
-            lines += ["", "Top genes that are specific to their own group (observed / expected by chance):"]
+            where = " (specificity on raw's values, in raw.var)" if analysis.get("specificity_where") == "raw.var" else ""
+            lines += ["", f"Top genes that are specific to their own group (observed / expected by chance){where}:"]
             for g, r in spec.iterrows():
                 if int(r["set_size"]) == 0:
                     lines.append(f"  {g}: no gene specific to this group among the ranked genes")
                     continue
                 lines.append(f"  {g}: {int(r['overlap'])} / {r['expected']:.1f} (fold {r['fold_enrichment']:.1f}, adj. p {r['pvalue_adj']:.2g})")
         if "specificity_error" in analysis:
-            lines += ["", f"Specificity skipped: {analysis['specificity_error']}"]
+            lines += ["", f"Specificity skipped: {_for_the_command_line(analysis['specificity_error'])}"]
     lines += [
         "",
         "Files:",
@@ -622,13 +684,16 @@ def _report(adata, ens, groupby, source, seconds, out: Path, analysis: dict, arg
             if direction == "down":
                 rep.text("Absence evidence (xl.get.top_genes(..., direction='down')):", note=True)
             rep.table(wide.fillna(""))
-        rep.figure(xl.pl.top_genes(adata, key, n_genes=5, return_fig=True), "top_genes", figs,
-                   "Mean expression (scaled per gene) of each group's top contributing genes across all groups.")
         import scanpy as sc
 
-        sc.pl.rank_genes_groups_dotplot(adata, key=key, n_genes=3, dendrogram=False, show=False)
-        rep.figure(plt.gcf(), "dotplot", figs, "Scanpy's dot plot of the same ranking: each group's top 3 genes "
-                   f"({'expression that supports the group' if directed else 'by attribution'}).")
+        for name, view in _expression_views(adata, key, groupby):  # (a MuData: one figure per modality)
+            of = "" if name is None else f" ({name})"
+            suffix = "" if name is None else f"_{name}"
+            rep.figure(xl.pl.top_genes(view, key, n_genes=5, return_fig=True), f"top_genes{suffix}", figs,
+                       f"Mean expression{of} (scaled per gene) of each group's top contributing genes across all groups.")
+            sc.pl.rank_genes_groups_dotplot(view, key=key, n_genes=3, dendrogram=False, show=False)
+            rep.figure(plt.gcf(), f"dotplot{suffix}", figs, f"Scanpy's dot plot of the same ranking{of}: each group's "
+                       f"top 3 genes ({'expression that supports the group' if directed else 'by attribution'}).")
         if "overlap" in analysis:
             rep.heading("Biology: specificity of the top genes")
             rep.figure(xl.pl.specificity(analysis["biology"], key, return_fig=True), "specificity", figs,
@@ -639,6 +704,25 @@ def _report(adata, ens, groupby, source, seconds, out: Path, analysis: dict, arg
     rep.params({"command": vars(args), "ensemble": ens.params, "preprocessing": ens.preprocessing,
                 "versions": ens.versions})
     rep.write(out / "report.html")
+
+
+def _expression_views(adata, key: str, groupby: str) -> list:
+    """``[(modality or None, AnnData)]`` to draw expression from: the data, or each modality of a MuData.
+
+    A MuData's ranking is split by :func:`scxl.tl.attribute` into each modality's ``uns[key]``; the
+    labels, in ``mdata.obs``, are copied to the modality's obs where it lacks them.
+    """
+    if not hasattr(adata, "mod"):
+        return [(None, adata)]
+    views = []
+    for name, mod in adata.mod.items():
+        if key not in mod.uns:
+            continue
+        if groupby not in mod.obs:
+            mod = mod.copy()
+            mod.obs[groupby] = adata.obs.loc[mod.obs_names, groupby]
+        views.append((name, mod))
+    return views
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -663,7 +747,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def console() -> None:
     """The ``scxl`` console script (and ``python -m scxl``): :func:`main`, warnings in the command's terms."""
-    with _command_line_warnings():
+    with _command_line_messages():
         code = main()
     sys.exit(code)
 

@@ -377,7 +377,7 @@ def train_classifier(
 
     # features
     if (use_raw and isinstance(genes, str) and genes not in inputs.var.columns and not is_mudata(adata)
-            and genes in adata.var.columns):  # (the usual case: highly_variable is set on adata.var)
+            and genes in adata.var.columns and adata.var[genes].dtype == bool):  # (as highly_variable usually is)
         raise KeyError(
             f"use_raw=True selects among the genes of adata.raw, and raw.var has no column {genes!r} (adata.var has "
             f"it): pass the genes by name, genes=adata.var_names[adata.var[{genes!r}]], or copy the column to raw: "
