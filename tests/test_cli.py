@@ -449,3 +449,27 @@ def test_the_unit_is_read_on_the_values_before_scaling():
     assert _unit(a) == "cells" and _unit(a, use_raw=True) == "cells"
     bulk = ad.AnnData(np.random.default_rng(0).gamma(2.0, size=(60, 300)).astype(np.float32))
     assert _unit(bulk) == "samples"
+
+
+def test_scxl_csr_copies_a_csc_file_as_csr_and_the_hint_names_it(tmp_path, capsys, monkeypatch):
+    from scipy import sparse
+
+    from scxl import _inputs
+    from scxl.cli import _for_the_command_line
+
+    a = ad.AnnData(sparse.csc_matrix(np.eye(30, 8, dtype=np.float32)))
+    a.write_h5ad(tmp_path / "csc.h5ad")
+    assert main(["csr", str(tmp_path / "csc.h5ad"), str(tmp_path / "csr.h5ad")]) == 0
+    assert type(ad.read_h5ad(tmp_path / "csr.h5ad", backed="r").X).__name__.endswith("CSRDataset")
+    assert main(["csr", str(tmp_path / "csc.h5ad"), str(tmp_path / "csr.h5ad")]) == 2
+    assert "exists; give --overwrite to replace it" in capsys.readouterr().err
+    assert main(["csr", str(tmp_path / "csc.h5ad"), str(tmp_path / "csr.h5ad"), "--overwrite", "--max-mib", "0"]) == 2
+    assert "--max-mib must be at least 1" in capsys.readouterr().err
+    assert main(["csr", str(tmp_path / "missing.h5ad"), str(tmp_path / "x.h5ad")]) == 2
+    assert "scxl csr: error: " in capsys.readouterr().err
+    hint = []
+    monkeypatch.setattr(_inputs, "CSC_HINT_ROWS", 10)
+    monkeypatch.setattr(_inputs.logger, "warning", lambda msg, *args: hint.append(msg % args))
+    _inputs.get_matrix(ad.read_h5ad(tmp_path / "csc.h5ad", backed="r"))
+    said = _for_the_command_line(hint[0])
+    assert "scxl csr INPUT.h5ad copy.h5ad" in said and "the fix is Python" not in said

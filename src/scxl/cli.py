@@ -49,12 +49,13 @@ def _for_the_command_line(message: str) -> str:
             text = text.replace(python, switch)
         return _OPTION.sub(flag, text)
 
+    message = message.replace("xl.pp.rewrite_as_csr(adata, 'copy.h5ad')", "scxl csr INPUT.h5ad copy.h5ad")
     parts, last = [], 0
     for call in _CALL.finditer(message):  # (calls stay Python)
         parts += [options(message[last:call.start()]), call[0]]
         last = call.end()
     message = "".join([*parts, options(message[last:])])
-    if _PYTHON.search(message) and not _FLAG.search(message):
+    if _PYTHON.search(message) and not _FLAG.search(message) and "scxl csr" not in message:
         message += (" [the fix is Python: apply it to the input file (anndata.read_h5ad or mudata.read_h5mu, then "
                     "write it back) and run scxl again]")
     return message
@@ -187,6 +188,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--unit", default="auto", choices=["auto", "cells", "samples"],
                      help="what the observations are called in the outputs (auto: samples for dense bulk-like data)")
     run.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    csr = sub.add_parser(
+        "csr",
+        help="copy an .h5ad file with its CSC matrices stored as CSR (faster to stream), without loading them",
+        description=("Copy SOURCE to DEST with every CSC (column-compressed) matrix among X, the layers and raw/X "
+                     "stored as CSR, a bounded block at a time (xl.pp.rewrite_as_csr): for files larger than memory. "
+                     "scxl reads files by blocks of rows, which CSC stores scattered over every column."),
+        formatter_class=_HelpFormatter,
+    )
+    csr.add_argument("source", help="input .h5ad")
+    csr.add_argument("dest", help="output .h5ad")
+    csr.add_argument("--max-mib", type=int, default=256, help="working memory in MiB")
+    csr.add_argument("--overwrite", action="store_true", help="replace DEST if it exists")
     return parser
 
 
@@ -738,11 +751,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return run(args)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError, MemoryError) as err:
+        return run(args) if args.command == "run" else _csr(args)
+    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, MemoryError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"scxl run: error: {_for_the_command_line(msg)}", file=sys.stderr)
+        print(f"scxl {args.command}: error: {_for_the_command_line(msg)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def _csr(args: argparse.Namespace) -> int:
+    """Execute ``scxl csr``."""
+    import scxl as xl
+
+    if args.max_mib < 1:
+        raise ValueError(f"--max-mib must be at least 1, got {args.max_mib}")
+    previous = xl.settings.verbosity
+    xl.settings.verbosity = "info"
+    try:
+        xl.pp.rewrite_as_csr(args.source, args.dest, max_bytes=args.max_mib * 2**20, overwrite=args.overwrite)
+    except FileExistsError:
+        raise FileExistsError(f"{args.dest!r} exists; give --overwrite to replace it") from None
+    finally:
+        xl.settings.verbosity = previous
+    return 0
 
 
 def console() -> None:
