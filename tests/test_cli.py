@@ -463,8 +463,8 @@ def test_scxl_csr_copies_a_csc_file_as_csr_and_the_hint_names_it(tmp_path, capsy
     assert type(ad.read_h5ad(tmp_path / "csr.h5ad", backed="r").X).__name__.endswith("CSRDataset")
     assert main(["csr", str(tmp_path / "csc.h5ad"), str(tmp_path / "csr.h5ad")]) == 2
     assert "exists; give --overwrite to replace it" in capsys.readouterr().err
-    assert main(["csr", str(tmp_path / "csc.h5ad"), str(tmp_path / "csr.h5ad"), "--overwrite", "--max-mib", "0"]) == 2
-    assert "--max-mib must be at least 1" in capsys.readouterr().err
+    assert main(["csr", str(tmp_path / "csc.h5ad"), str(tmp_path / "csr.h5ad"), "--overwrite", "--max-mib", "8"]) == 2
+    assert "--max-mib must be at least 16" in capsys.readouterr().err
     assert main(["csr", str(tmp_path / "missing.h5ad"), str(tmp_path / "x.h5ad")]) == 2
     assert "scxl csr: error: " in capsys.readouterr().err
     hint = []

@@ -752,7 +752,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return run(args) if args.command == "run" else _csr(args)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, MemoryError) as err:
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError, MemoryError) as err:  # (OSError: files, folders)
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"scxl {args.command}: error: {_for_the_command_line(msg)}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -762,8 +762,8 @@ def _csr(args: argparse.Namespace) -> int:
     """Execute ``scxl csr``."""
     import scxl as xl
 
-    if args.max_mib < 1:
-        raise ValueError(f"--max-mib must be at least 1, got {args.max_mib}")
+    if args.max_mib < 16:
+        raise ValueError(f"--max-mib must be at least 16, got {args.max_mib}")
     previous = xl.settings.verbosity
     xl.settings.verbosity = "info"
     try:

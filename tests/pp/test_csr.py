@@ -120,3 +120,38 @@ def test_example_runs():
     for test in doctest.DocTestFinder().find(xl.pp.rewrite_as_csr, "rewrite_as_csr", globs={}):
         runner.run(test)
     assert runner.failures == 0 and runner.tries > 0
+
+
+def test_more_buckets_than_open_files_allowed(tmp_path):
+    """From a review: one open file per bucket hit the open-file limit (1,024 on Linux, 256 on macOS)."""
+    import subprocess
+    import sys
+
+    _csc_file(tmp_path / "in.h5ad", n_obs=3000)
+    code = ("import resource, scxl as xl, anndata as ad, numpy as np; "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (40, resource.getrlimit(resource.RLIMIT_NOFILE)[1])); "
+            f"xl.pp.rewrite_as_csr({str(tmp_path / 'in.h5ad')!r}, {str(tmp_path / 'out.h5ad')!r}, max_bytes=2**16)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = ad.read_h5ad(tmp_path / "in.h5ad"), ad.read_h5ad(tmp_path / "out.h5ad")
+    np.testing.assert_array_equal(b.X.toarray(), a.X.toarray())
+
+
+def test_paths_and_arguments_a_user_can_get_wrong(tmp_path):
+    a = _csc_file(tmp_path / "in.h5ad")
+    backed = ad.read_h5ad(tmp_path / "in.h5ad", backed="r")
+    with pytest.raises(ValueError, match="is a view of a backed AnnData"):
+        xl.pp.rewrite_as_csr(backed[:10], tmp_path / "out.h5ad")
+    with pytest.raises(FileNotFoundError, match="the folder .* of the destination does not exist"):
+        xl.pp.rewrite_as_csr(tmp_path / "in.h5ad", tmp_path / "nowhere" / "out.h5ad")
+    (tmp_path / "dir.h5ad").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        xl.pp.rewrite_as_csr(tmp_path / "in.h5ad", tmp_path / "dir.h5ad", overwrite=True)
+    (tmp_path / "text.h5ad").write_text("not hdf5")
+    with pytest.raises(OSError, match=r"cannot read .*text\.h5ad.* as an \.h5ad \(HDF5\) file"):
+        xl.pp.rewrite_as_csr(tmp_path / "text.h5ad", tmp_path / "out.h5ad")
+    with pytest.raises(TypeError, match="max_bytes must be an integer number of bytes, got 1000000.0"):
+        xl.pp.rewrite_as_csr(tmp_path / "in.h5ad", tmp_path / "out.h5ad", max_bytes=1e6)
+    path = xl.pp.rewrite_as_csr(tmp_path / "in.h5ad", tmp_path / "OUT.H5AD")  # (the suffix in capitals)
+    np.testing.assert_array_equal(ad.read_h5ad(path).X.toarray(), a.X.toarray())
+    assert not list(tmp_path.glob(".*"))

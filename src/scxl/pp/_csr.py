@@ -13,12 +13,13 @@ from .._logging import logger
 
 #: Bytes of working memory per entry (float32 values) while entries are read and sent to their buckets (row,
 #: column, value, bucket, order, the bucket's piece) and while a bucket is sorted into rows (the bucket as
-#: read, its local rows, scipy's CSR copy of it): the peak stays near ``max_bytes`` above the process's own.
-_READ_BYTES = 50
-_BUCKET_BYTES = 40
+#: read, scipy's CSC and CSR copies of it), set from the measured peaks (about twice the arrays' own bytes:
+#: h5py's read buffers, temporaries) so that the peak stays near ``max_bytes`` above the process's own.
+_READ_BYTES = 100
+_BUCKET_BYTES = 80
 #: Where an ``.h5ad`` file keeps matrices with a row per observation (``raw/X`` too).
 _MATRIX_PARENTS = ("layers",)
-_MATRICES = ("X", "raw/X")
+_MATRICES = ("X", "raw/X", "raw.X")  # (raw.X: files of anndata < 0.7)
 
 
 def rewrite_as_csr(
@@ -34,15 +35,21 @@ def rewrite_as_csr(
     converted from R often hold, stores columns instead, so every block of rows reads part of every
     column: several times slower (2.5× for attribute, 5× for predict, measured at 50,000 × 500).
     In memory the fix is ``adata.X = adata.X.tocsr()`` before writing the file; this function does
-    the same for files larger than memory, in 1.4-1.8× the time of the in-memory conversion.
+    the same for files larger than memory, in about twice the time of the in-memory conversion.
 
     Every CSC matrix among ``X``, ``layers`` and ``raw/X`` is rewritten as CSR with the same values
-    (column indices sorted within each row, the stored zeros kept); every other element of the
-    file (obs, var, obsm, uns, dense or CSR matrices, ...) is copied unchanged. The entries are
-    distributed over temporary bucket files beside ``filename`` (one sequential pass over the
-    matrix), then each bucket, of about ``max_bytes`` of work, is sorted into rows and written:
-    about the matrix's size of free disk space is needed in the destination's folder, and the
-    memory used stays near ``max_bytes`` whatever the size of the file.
+    (column indices sorted within each row, the stored zeros and duplicates kept); every other
+    element of the file (obs, var, obsm, obsp, uns, dense or CSR matrices, ...) is copied unchanged.
+    The entries are distributed over temporary bucket files beside ``filename`` (one sequential
+    pass over the matrix), then each bucket is sorted into rows and written. Free disk space in the
+    destination's folder: the bucket files, 12 bytes an entry for float32 values (about 1.5× the
+    uncompressed matrix), plus the copy itself. The memory stays near ``max_bytes`` above the
+    process's own whatever the size of the file, unless a single row holds more entries than a
+    bucket (very wide data: a row is never split).
+
+    An exception or Ctrl-C removes the partial copy and the bucket files; a process killed
+    outright (``SIGKILL``, or ``SIGTERM`` without a handler) leaves a hidden ``.NAME.partial`` file
+    and a ``.scxl_csr_*`` folder beside the destination, to delete by hand.
 
     Parameters
     ----------
@@ -52,9 +59,9 @@ def rewrite_as_csr(
     filename
         The ``.h5ad`` file to write. It must differ from the source.
     max_bytes
-        Working memory for the entries (about 40 bytes an entry while a bucket is sorted, 50 while
-        they are read): the peak stays near this above the process's own. Larger is not faster
-        (`benchmarks/results/rewrite_csr_2core_cpu.txt`).
+        Working memory: the peak stays near this above the process's own. Larger is not faster
+        (`benchmarks/results/rewrite_csr_2core_cpu.txt`); much smaller is slower (more pieces of
+        bucket files to write).
     overwrite
         Replace ``filename`` if it exists.
 
@@ -74,6 +81,8 @@ def rewrite_as_csr(
     >>> type(ad.read_h5ad(path, backed="r").X).__name__
     '_CSRDataset'
     """
+    import operator
+
     import h5py
 
     if hasattr(adata, "filename") and adata.filename is None:
@@ -81,25 +90,45 @@ def rewrite_as_csr(
                          "or pass the path of an .h5ad file")
     if not isinstance(adata, str | os.PathLike) and not hasattr(adata, "filename"):
         raise TypeError(f"adata must be the path of an .h5ad file or a backed AnnData, got {type(adata).__name__}")
+    if getattr(adata, "is_view", False):
+        raise ValueError("adata is a view of a backed AnnData, and rewrite_as_csr copies the whole file: pass the "
+                         "AnnData itself (or its path), or write the subset with adata[...].copy(filename=...)")
     source = Path(adata.filename if hasattr(adata, "filename") else adata)
     dest = Path(filename)
-    if source.suffix != ".h5ad" or dest.suffix != ".h5ad":
+    if source.suffix.lower() != ".h5ad" or dest.suffix.lower() != ".h5ad":
         raise ValueError(f"rewrite_as_csr reads and writes .h5ad files; got {source.name!r} -> {dest.name!r}")
-    if not source.exists():
+    if not source.is_file():
         raise FileNotFoundError(f"{str(source)!r} does not exist")
+    if dest.is_dir():
+        raise IsADirectoryError(f"{str(dest)!r} is a folder: give the path of the .h5ad file to write")
+    if not dest.parent.is_dir():
+        raise FileNotFoundError(f"the folder {str(dest.parent)!r} of the destination does not exist")
     if dest.exists() and source.resolve() == dest.resolve():
         raise ValueError(f"{str(dest)!r} is the source itself: write the copy to another file")
     if dest.exists() and not overwrite:
         raise FileExistsError(f"{str(dest)!r} exists; pass overwrite=True to replace it")
+    try:
+        max_bytes = operator.index(max_bytes)
+    except TypeError:
+        raise TypeError(f"max_bytes must be an integer number of bytes, got {max_bytes!r}") from None
     if max_bytes < 2**16:
         raise ValueError(f"max_bytes must be at least 65536, got {max_bytes}")
     partial = dest.with_name(f".{dest.name}.partial")  # (renamed at the end: an interrupted copy leaves no .h5ad)
     try:
-        with h5py.File(source, "r") as src, h5py.File(partial, "w") as out:
-            for key, value in src.attrs.items():
-                out.attrs[key] = value
-            converted = []
-            _copy(src, out, "", converted, max_bytes, dest.parent)
+        try:
+            src = h5py.File(source, "r")
+        except OSError as err:
+            raise OSError(f"cannot read {str(source)!r} as an .h5ad (HDF5) file: {err}") from None
+        with src:
+            try:
+                out = h5py.File(partial, "w")
+            except OSError as err:
+                raise OSError(f"cannot write in the folder {str(dest.parent)!r}: {err}") from None
+            with out:
+                for key, value in src.attrs.items():
+                    out.attrs[key] = value
+                converted: list[str] = []
+                _copy(src, out, "", converted, max_bytes, dest.parent)
         os.replace(partial, dest)
     finally:
         if partial.exists():
@@ -181,27 +210,25 @@ def _csc_to_csr(group, out, name: str, max_bytes: int, tmp_dir: Path) -> None:
         return
     folder = Path(tempfile.mkdtemp(prefix=".scxl_csr_", dir=tmp_dir))
     try:
-        files = [open(folder / f"{b}.bin", "wb") for b in range(len(starts))]
-        kinds = np.dtype([("row", np.int64), ("col", np.int32), ("value", value_dtype)])
+        kinds = np.dtype([("row", np.int32), ("col", np.int32), ("value", value_dtype)])  # (rows local to the bucket)
         bucket_of_row = np.repeat(np.arange(len(starts), dtype=np.int16 if len(starts) < 2**15 else np.int64),
                                   np.diff(bounds))  # (a gather: faster than a search per entry)
-        try:
-            for start in range(0, nnz, step):  # one sequential pass over the CSC entries
-                rows, cols, values = _read_entries(data_in, rows_in, indptr, start, min(nnz, start + step), step)
-                bucket = bucket_of_row[rows]
-                order = np.argsort(bucket, kind="stable")  # (stable: each bucket's entries stay in column order; radix on int16)
-                cuts = np.searchsorted(bucket[order], np.arange(len(starts) + 1))
-                for b in np.flatnonzero(np.diff(cuts)):
-                    sel = order[cuts[b]:cuts[b + 1]]
-                    chunk = np.empty(len(sel), dtype=kinds)
-                    chunk["row"], chunk["col"], chunk["value"] = rows[sel], cols[sel], values[sel]
-                    files[b].write(chunk.tobytes())
-        finally:
-            for f in files:
-                f.close()
+        for start in range(0, nnz, step):  # one sequential pass over the CSC entries
+            rows, cols, values = _read_entries(data_in, rows_in, indptr, start, min(nnz, start + step), step)
+            bucket = bucket_of_row[rows]
+            order = np.argsort(bucket, kind="stable")  # (stable: each bucket's entries stay in column order; radix on int16)
+            cuts = np.searchsorted(bucket[order], np.arange(len(starts) + 1))
+            for b in np.flatnonzero(np.diff(cuts)):
+                sel = order[cuts[b]:cuts[b + 1]]
+                chunk = np.empty(len(sel), dtype=kinds)
+                chunk["row"], chunk["col"], chunk["value"] = rows[sel] - bounds[b], cols[sel], values[sel]
+                with open(folder / f"{b}.bin", "ab") as f:  # (opened per piece: no limit on open files)
+                    f.write(chunk.tobytes())
         for b in range(len(starts)):
+            if not (folder / f"{b}.bin").exists():
+                continue  # (rows without entries)
             chunk = np.fromfile(folder / f"{b}.bin", dtype=kinds)
-            _write_bucket(chunk["row"], chunk["col"], chunk["value"], bounds[b], bounds[b + 1], n_cols, data_out,
+            _write_bucket(chunk["row"], chunk["col"], chunk["value"], 0, bounds[b + 1] - bounds[b], n_cols, data_out,
                           cols_out, out_indptr[bounds[b]])
             (folder / f"{b}.bin").unlink()
     finally:
