@@ -473,3 +473,31 @@ def test_scxl_csr_copies_a_csc_file_as_csr_and_the_hint_names_it(tmp_path, capsy
     _inputs.get_matrix(ad.read_h5ad(tmp_path / "csc.h5ad", backed="r"))
     said = _for_the_command_line(hint[0])
     assert "scxl csr INPUT.h5ad copy.h5ad" in said and "the fix is Python" not in said
+
+
+def test_sigterm_is_taken_as_ctrl_c_and_saves_the_members(tmp_path):
+    """A batch scheduler's time limit (SIGTERM, then SIGKILL seconds later) keeps the training done so far."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import scxl as xl
+
+    xl.datasets.synthetic(6000, 200, 4, random_state=0).write_h5ad(tmp_path / "in.h5ad")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "scxl", "run", str(tmp_path / "in.h5ad"), "--groupby", "group",
+                             "--n-models", "2", "--max-epochs", "1000", "--patience", "1000", "--min-delta-chance", "0",
+                             "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:  # the log, line by line, until training has started
+            if line.startswith("training 2 MLP"):
+                break
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.stderr.read()
+        code = proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert code == 130, err[-2000:]
+    assert "interrupted in training" in err and (out / "ensemble.npz").exists()

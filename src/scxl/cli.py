@@ -776,9 +776,22 @@ def _csr(args: argparse.Namespace) -> int:
 
 
 def console() -> None:
-    """The ``scxl`` console script (and ``python -m scxl``): :func:`main`, warnings in the command's terms."""
-    with _command_line_messages():
-        code = main()
+    """The ``scxl`` console script (and ``python -m scxl``): :func:`main`, warnings in the command's terms.
+
+    ``SIGTERM`` (what ``kill``, ``timeout`` and a batch scheduler's time limit send) is taken as a
+    Ctrl-C: ``scxl run`` saves the members trained so far, ``scxl csr`` removes its partial copy.
+    """
+    import signal
+
+    def as_interrupt(signum, frame):
+        signal.raise_signal(signal.SIGINT)  # (to whichever SIGINT handler holds: scxl's deferral, or Python's)
+
+    previous = signal.signal(signal.SIGTERM, as_interrupt)
+    try:
+        with _command_line_messages():
+            code = main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     sys.exit(code)
 
 

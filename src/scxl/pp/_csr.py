@@ -47,9 +47,10 @@ def rewrite_as_csr(
     process's own whatever the size of the file, unless a single row holds more entries than a
     bucket (very wide data: a row is never split).
 
-    An exception or Ctrl-C removes the partial copy and the bucket files; a process killed
-    outright (``SIGKILL``, or ``SIGTERM`` without a handler) leaves a hidden ``.NAME.partial`` file
-    and a ``.scxl_csr_*`` folder beside the destination, to delete by hand.
+    An exception or Ctrl-C removes the partial copy and the bucket files (``scxl csr`` takes
+    ``SIGTERM`` as a Ctrl-C too); a process killed outright (``SIGKILL``, or ``SIGTERM`` in a
+    Python session without a handler for it) leaves a hidden ``.NAME.partial`` file and a
+    ``.scxl_csr_*`` folder beside the destination, to delete by hand.
 
     Parameters
     ----------
