@@ -485,3 +485,20 @@ def test_labels_that_are_missing_values_written_as_text_warn_and_the_fixes_offer
     a.obs["num"] = pd.Categorical(a.obs["num"])  # the fix the error gives
     xl.tl.train_classifier(a, "num", n_models=1, max_epochs=1, overwrite=True)
     assert len(xl.get.ensemble(a).classes) == 3 and "nan" not in list(xl.get.ensemble(a).classes)
+
+
+@pytest.mark.parametrize("backed", [False, True])
+def test_a_class_too_small_to_split_is_named_in_a_fix_that_runs(synth, tmp_path, backed):
+    a = synth.copy()
+    a.obs["tiny"] = ["a"] * (a.n_obs - 1) + ["b"]
+    if backed:
+        a.write_h5ad(tmp_path / "a.h5ad")
+        a = ad.read_h5ad(tmp_path / "a.h5ad", backed="r")
+    with pytest.raises(ValueError, match="fewer than 2 cells") as err:
+        xl.tl.train_classifier(a, "tiny", n_models=1, max_epochs=1)
+    import re
+
+    fix = re.search(r"e\.g\. (adata = .*?)\) or merge them", str(err.value))[1]
+    names = {"adata": a}
+    exec(fix, names)  # the fix as printed
+    assert names["adata"].obs["tiny"].tolist().count("b") == 0 and not names["adata"].is_view

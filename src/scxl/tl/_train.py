@@ -371,8 +371,8 @@ def train_classifier(
             f"classes with fewer than {min_cells} cells cannot be split for training/validation"
             f"{' and ' + str(cv) + '-fold CV' if cv else ''}: "
             + ", ".join(f"{k!r} ({v})" for k, v in small.items())
-            + ". Remove them (e.g. adata = adata[~adata.obs[groupby].isin([...])].copy(), or for a backed file "
-            "adata[...].to_memory() or .copy(filename=...)) or merge them"
+            + f". Remove them (e.g. adata = adata[~adata.obs[{groupby!r}].isin({[str(k) for k in small.index]!r})]"
+            + (".to_memory()" if getattr(adata, "isbacked", False) else ".copy()") + ") or merge them"
         )
 
     # features
