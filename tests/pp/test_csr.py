@@ -155,3 +155,21 @@ def test_paths_and_arguments_a_user_can_get_wrong(tmp_path):
     path = xl.pp.rewrite_as_csr(tmp_path / "in.h5ad", tmp_path / "OUT.H5AD")  # (the suffix in capitals)
     np.testing.assert_array_equal(ad.read_h5ad(path).X.toarray(), a.X.toarray())
     assert not list(tmp_path.glob(".*"))
+
+
+def test_a_legacy_h5sparse_raw_x_is_converted_too(tmp_path):
+    """Files of anndata < 0.7 keep raw's matrix at the root as ``raw.X``, marked with h5sparse attributes."""
+    import h5py
+
+    x = sparse.random(50, 8, density=0.3, format="csc", dtype=np.float32, random_state=0)
+    with h5py.File(tmp_path / "old.h5ad", "w") as f:
+        g = f.create_group("raw.X")
+        g.attrs["h5sparse_format"], g.attrs["h5sparse_shape"] = "csc", x.shape
+        for name in ("data", "indices", "indptr"):
+            g.create_dataset(name, data=getattr(x, name))
+    xl.pp.rewrite_as_csr(tmp_path / "old.h5ad", tmp_path / "new.h5ad")
+    with h5py.File(tmp_path / "new.h5ad") as f:
+        g = f["raw.X"]
+        assert g.attrs["h5sparse_format"] == "csr"
+        got = sparse.csr_matrix((g["data"][:], g["indices"][:], g["indptr"][:]), shape=tuple(g.attrs["shape"]))
+    np.testing.assert_array_equal(got.toarray(), x.toarray())
