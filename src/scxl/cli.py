@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import re
 import sys
 import time
@@ -24,6 +25,8 @@ _CALL = re.compile(r"\b[\w.]+\((?:[^()]|\([^()]*\))*=(?:[^()]|\([^()]*\))*\)")
 #: A fix written as Python code: an assignment to or a call on adata, a library call, a copy.
 _PYTHON = re.compile(r"\badata\b[\w.\[\]'\"]*\s=\s|\badata\.\w+\(|\b(?:sc|xl|pd|np|anndata)\.[\w.]+\(|\.copy\(|\.to_memory\(")
 _FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]+")
+#: Python calls of scxl's messages that a command does.
+_COMMANDS = {"xl.pp.rewrite_as_csr(adata, 'copy.h5ad')": "scxl csr INPUT.h5ad copy.h5ad"}
 
 
 def _for_the_command_line(message: str) -> str:
@@ -49,13 +52,14 @@ def _for_the_command_line(message: str) -> str:
             text = text.replace(python, switch)
         return _OPTION.sub(flag, text)
 
-    message = message.replace("xl.pp.rewrite_as_csr(adata, 'copy.h5ad')", "scxl csr INPUT.h5ad copy.h5ad")
+    for python, command in _COMMANDS.items():
+        message = message.replace(python, command)
     parts, last = [], 0
     for call in _CALL.finditer(message):  # (calls stay Python)
         parts += [options(message[last:call.start()]), call[0]]
         last = call.end()
     message = "".join([*parts, options(message[last:])])
-    if _PYTHON.search(message) and not _FLAG.search(message) and "scxl csr" not in message:
+    if _PYTHON.search(message) and not _FLAG.search(message) and not any(c in message for c in _COMMANDS.values()):
         message += (" [the fix is Python: apply it to the input file (anndata.read_h5ad or mudata.read_h5mu, then "
                     "write it back) and run scxl again]")
     return message
@@ -65,8 +69,6 @@ class _CommandLineLog:
     """A logging filter: scxl's log lines in the command's terms (see :func:`_for_the_command_line`)."""
 
     def filter(self, record) -> bool:
-        import logging
-
         if record.levelno >= logging.WARNING:
             record.msg, record.args = _for_the_command_line(record.getMessage()), ()
         return True
@@ -456,10 +458,10 @@ def _genes_for_raw(adata, args: argparse.Namespace) -> None:
 
     from ._logging import logger
 
-    if not args.use_raw or hasattr(adata, "mod") or getattr(adata, "raw", None) is None:
+    if not args.use_raw or hasattr(adata, "mod"):  # (without raw, _run has refused)
         return
     for option, column in (("--genes", args.genes), ("--layer-genes", args.layer_genes)):
-        if column is None or column == "top" and option == "--layer-genes" or column in adata.raw.var.columns:
+        if column is None or (column == "top" and option == "--layer-genes") or column in adata.raw.var.columns:
             continue
         if column not in adata.var.columns or adata.var[column].dtype != bool:
             continue  # (training or the layer check names what is wrong)
@@ -492,8 +494,6 @@ def _check_layer_room(adata, args: argparse.Namespace, groupby: str | None = Non
 
     if args.method == "none" or args.no_layer or hasattr(adata, "mod"):
         return
-    if args.use_raw and (args.layer is not None or adata.raw is None):
-        return  # (training refuses these, naming the problem)
     var = adata.raw.var if args.use_raw else adata.var  # where training and attribute look the columns up
     keep = np.ones(len(var), dtype=bool)
     if args.genes is not None and args.genes in var:

@@ -206,8 +206,8 @@ def _csc_to_csr(group, out, name: str, max_bytes: int, tmp_dir: Path) -> None:
     target.create_dataset("indptr", data=out_indptr)
 
     if len(starts) == 1:  # one bucket: in memory, no temporary files
-        rows, cols, values = _read_entries(data_in, rows_in, indptr, 0, nnz, step)
-        _write_bucket(rows, cols, values, 0, n_rows, n_cols, data_out, cols_out, 0)
+        rows, cols, values = _read_entries(data_in, rows_in, indptr, 0, nnz)
+        _write_bucket(rows, cols, values, n_rows, n_cols, data_out, cols_out, 0)
         return
     folder = Path(tempfile.mkdtemp(prefix=".scxl_csr_", dir=tmp_dir))
     try:
@@ -215,7 +215,7 @@ def _csc_to_csr(group, out, name: str, max_bytes: int, tmp_dir: Path) -> None:
         bucket_of_row = np.repeat(np.arange(len(starts), dtype=np.int16 if len(starts) < 2**15 else np.int64),
                                   np.diff(bounds))  # (a gather: faster than a search per entry)
         for start in range(0, nnz, step):  # one sequential pass over the CSC entries
-            rows, cols, values = _read_entries(data_in, rows_in, indptr, start, min(nnz, start + step), step)
+            rows, cols, values = _read_entries(data_in, rows_in, indptr, start, min(nnz, start + step))
             bucket = bucket_of_row[rows]
             order = np.argsort(bucket, kind="stable")  # (stable: each bucket's entries stay in column order; radix on int16)
             cuts = np.searchsorted(bucket[order], np.arange(len(starts) + 1))
@@ -229,14 +229,14 @@ def _csc_to_csr(group, out, name: str, max_bytes: int, tmp_dir: Path) -> None:
             if not (folder / f"{b}.bin").exists():
                 continue  # (rows without entries)
             chunk = np.fromfile(folder / f"{b}.bin", dtype=kinds)
-            _write_bucket(chunk["row"], chunk["col"], chunk["value"], 0, bounds[b + 1] - bounds[b], n_cols, data_out,
+            _write_bucket(chunk["row"], chunk["col"], chunk["value"], bounds[b + 1] - bounds[b], n_cols, data_out,
                           cols_out, out_indptr[bounds[b]])
             (folder / f"{b}.bin").unlink()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _read_entries(data_in, rows_in, indptr: np.ndarray, start: int, stop: int, step: int):
+def _read_entries(data_in, rows_in, indptr: np.ndarray, start: int, stop: int):
     """Rows, columns and values of the CSC entries ``start:stop`` (in column order)."""
     rows = np.asarray(rows_in[start:stop], dtype=np.int64)
     values = np.asarray(data_in[start:stop])
@@ -247,8 +247,8 @@ def _read_entries(data_in, rows_in, indptr: np.ndarray, start: int, stop: int, s
     return rows, cols, values
 
 
-def _write_bucket(rows, cols, values, r0: int, r1: int, n_cols: int, data_out, cols_out, offset: int) -> None:
-    """Write the entries of rows ``r0:r1`` (in column order) as CSR rows at ``offset`` of the output.
+def _write_bucket(rows, cols, values, n_rows: int, n_cols: int, data_out, cols_out, offset: int) -> None:
+    """Write a bucket's entries (rows counted from its first, in column order) as CSR rows at ``offset`` of the output.
 
     In column order they are a CSC matrix of those rows; scipy's CSC → CSR conversion (a counting
     sort, linear in the entries) puts them into rows with the columns increasing, keeping stored
@@ -259,6 +259,6 @@ def _write_bucket(rows, cols, values, r0: int, r1: int, n_cols: int, data_out, c
     from scipy import sparse
 
     col_ptr = np.searchsorted(cols, np.arange(n_cols + 1))
-    block = sparse.csc_matrix((values, rows - r0, col_ptr), shape=(r1 - r0, n_cols)).tocsr()
+    block = sparse.csc_matrix((values, rows, col_ptr), shape=(n_rows, n_cols)).tocsr()
     data_out[offset:offset + block.nnz] = block.data
     cols_out[offset:offset + block.nnz] = block.indices
